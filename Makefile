@@ -1,0 +1,45 @@
+# Native stack and developer commands. `make up` runs the pipeline; `make test` runs the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) -m iot_pipeline.stack
+
+.PHONY: help setup up down status test lint format logs clean
+
+help:
+	@echo "make setup   install everything (virtualenv, Kafka and OpenSearch jars, redis-server)"
+	@echo "make up      start the native stack and wait until it is ready"
+	@echo "make status  show each service's state, health and memory"
+	@echo "make down    stop what 'make up' started"
+	@echo "make test    lint + unit + integration tests (starts the stack if needed)"
+	@echo "make logs    follow the stack's logs"
+
+setup:
+	@bash scripts/setup.sh
+
+up: setup
+	@$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; else echo "no virtualenv: nothing to stop"; fi
+
+status:
+	@$(STACK) status
+
+test: setup
+	@bash scripts/test.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format:
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+logs:
+	@tail -n 20 -F .stack/logs/*.log
+
+clean: down
+	rm -rf .stack/data .stack/logs .stack/run

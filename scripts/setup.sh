@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# make setup: install everything the project needs on a fresh machine, idempotently.
+#  - checks prerequisites (Python 3.11, Java 17+, Maven, disk space)
+#  - redis-server through apt when it is missing
+#  - the virtualenv (.venv) with the package, every service's dependencies and dev tools
+#  - Kafka and OpenSearch jars from Maven Central into $STACK_DIR/lib
+# Each step is skipped when what it installs is already there and up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+MIN_FREE_MB=2048
+t0=$SECONDS
+
+step() { printf '[setup] %s\n' "$*"; }
+fail() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# --- prerequisites -----------------------------------------------------------------------
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
+  || fail "Python 3.11 is required (found: $("$PYTHON" --version 2>&1)); install python3.11 or set PYTHON=/path/to/python3.11"
+command -v java >/dev/null 2>&1 || fail "java not found: install a JDK 17 or newer (apt-get install openjdk-17-jdk-headless)"
+java_major=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+[ "${java_major:-0}" -ge 17 ] 2>/dev/null \
+  || fail "Java 17+ is required (java on PATH is ${java_major:-unknown}); install openjdk-17 or put a newer JDK first on PATH"
+command -v mvn >/dev/null 2>&1 || fail "Maven not found: install it (apt-get install maven); it resolves the Kafka and OpenSearch jars"
+free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
+[ "$free_mb" -ge "$MIN_FREE_MB" ] || fail "only ${free_mb} MiB free here; the virtualenv, jars and data need ${MIN_FREE_MB} MiB"
+
+# --- redis-server -------------------------------------------------------------------------
+if command -v redis-server >/dev/null 2>&1; then
+  step "redis-server: present ($(redis-server --version | awk '{print $3}'))"
+else
+  step "redis-server: installing with apt"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  command -v apt-get >/dev/null 2>&1 || fail "redis-server is missing and apt-get is not available: install Redis 7 yourself"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq || fail "apt-get update failed (run as root or with passwordless sudo)"
+  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
+    || fail "apt-get install redis-server failed"
+fi
+
+# --- virtualenv -----------------------------------------------------------------------------
+want=$(stamp_of pyproject.toml constraints.txt)
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" = "$want" ]; then
+  step "virtualenv: up to date ($VENV)"
+else
+  step "virtualenv: installing the package and its dependencies into $VENV (a few minutes the first time)"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    -c constraints.txt -e ".[generator,worker,api,airflow,stack,dev]"
+  echo "$want" > "$VENV/.setup-stamp"
+fi
+
+# --- jars from Maven Central ----------------------------------------------------------------
+stack_dir=$("$VENV/bin/python" -c 'from iot_pipeline.settings import Settings; print(Settings().stack_dir.resolve())')
+for component in kafka opensearch; do
+  pom=native/$component/pom.xml
+  dest=$stack_dir/lib/$component
+  want=$(stamp_of "$pom")
+  if [ "$(cat "$dest/.setup-stamp" 2>/dev/null)" = "$want" ]; then
+    step "$component jars: up to date ($(ls "$dest"/*.jar | wc -l) jars in $dest)"
+    continue
+  fi
+  step "$component jars: resolving $pom from Maven Central"
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  mkdir -p "$stack_dir/logs"
+  mvn_log=$stack_dir/logs/setup-mvn-$component.log
+  mvn -B -f "$pom" dependency:copy-dependencies \
+    -DoutputDirectory="$dest" -DincludeScope=runtime > "$mvn_log" 2>&1 \
+    || { tail -n 30 "$mvn_log" >&2; fail "Maven could not resolve $pom (is Maven Central reachable?); full log: $mvn_log"; }
+  echo "$want" > "$dest/.setup-stamp"
+  step "$component jars: $(ls "$dest"/*.jar | wc -l) jars in $dest"
+done
+
+step "done in $((SECONDS - t0))s"

@@ -1,0 +1,166 @@
+"""The one typed settings object, read from the environment and `.env`.
+
+Every component takes its configuration from here; nothing else in the project reads
+`os.environ`. Field names map to upper-case environment variables (`kafka_brokers` is
+`KAFKA_BROKERS`). The same settings drive the clients and the native stack (`make up`): the
+broker, search and Redis addresses are where the clients connect *and* where the native
+services bind.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
+_INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_PLACEHOLDER_SECRETS = {"changeme", "changethis", "password", "admin", "secret"}
+
+
+def split_host_port(address: str, default_port: int) -> tuple[str, int]:
+    """Split `host:port` (or a URL) into its host and port."""
+    parsed = urlsplit(address if "//" in address else f"//{address}")
+    return parsed.hostname or "127.0.0.1", parsed.port or default_port
+
+
+class Settings(BaseSettings):
+    """Configuration of every component, from environment variables and `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    app_env: Literal["local", "test", "production"] = Field(
+        "local", description="Deployment kind; outside `local`, placeholder secrets are refused."
+    )
+
+    # Kafka
+    kafka_brokers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated bootstrap servers (host:port)."
+    )
+    kafka_sensor_data_topic: str = Field(
+        "iot_sensor_data", description="Topic the sensor readings are produced to."
+    )
+    kafka_dlq_topic: str = Field(
+        "", description="Dead-letter topic; empty means `<KAFKA_SENSOR_DATA_TOPIC>.dlq`."
+    )
+    kafka_topics_file: Path = Field(
+        Path("kafka/topics.json"), description="Topic definitions (partitions, retention)."
+    )
+    kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the native broker."
+    )
+
+    # Simulator
+    data_generator_interval_seconds: float = Field(
+        1.0, gt=0, description="Seconds between two rounds of readings in live mode."
+    )
+
+    # Search engine
+    search_engine: Literal["opensearch", "elasticsearch"] = Field(
+        "opensearch", description="Which engine adapter to use."
+    )
+    search_url: str = Field("http://127.0.0.1:9200", description="Search engine HTTP endpoint.")
+    search_username: str = Field("", description="Search user; empty for no authentication.")
+    search_password: SecretStr = Field(
+        SecretStr(""), description="Search password; never commit a real one."
+    )
+    search_index_prefix: str = Field(
+        "iot", description="Prefix of every index and template the pipeline creates."
+    )
+
+    # Redis (Celery broker)
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (Celery broker).")
+
+    # Native stack (make up)
+    stack_dir: Path = Field(
+        Path(".stack"), description="Data, logs, jars and run files of the native stack."
+    )
+    stack_ready_timeout_seconds: float = Field(
+        90.0, gt=0, description="How long `make up` waits for each service to become ready."
+    )
+    kafka_heap: str = Field("512m", description="JVM heap (-Xmx) of the native Kafka broker.")
+    opensearch_heap: str = Field("512m", description="JVM heap of the native OpenSearch node.")
+    java_home: Path | None = Field(
+        None, description="JDK used by the native stack; empty means `java` on PATH."
+    )
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _check_brokers(cls, value: str) -> str:
+        brokers = [b.strip() for b in value.split(",") if b.strip()]
+        bad = [b for b in brokers if not _HOST_PORT.match(b)]
+        if not brokers or bad:
+            raise ValueError(
+                f"KAFKA_BROKERS must be a comma-separated list of host:port, got {value!r}"
+            )
+        return ",".join(brokers)
+
+    @field_validator("kafka_sensor_data_topic", "kafka_dlq_topic")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if value and not _TOPIC_NAME.match(value):
+            raise ValueError(f"invalid Kafka topic name {value!r}: use letters, digits, . _ -")
+        return value
+
+    @field_validator("search_index_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _INDEX_PREFIX.match(value):
+            raise ValueError(
+                f"SEARCH_INDEX_PREFIX {value!r} must be lower-case letters, digits, _ or -"
+            )
+        return value
+
+    @field_validator("search_url", "redis_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if not parts.scheme or not parts.hostname:
+            raise ValueError(f"{value!r} is not a URL (expected scheme://host:port)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        password = self.search_password.get_secret_value()
+        if self.app_env != "local" and password.lower() in _PLACEHOLDER_SECRETS:
+            raise ValueError(
+                f"SEARCH_PASSWORD is a placeholder; set a real secret when APP_ENV={self.app_env}"
+            )
+        return self
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """The dead-letter topic: explicit, or derived from the data topic."""
+        return self.kafka_dlq_topic or f"{self.kafka_sensor_data_topic}.dlq"
+
+    @property
+    def kafka_bootstrap(self) -> tuple[str, int]:
+        """Host and port of the first bootstrap server (where the native broker listens)."""
+        return split_host_port(self.kafka_brokers.split(",")[0], 9092)
+
+    @property
+    def search_address(self) -> tuple[str, int]:
+        """Host and port of the search endpoint."""
+        return split_host_port(self.search_url, 9200)
+
+    @property
+    def redis_address(self) -> tuple[str, int]:
+        """Host and port of Redis."""
+        return split_host_port(self.redis_url, 6379)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

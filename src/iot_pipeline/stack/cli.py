@@ -1,0 +1,180 @@
+"""`python -m iot_pipeline.stack up|down|status`: run the native stack for development and CI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from iot_pipeline.settings import Settings
+from iot_pipeline.stack.probes import port_open
+from iot_pipeline.stack.services import Service, StackError, StackPaths, native_services
+from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor, render_config
+
+LOG_TAIL_LINES = 40
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    if not path.exists():
+        return f"(no log at {path})"
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _supervisor_for(settings: Settings, services: Sequence[Service]) -> Supervisor:
+    paths = StackPaths.from_settings(settings)
+    supervisor = Supervisor(paths)
+    changed = supervisor.write_config(render_config(paths, services, Path.cwd()))
+    if not supervisor.is_running():
+        supervisor.start_daemon()
+        print(f"supervisord started ({_relative(supervisor.config)})")
+    elif changed:
+        supervisor.reload()
+    return supervisor
+
+
+def up(settings: Settings) -> int:
+    """Start what is not running yet and wait until every service is ready."""
+    started_at = time.monotonic()
+    services = native_services(settings)
+    supervisor = _supervisor_for(settings, services)
+    paths = supervisor.paths
+
+    waiting: dict[str, Service] = {}
+    for service in services:
+        ours = supervisor.state(service.name) in ALIVE_STATES
+        if not ours and service.probe(settings).ok:
+            print(f"{service.name:<11} already running outside this stack; reusing it")
+            continue
+        if ours:
+            print(f"{service.name:<11} already running")
+        else:
+            host, port = service.address
+            if port_open(host, port):
+                raise StackError(
+                    f"{host}:{port} is taken by a process that does not answer as "
+                    f"{service.name}; stop it or configure another port"
+                )
+            service.prepare()
+            supervisor.start(service.name)
+            print(f"{service.name:<11} starting (log: {_relative(paths.log_of(service.name))})")
+        waiting[service.name] = service
+
+    deadline = time.monotonic() + settings.stack_ready_timeout_seconds
+    while waiting:
+        for name, service in list(waiting.items()):
+            health = service.probe(settings)
+            if health.ok:
+                elapsed = time.monotonic() - started_at
+                print(f"{name:<11} ready after {elapsed:4.1f}s ({health.detail})")
+                del waiting[name]
+                continue
+            state = supervisor.state(name)
+            timed_out = time.monotonic() > deadline
+            if state not in ALIVE_STATES or timed_out:
+                reason = (
+                    f"not ready after {settings.stack_ready_timeout_seconds:.0f}s"
+                    if timed_out
+                    else f"exited (supervisord state {state})"
+                )
+                log = paths.log_of(name)
+                print(
+                    f"{name:<11} FAILED: {reason}; last probe: {health.detail}\n"
+                    f"--- last {LOG_TAIL_LINES} lines of {_relative(log)} ---\n{_tail(log)}\n---",
+                    file=sys.stderr,
+                )
+                return 1
+        time.sleep(0.25)
+
+    from iot_pipeline.topics import ensure_topics
+
+    topics = ensure_topics(settings)
+    print("topics      " + ", ".join(f"{name} ({state})" for name, state in topics.items()))
+    print(
+        f"stack ready in {time.monotonic() - started_at:.1f}s; "
+        f"logs in {_relative(paths.logs)}; stop with `make down`"
+    )
+    return 0
+
+
+def down(settings: Settings) -> int:
+    """Stop what `up` started (and nothing else); safe to run twice."""
+    supervisor = Supervisor(StackPaths.from_settings(settings))
+    if not supervisor.is_running():
+        print("stack is not running; nothing to stop")
+        return 0
+    started = time.monotonic()
+    stopped = supervisor.shutdown()
+    names = ", ".join(stopped) if stopped else "no services"
+    print(f"stopped {names} and supervisord in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def status(settings: Settings) -> int:
+    """Print each service's process state, health and memory; exit 0 only if all are ready."""
+    import psutil
+
+    services = native_services(settings)
+    supervisor = Supervisor(StackPaths.from_settings(settings))
+    managed = supervisor.is_running()
+    print(f"{'service':<11} {'process':<9} {'pid':>7} {'rss MiB':>8}  health")
+    total_rss = 0
+    all_ok = True
+    for service in services:
+        state = supervisor.state(service.name) if managed else None
+        pid = supervisor.pid(service.name) if state in ALIVE_STATES else 0
+        rss = 0
+        if pid:
+            try:
+                process = psutil.Process(pid)
+                rss = process.memory_info().rss + sum(
+                    child.memory_info().rss for child in process.children(recursive=True)
+                )
+            except psutil.Error:
+                rss = 0
+        total_rss += rss
+        health = service.probe(settings)
+        all_ok = all_ok and health.ok
+        process_state = (state or "external" if health.ok else state or "-").lower()
+        mark = "ready" if health.ok else "DOWN"
+        print(
+            f"{service.name:<11} {process_state:<9} {pid or '-':>7} {rss / 2**20:>8.0f}  "
+            f"{mark}: {health.detail}"
+        )
+    print(f"{'total':<11} {'':<9} {'':>7} {total_rss / 2**20:>8.0f}")
+    return 0 if all_ok else 3
+
+
+def is_up(settings: Settings) -> int:
+    """Exit 0 when every service answers (whoever runs it), 1 otherwise; prints nothing."""
+    return 0 if all(s.probe(settings).ok for s in native_services(settings)) else 1
+
+
+COMMANDS = {"up": up, "down": down, "status": status, "is-up": is_up}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="iot-stack", description=__doc__)
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        return COMMANDS[args.command](settings)
+    except ValidationError as exc:
+        print(f"invalid configuration (environment or .env):\n{exc}", file=sys.stderr)
+        return 2
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,84 @@
+"""Readiness probes: is each backing service up and answering as what it should be?"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from iot_pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class Health:
+    """The outcome of one probe: ready or not, and a short human-readable detail."""
+
+    ok: bool
+    detail: str
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def redis_health(settings: Settings) -> Health:
+    """PING Redis and report its version."""
+    import redis
+
+    host, port = settings.redis_address
+    if not port_open(host, port):
+        return Health(False, f"nothing listening on {host}:{port}")
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+        version = client.info("server").get("redis_version", "?")
+    except redis.RedisError as exc:
+        return Health(False, f"{host}:{port} does not answer as Redis: {exc}")
+    finally:
+        client.close()
+    return Health(True, f"{host}:{port}, redis {version}")
+
+
+def kafka_health(settings: Settings) -> Health:
+    """Fetch cluster metadata from the bootstrap servers."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    host, port = settings.kafka_bootstrap
+    if not port_open(host, port):
+        return Health(False, f"nothing listening on {host}:{port}")
+    # log_level 0: a probe that fails is reported by us, not by librdkafka on stderr.
+    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers, "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=3)
+    except KafkaException as exc:
+        return Health(False, f"{host}:{port} does not answer as Kafka: {exc.args[0].str()}")
+    if not metadata.brokers:
+        return Health(False, f"{host}:{port} reports no brokers yet")
+    return Health(True, f"{host}:{port}, {len(metadata.brokers)} broker(s)")
+
+
+def search_health(settings: Settings) -> Health:
+    """Ask the search engine for its cluster health (green or yellow is ready)."""
+    request = urllib.request.Request(f"{settings.search_url}/_cluster/health")  # noqa: S310
+    if settings.search_username:
+        token = f"{settings.search_username}:{settings.search_password.get_secret_value()}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
+    host, port = settings.search_address
+    if not port_open(host, port):
+        return Health(False, f"nothing listening on {host}:{port}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:  # noqa: S310
+            body = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return Health(False, f"{settings.search_url} does not answer as a search engine: {exc}")
+    status = body.get("status", "unknown")
+    return Health(status in ("green", "yellow"), f"{settings.search_url}, cluster {status}")

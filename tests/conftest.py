@@ -1,0 +1,57 @@
+"""Shared fixtures. Tests isolate themselves from a live pipeline on the same stack:
+their own topic names, index prefix, consumer groups and Redis database."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from iot_pipeline.settings import Settings
+
+# Redis keeps the live pipeline in database 0 (REDIS_URL); tests use this one.
+TEST_REDIS_DB = 15
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """A short id unique to this test session, used in every name a test creates."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """The settings the stack runs with (environment and .env)."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def test_settings(base_settings: Settings, run_id: str) -> Settings:
+    """The stack's settings with names no live component uses."""
+    host, port = base_settings.redis_address
+    return base_settings.model_copy(
+        update={
+            "kafka_sensor_data_topic": f"test.{run_id}.iot_sensor_data",
+            "kafka_dlq_topic": f"test.{run_id}.iot_sensor_data.dlq",
+            "search_index_prefix": f"test-{run_id}",
+            "redis_url": f"redis://{host}:{port}/{TEST_REDIS_DB}",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_ready(base_settings: Settings) -> None:
+    """Fail (not skip) integration tests clearly when the stack is not running."""
+    from iot_pipeline.stack.probes import kafka_health, redis_health, search_health
+
+    down = [
+        f"{name}: {health.detail}"
+        for name, probe in (
+            ("kafka", kafka_health),
+            ("search", search_health),
+            ("redis", redis_health),
+        )
+        if not (health := probe(base_settings)).ok
+    ]
+    if down:
+        pytest.fail("the native stack is not ready (run `make up`): " + "; ".join(down))

@@ -1,0 +1,168 @@
+"""Kafka for real: keyed messages produced with confluent-kafka land on the partition the
+Java client's murmur2 partitioner picks, and consume back complete and in order per key."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from iot_pipeline.kafka_config import consumer_config, producer_config
+from iot_pipeline.settings import Settings
+from iot_pipeline.topics import ensure_topics
+
+PARTITIONS = 6
+
+
+def kafka_murmur2(key: bytes) -> int:
+    """Kafka's murmur2 hash (Utils.murmur2), as the signed 32-bit int Java returns."""
+    m, r = 0x5BD1E995, 24
+    h = (0x9747B28C ^ len(key)) & 0xFFFFFFFF
+    whole = len(key) - len(key) % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(key[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = key[whole:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def kafka_murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's Java producer picks for a keyed record."""
+    return (kafka_murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [  # Kafka's own test vectors for Utils.murmur2
+        (b"21", -973932308),
+        (b"foobar", -790332482),
+        (b"a-little-bit-long-string", -985981536),
+        (b"a-little-bit-longer-string", -1486304829),
+        (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+        (b"abc", 479470107),
+    ],
+)
+def test_reference_murmur2_matches_kafka_vectors(key: bytes, expected: int) -> None:
+    assert kafka_murmur2(key) == expected
+
+
+@pytest.fixture
+def topic(test_settings: Settings, run_id: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"test.{run_id}.{request.node.name[:40]}"
+    admin = AdminClient({"bootstrap.servers": test_settings.kafka_brokers})
+    admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)])[
+        name
+    ].result(timeout=30)
+    yield name
+    admin.delete_topics([name])[name].result(timeout=30)
+
+
+def _consume_all(settings: Settings, topic: str, group: str, expected: int) -> list[Message]:
+    consumer = Consumer(consumer_config(settings, group))
+    consumer.subscribe([topic])
+    received: list[Message] = []
+    try:
+        idle_polls = 0
+        while len(received) < expected and idle_polls < 60:
+            message = consumer.poll(0.5)
+            if message is None:
+                idle_polls += 1
+                continue
+            error = message.error()
+            if error is not None:
+                assert error.code() == KafkaError._PARTITION_EOF, error
+                continue
+            received.append(message)
+    finally:
+        consumer.close()
+    return received
+
+
+def test_keyed_messages_land_on_the_java_partition_and_keep_order(
+    test_settings: Settings, topic: str, run_id: str
+) -> None:
+    sensors = [
+        f"casa-{district}-{i:03d}" for district in ("anfa", "maarif", "sidi") for i in range(8)
+    ]
+    per_sensor = 20
+    delivered: dict[str, set[int]] = defaultdict(set)
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+        else:
+            delivered[msg.key().decode()].add(msg.partition())
+
+    producer = Producer(producer_config(test_settings))
+    for seq in range(per_sensor):
+        for sensor in sensors:
+            producer.produce(topic, key=sensor, value=f"{sensor}:{seq}", on_delivery=on_delivery)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert failures == []
+
+    for sensor, partitions in delivered.items():
+        assert partitions == {kafka_murmur2_partition(sensor.encode(), PARTITIONS)}, sensor
+    assert len({p for parts in delivered.values() for p in parts}) > 1, "keys spread out"
+
+    received = _consume_all(test_settings, topic, f"test.{run_id}.order", len(sensors) * per_sensor)
+    assert len(received) == len(sensors) * per_sensor
+    sequences: dict[str, list[int]] = defaultdict(list)
+    for message in received:
+        sensor, seq = message.value().decode().split(":")
+        assert message.key().decode() == sensor
+        sequences[sensor].append(int(seq))
+    assert all(seqs == list(range(per_sensor)) for seqs in sequences.values())
+
+
+def test_committed_offsets_resume_where_the_group_left_off(
+    test_settings: Settings, topic: str, run_id: str
+) -> None:
+    producer = Producer(producer_config(test_settings))
+    for i in range(10):
+        producer.produce(topic, key="sensor-a", value=str(i))
+    assert producer.flush(30) == 0
+    group = f"test.{run_id}.resume"
+
+    first = _consume_all(test_settings, topic, group, 10)
+    consumer = Consumer(consumer_config(test_settings, group))
+    consumer.commit(offsets=[_next_offset(first[5])], asynchronous=False)
+    consumer.close()
+
+    rest = _consume_all(test_settings, topic, group, 4)
+    assert [int(m.value()) for m in rest] == [6, 7, 8, 9]
+
+
+def _next_offset(message: Message) -> object:
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(message.topic(), message.partition(), message.offset() + 1)
+
+
+def test_pipeline_topics_are_created_idempotently(test_settings: Settings) -> None:
+    first = ensure_topics(test_settings)
+    assert set(first.values()) == {"created"}
+    assert set(ensure_topics(test_settings).values()) == {"exists"}
+    admin = AdminClient({"bootstrap.servers": test_settings.kafka_brokers})
+    metadata = admin.list_topics(timeout=10).topics
+    assert len(metadata[test_settings.kafka_sensor_data_topic].partitions) == PARTITIONS
+    assert test_settings.dead_letter_topic in metadata
+    admin.delete_topics(list(first))

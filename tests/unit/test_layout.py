@@ -1,0 +1,37 @@
+"""The service folders must never shadow the libraries they are named after."""
+
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICE_FOLDERS = ["airflow", "celery", "fastapi", "elasticsearch", "kafka"]
+SITE_DIRS = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
+
+
+@pytest.mark.parametrize("folder", SERVICE_FOLDERS)
+def test_service_folder_is_not_a_package(folder: str) -> None:
+    assert (ROOT / folder).is_dir(), f"{folder}/ is part of the user's layout"
+    assert not (ROOT / folder / "__init__.py").exists(), (
+        f"{folder}/__init__.py would shadow the real '{folder}' library"
+    )
+
+
+@pytest.mark.parametrize("library", ["celery", "fastapi", "airflow", "elasticsearch"])
+def test_library_imports_from_site_packages(library: str) -> None:
+    # `python -c` from the project root puts the root first on sys.path: the worst case.
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {library}; print({library}.__file__)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    origin = Path(result.stdout.strip().splitlines()[-1]).resolve()
+    assert any(site in origin.parents for site in SITE_DIRS), (
+        f"'{library}' was imported from {origin}, not from site-packages {SITE_DIRS}"
+    )

@@ -1,0 +1,86 @@
+"""The native stack's generated configuration, without starting anything."""
+
+from pathlib import Path
+
+import pytest
+
+from iot_pipeline.settings import Settings
+from iot_pipeline.stack.services import StackError, StackPaths, native_services
+from iot_pipeline.stack.supervisor import render_config
+from iot_pipeline.topics import load_topic_specs, topic_names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(stack_dir=tmp_path / "stack", kafka_topics_file=ROOT / "kafka/topics.json")
+
+
+def test_every_service_is_supervised_and_started_on_demand(settings: Settings) -> None:
+    services = native_services(settings)
+    assert [s.name for s in services] == ["redis", "kafka", "opensearch"]
+    config = render_config(StackPaths.from_settings(settings), services, Path("/work"))
+    for service in services:
+        assert f"[program:{service.name}]" in config
+    assert config.count("autostart=false") == len(services)
+    assert config.count("stopasgroup=true") == len(services)
+
+
+def test_services_bind_where_the_settings_point(settings: Settings) -> None:
+    custom = settings.model_copy(
+        update={
+            "kafka_brokers": "127.0.0.1:19092",
+            "search_url": "http://127.0.0.1:19200",
+            "redis_url": "redis://127.0.0.1:16379/0",
+        }
+    )
+    by_name = {s.name: s for s in native_services(custom)}
+    assert by_name["kafka"].address == ("127.0.0.1", 19092)
+    # the runner gives its first node base+1
+    assert (
+        by_name["opensearch"].command[by_name["opensearch"].command.index("-baseHttpPort") + 1]
+        == "19199"
+    )
+    redis_cmd = by_name["redis"].command
+    assert redis_cmd[redis_cmd.index("--port") + 1] == "16379"
+    assert redis_cmd[redis_cmd.index("--bind") + 1] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("kafka_brokers", "0.0.0.0:9092"),
+        ("search_url", "http://10.1.2.3:9200"),
+        ("redis_url", "redis://redis:6379/0"),
+    ],
+)
+def test_native_stack_refuses_non_loopback_addresses(
+    settings: Settings, field: str, value: str
+) -> None:
+    with pytest.raises(StackError, match="loopback"):
+        native_services(settings.model_copy(update={field: value}))
+
+
+def test_percent_signs_in_commands_are_escaped_for_supervisor(
+    settings: Settings, tmp_path: Path
+) -> None:
+    odd = tmp_path / "100%"
+    services = native_services(settings.model_copy(update={"stack_dir": odd}))
+    config = render_config(StackPaths(odd), services, Path("/w"))
+    assert f"{tmp_path}/100%%" in config.split("[program:redis]")[1]
+
+
+def test_topic_definitions(settings: Settings) -> None:
+    specs = {spec.role: spec for spec in load_topic_specs(settings.kafka_topics_file)}
+    assert specs["sensor_data"].partitions == 6
+    assert specs["dead_letter"].partitions >= 1
+    assert topic_names(settings) == {
+        "sensor_data": "iot_sensor_data",
+        "dead_letter": "iot_sensor_data.dlq",
+    }
+
+
+def test_missing_topic_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="KAFKA_TOPICS_FILE"):
+        load_topic_specs(tmp_path / "nope.json")
