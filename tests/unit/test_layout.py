@@ -35,3 +35,13 @@ def test_library_imports_from_site_packages(library: str) -> None:
     assert any(site in origin.parents for site in SITE_DIRS), (
         f"'{library}' was imported from {origin}, not from site-packages {SITE_DIRS}"
     )
+
+
+def test_only_settings_reads_the_environment() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "src").rglob("*.py")
+        if path.name != "settings.py"
+        and any(token in path.read_text() for token in ("os.environ", "os.getenv", "getenv("))
+    ]
+    assert offenders == [], "read configuration through iot_pipeline.settings.Settings"
