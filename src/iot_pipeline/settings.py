@@ -122,6 +122,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("kafka_heap", "opensearch_heap")
+    @classmethod
+    def _check_heap(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kKmMgG]", value):
+            raise ValueError(f"JVM heap {value!r} must look like 512m or 1g")
+        return value.lower()
+
     @field_validator("search_url", "redis_url")
     @classmethod
     def _check_url(cls, value: str) -> str:

@@ -51,6 +51,7 @@ def test_environment_overrides_and_env_file(
         ("SEARCH_URL", "127.0.0.1:9200", "not a URL"),
         ("DATA_GENERATOR_INTERVAL_SECONDS", "0", "greater than 0"),
         ("SEARCH_ENGINE", "solr", "opensearch"),
+        ("OPENSEARCH_HEAP", "xx", "512m or 1g"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(

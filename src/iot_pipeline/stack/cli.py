@@ -18,11 +18,24 @@ from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor, render_confi
 LOG_TAIL_LINES = 40
 
 
+START_MARKER = "==== iot-stack: starting"
+
+
+def _mark_start(path: Path, name: str) -> None:
+    """Append a marker so that a failure report shows only this start's output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        log.write(f"{START_MARKER} {name} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ====\n")
+
+
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     if not path.exists():
         return f"(no log at {path})"
     text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(text[-lines:])
+    starts = [i for i, line in enumerate(text) if line.startswith(START_MARKER)]
+    if starts:
+        text = text[starts[-1] + 1 :]
+    return "\n".join(text[-lines:]) or "(no output)"
 
 
 def _relative(path: Path) -> str:
@@ -67,6 +80,7 @@ def up(settings: Settings) -> int:
                     f"{service.name}; stop it or configure another port"
                 )
             service.prepare()
+            _mark_start(paths.log_of(service.name), service.name)
             supervisor.start(service.name)
             print(f"{service.name:<11} starting (log: {_relative(paths.log_of(service.name))})")
         waiting[service.name] = service
@@ -89,6 +103,7 @@ def up(settings: Settings) -> int:
                     else f"exited (supervisord state {state})"
                 )
                 log = paths.log_of(name)
+                time.sleep(0.5)  # let supervisord drain the process's last output
                 print(
                     f"{name:<11} FAILED: {reason}; last probe: {health.detail}\n"
                     f"--- last {LOG_TAIL_LINES} lines of {_relative(log)} ---\n{_tail(log)}\n---",
