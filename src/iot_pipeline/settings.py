@@ -63,7 +63,13 @@ class Settings(BaseSettings):
 
     # Simulator
     data_generator_interval_seconds: float = Field(
-        1.0, gt=0, description="Seconds between two rounds of readings in live mode."
+        5.0, gt=0, description="Seconds between two rounds of readings in live mode."
+    )
+    data_generator_stations_per_district: int = Field(
+        2, ge=1, le=50, description="Stations per district (7 sensors each; 14 districts)."
+    )
+    data_generator_enabled: bool = Field(
+        True, description="Whether `make up` runs the simulator in live mode."
     )
 
     # Search engine

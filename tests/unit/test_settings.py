@@ -22,7 +22,7 @@ def test_defaults_match_the_original_design(clean_env: Path) -> None:
     assert settings.kafka_brokers == "127.0.0.1:9092"
     assert settings.kafka_sensor_data_topic == "iot_sensor_data"
     assert settings.dead_letter_topic == "iot_sensor_data.dlq"
-    assert settings.data_generator_interval_seconds == 1.0
+    assert settings.data_generator_interval_seconds == 5.0
     assert settings.search_address == ("127.0.0.1", 9200)
     assert settings.redis_address == ("127.0.0.1", 6379)
 
