@@ -43,7 +43,8 @@ METRICS: dict[str, MetricSpec] = {
 class SensorReading(BaseModel):
     """One measurement of one sensor, as produced to Kafka (schema version 1)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="SensorReading")
+    # strict: "41.5" is not a number and 1700000000 is not a time; cleaning must see that.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, title="SensorReading")
 
     schema_version: Literal[1] = Field(description="Version of this schema.")
     event_id: str = Field(min_length=1, max_length=128, description="Unique identity of the event.")

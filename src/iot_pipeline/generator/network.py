@@ -107,7 +107,7 @@ def build_network(
         industrial=np.array([r[0].industrial for r in rows]),
         legacy_fahrenheit=legacy,
         noise_scale=rng.uniform(0.6, 1.4, n),
-        drift_per_day=rng.normal(0.0, 0.004, n) * scale,
+        drift_per_day=rng.normal(0.0, 0.0002, n) * scale,
         offset=rng.normal(0.0, 0.03, n) * scale,
         battery_phase=rng.random(n),
         phase_a=rng.random(n),

@@ -171,7 +171,8 @@ class Generator:
             self.config.labels_path.open("w", encoding="utf-8") if self.config.labels_path else None
         )
         try:
-            check_broker(producer, self.settings, self.config.topic, timeout=10.0)
+            partitions = check_broker(producer, self.settings, self.config.topic, timeout=10.0)
+            self._announce(partitions)
             started = time.monotonic()
             self._last_progress = started
             self._started = started
@@ -189,6 +190,26 @@ class Generator:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.stats
+
+    def _announce(self, partitions: int) -> None:
+        config = self.config
+        sensors = self.network.size
+        if config.mode == "live":
+            pace = f"every {config.interval:g}s (~{sensors / config.interval:,.0f} readings/s)"
+        else:
+            start = config.start.isoformat() if config.start else "?"
+            end = config.end.isoformat() if config.end else "open"
+            pace = f"event times {start} .. {end}, step {config.interval:g}s, as fast as possible"
+        bound = f", stop after {config.count:,} readings" if config.count else ""
+        if config.mode == "live" and config.duration:
+            bound += f", stop after {config.duration:g}s"
+        print(
+            f"[generator] {config.mode}: {sensors} sensors at "
+            f"{sensors // 7} stations, {pace}{bound}; topic {config.topic} "
+            f"({partitions} partitions), seed {config.seed}",
+            file=self.out,
+            flush=True,
+        )
 
     def _bound_reached(self, started: float) -> bool:
         config = self.config
@@ -208,9 +229,12 @@ class Generator:
     def _live(self) -> Iterator[Round]:
         interval = self.config.interval
         first = time.time()
+        last_due = first + self.config.duration if self.config.duration else float("inf")
         k = 0
         while not self.stop.stopped:
             due = first + k * interval
+            if due >= last_due:
+                return
             while not self.stop.stopped and (wait := due - time.time()) > 0:
                 time.sleep(min(wait, 0.2))
             if self.stop.stopped:

@@ -11,9 +11,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.probes import port_open
+from iot_pipeline.stack.probes import Health, port_open
 from iot_pipeline.stack.services import Service, StackError, StackPaths, native_services
 from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor, render_config
+from iot_pipeline.topics import ensure_topics
 
 LOG_TAIL_LINES = 40
 
@@ -57,38 +58,50 @@ def _supervisor_for(settings: Settings, services: Sequence[Service]) -> Supervis
     return supervisor
 
 
-def up(settings: Settings) -> int:
-    """Start what is not running yet and wait until every service is ready."""
-    started_at = time.monotonic()
-    services = native_services(settings)
-    supervisor = _supervisor_for(settings, services)
-    paths = supervisor.paths
+def _health(service: Service, settings: Settings, supervisor: Supervisor) -> Health:
+    """A backing service's own probe; for the pipeline's processes, supervisord's view."""
+    if service.probe is not None:
+        return service.probe(settings)
+    state = supervisor.state(service.name)
+    return Health(state == "RUNNING", f"supervisord: {(state or 'not managed').lower()}")
 
+
+def _start_phase(
+    settings: Settings, supervisor: Supervisor, services: Sequence[Service]
+) -> dict[str, Service]:
+    """Start what is not running yet; returns the services to wait for."""
     waiting: dict[str, Service] = {}
     for service in services:
         ours = supervisor.state(service.name) in ALIVE_STATES
-        if not ours and service.probe(settings).ok:
+        if not ours and service.probe is not None and service.probe(settings).ok:
             print(f"{service.name:<11} already running outside this stack; reusing it")
             continue
         if ours:
             print(f"{service.name:<11} already running")
         else:
-            host, port = service.address
-            if port_open(host, port):
+            if service.address is not None and port_open(*service.address):
+                host, port = service.address
                 raise StackError(
                     f"{host}:{port} is taken by a process that does not answer as "
                     f"{service.name}; stop it or configure another port"
                 )
             service.prepare()
-            _mark_start(paths.log_of(service.name), service.name)
+            log = supervisor.paths.log_of(service.name)
+            _mark_start(log, service.name)
             supervisor.start(service.name)
-            print(f"{service.name:<11} starting (log: {_relative(paths.log_of(service.name))})")
+            print(f"{service.name:<11} starting (log: {_relative(log)})")
         waiting[service.name] = service
+    return waiting
 
+
+def _wait_ready(
+    settings: Settings, supervisor: Supervisor, waiting: dict[str, Service], started_at: float
+) -> bool:
+    """Poll until every service is ready; on failure print its log tail and return False."""
     deadline = time.monotonic() + settings.stack_ready_timeout_seconds
     while waiting:
         for name, service in list(waiting.items()):
-            health = service.probe(settings)
+            health = _health(service, settings, supervisor)
             if health.ok:
                 elapsed = time.monotonic() - started_at
                 print(f"{name:<11} ready after {elapsed:4.1f}s ({health.detail})")
@@ -102,23 +115,35 @@ def up(settings: Settings) -> int:
                     if timed_out
                     else f"exited (supervisord state {state})"
                 )
-                log = paths.log_of(name)
+                log = supervisor.paths.log_of(name)
                 time.sleep(0.5)  # let supervisord drain the process's last output
                 print(
                     f"{name:<11} FAILED: {reason}; last probe: {health.detail}\n"
                     f"--- last {LOG_TAIL_LINES} lines of {_relative(log)} ---\n{_tail(log)}\n---",
                     file=sys.stderr,
                 )
-                return 1
+                return False
         time.sleep(0.25)
+    return True
 
-    from iot_pipeline.topics import ensure_topics
 
-    topics = ensure_topics(settings)
-    print("topics      " + ", ".join(f"{name} ({state})" for name, state in topics.items()))
+def up(settings: Settings) -> int:
+    """Start what is not running yet, phase by phase, and wait until everything is ready."""
+    started_at = time.monotonic()
+    services = native_services(settings)
+    supervisor = _supervisor_for(settings, services)
+    for phase in sorted({s.phase for s in services}):
+        group = [s for s in services if s.phase == phase]
+        if not _wait_ready(
+            settings, supervisor, _start_phase(settings, supervisor, group), started_at
+        ):
+            return 1
+        if phase == 0:
+            topics = ensure_topics(settings)
+            print("topics      " + ", ".join(f"{n} ({state})" for n, state in topics.items()))
     print(
         f"stack ready in {time.monotonic() - started_at:.1f}s; "
-        f"logs in {_relative(paths.logs)}; stop with `make down`"
+        f"logs in {_relative(supervisor.paths.logs)}; stop with `make down`"
     )
     return 0
 
@@ -159,7 +184,7 @@ def status(settings: Settings) -> int:
             except psutil.Error:
                 rss = 0
         total_rss += rss
-        health = service.probe(settings)
+        health = _health(service, settings, supervisor)
         all_ok = all_ok and health.ok
         process_state = (state or "external" if health.ok else state or "-").lower()
         mark = "ready" if health.ok else "DOWN"
@@ -173,7 +198,9 @@ def status(settings: Settings) -> int:
 
 def is_up(settings: Settings) -> int:
     """Exit 0 when every service answers (whoever runs it), 1 otherwise; prints nothing."""
-    return 0 if all(s.probe(settings).ok for s in native_services(settings)) else 1
+    services = native_services(settings)
+    supervisor = Supervisor(StackPaths.from_settings(settings))
+    return 0 if all(_health(s, settings, supervisor).ok for s in services) else 1
 
 
 COMMANDS = {"up": up, "down": down, "status": status, "is-up": is_up}

@@ -6,6 +6,7 @@ import base64
 import ipaddress
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,13 +52,19 @@ class StackPaths:
 
 @dataclass(frozen=True)
 class Service:
-    """One supervised process of the native stack."""
+    """One supervised process of the native stack.
+
+    Phase 0 holds the backing services (they listen on an address and have a probe); phase 1
+    holds the pipeline's own processes, started once the topics exist. A service without a
+    probe is ready when supervisord reports it RUNNING.
+    """
 
     name: str
-    address: tuple[str, int]
+    address: tuple[str, int] | None
     command: list[str]
-    probe: Callable[[Settings], Health]
+    probe: Callable[[Settings], Health] | None
     prepare: Callable[[], None] = field(default=lambda: None)
+    phase: int = 0
 
 
 def _require_loopback(what: str, host: str) -> None:
@@ -300,12 +307,26 @@ def _redis_service(settings: Settings, paths: StackPaths) -> Service:
     return Service("redis", (host, port), command, redis_health, prepare)
 
 
+def _generator_service(workdir: Path) -> Service:
+    command = [
+        sys.executable,
+        str(workdir / "data_generator" / "producer.py"),
+        "live",
+        "--progress-every",
+        "60",
+    ]
+    return Service("generator", None, command, None, phase=1)
+
+
 def native_services(settings: Settings) -> list[Service]:
     """The services of the native stack, in start order."""
     paths = StackPaths.from_settings(settings)
     java = java_executable(settings)
-    return [
+    services = [
         _redis_service(settings, paths),
         _kafka_service(settings, paths, java),
         _opensearch_service(settings, paths, java),
     ]
+    if settings.data_generator_enabled:
+        services.append(_generator_service(Path.cwd()))
+    return services
