@@ -75,5 +75,6 @@ def test_noisy_values_stay_physical_and_pm25_below_pm10(network) -> None:  # typ
 
 def test_battery_levels_are_percentages(network) -> None:  # type: ignore[no-untyped-def]
     levels = battery_levels(network, np.arange(0, 86400 * 3, 3600, dtype=float))
-    assert levels.min() >= 0 and levels.max() <= 100
+    assert levels.min() >= 0
+    assert levels.max() <= 100
     assert levels.std() > 5

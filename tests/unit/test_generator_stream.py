@@ -103,9 +103,11 @@ def test_delayed_events_arrive_after_later_readings_with_their_event_time() -> N
         if kind is not None and event_time < end - 6 * 3600:
             lags[kind].append(newest_seen - event_time)
         newest_seen = max(newest_seen, event_time)
-    assert lags["late"] and min(lags["late"]) >= 3600 - interval
+    assert lags["late"]
+    assert min(lags["late"]) >= 3600 - interval
     assert max(lags["late"]) <= 6 * 3600 + interval
-    assert lags["out_of_order"] and all(0 < lag <= 120 + interval for lag in lags["out_of_order"])
+    assert lags["out_of_order"]
+    assert all(0 < lag <= 120 + interval for lag in lags["out_of_order"])
 
 
 @pytest.mark.parametrize("kind", READING_FAULTS)
@@ -145,7 +147,8 @@ def test_sensor_level_faults_are_labelled_on_every_affected_reading() -> None:
 
 def test_fault_rates_parse_and_refuse_nonsense() -> None:
     rates = FaultRates.parse(["spike=0.1", "late=0"])
-    assert rates.spike == 0.1 and rates.late == 0
+    assert rates.spike == 0.1
+    assert rates.late == 0
     with pytest.raises(ValueError, match="KIND=RATE"):
         FaultRates.parse(["sparks=0.1"])
     with pytest.raises(ValueError, match="not a number"):

@@ -60,7 +60,8 @@ def _config(*argv: str):  # type: ignore[no-untyped-def]
 
 def test_backfill_options() -> None:
     config = _config("backfill", "--start", "2026-11-01", "--duration", "3600", "--seed", "3")
-    assert config.end is not None and config.start is not None
+    assert config.end is not None
+    assert config.start is not None
     assert (config.end - config.start).total_seconds() == 3600
     assert config.seed == 3
 
