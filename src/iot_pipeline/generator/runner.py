@@ -54,6 +54,7 @@ class RunStats:
     """What a run did; `acked` is exact once the producer is flushed."""
 
     sent: int = 0
+    sent_bytes: int = 0
     readings: int = 0
     failed: int = 0
     faulty: int = 0
@@ -71,7 +72,7 @@ class RunStats:
         labels = str(config.labels_path) if config.labels_path else "-"
         return (
             f"generator done: mode={config.mode} sent={self.sent} readings={self.readings} "
-            f"acked={self.acked} failed={self.failed} faulty={self.faulty} "
+            f"acked={self.acked} failed={self.failed} faulty={self.faulty} bytes={self.sent_bytes} "
             f"rate={rate:.0f}/s elapsed={self.elapsed:.2f}s seed={config.seed} "
             f"topic={config.topic} labels={labels}"
         )
@@ -260,6 +261,7 @@ class Generator:
                         continue
         producer.poll(0)
         self.stats.sent += len(batch.values)
+        self.stats.sent_bytes += sum(map(len, batch.values))
         self.stats.readings = self.stream.counts["readings"]
         self.stats.faulty += len(batch.labels)
         if labels is not None and batch.labels:

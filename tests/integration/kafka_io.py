@@ -1,0 +1,36 @@
+"""Reading a whole topic back, for tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Consumer, KafkaError, Message
+
+from iot_pipeline.kafka_config import consumer_config
+from iot_pipeline.settings import Settings
+
+
+def consume_all(
+    settings: Settings, topic: str, expected: int, idle_seconds: float = 10.0
+) -> list[Message]:
+    """Every message of `topic` (stops at `expected`, or after `idle_seconds` without any)."""
+    consumer = Consumer(consumer_config(settings, f"test.reader.{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([topic])
+    received: list[Message] = []
+    idle = 0.0
+    try:
+        while len(received) < expected and idle < idle_seconds:
+            batch = consumer.consume(10_000, timeout=0.5)
+            if not batch:
+                idle += 0.5
+                continue
+            idle = 0.0
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    assert error.code() == KafkaError._PARTITION_EOF, error
+                    continue
+                received.append(message)
+    finally:
+        consumer.close()
+    return received
