@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m iot_pipeline.stack
 
-.PHONY: help setup up down status test lint format logs clean
+.PHONY: help setup up down status test bench lint format logs clean
 
 help:
 	@echo "make setup   install everything (virtualenv, Kafka and OpenSearch jars, redis-server)"
@@ -12,6 +12,7 @@ help:
 	@echo "make status  show each service's state, health and memory"
 	@echo "make down    stop what 'make up' started"
 	@echo "make test    lint + unit + integration tests (starts the stack if needed)"
+	@echo "make bench   benchmarks with their baselines (starts the stack if needed)"
 	@echo "make logs    follow the stack's logs"
 
 setup:
@@ -28,6 +29,9 @@ status:
 
 test: setup
 	@bash scripts/test.sh
+
+bench: setup
+	@bash scripts/bench.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .
