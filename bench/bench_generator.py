@@ -161,7 +161,8 @@ def main() -> int:
     print()
     print(f"{'what':<44} {'records/s':>12} {'MB/s':>8} {'ratio':>7}")
     print(
-        f"{'kafka ProducerPerformance (baseline)':<44} {tool:>12,.0f} {tool * size / 1e6:>8.1f} {1:>7.2f}"
+        f"{'kafka ProducerPerformance (baseline)':<44} {tool:>12,.0f} "
+        f"{tool * size / 1e6:>8.1f} {1:>7.2f}"
     )
     print(
         f"{'generator backfill (median)':<44} {generator:>12,.0f} "
