@@ -28,10 +28,10 @@ status:
 	@$(STACK) status
 
 test: setup
-	@bash scripts/test.sh
+	@bash scripts/with-stack.sh bash scripts/test.sh
 
 bench: setup
-	@bash scripts/bench.sh
+	@bash scripts/with-stack.sh $(PY) bench/bench_generator.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -11,10 +11,17 @@ from iot_pipeline.settings import Settings
 
 
 def consume_all(
-    settings: Settings, topic: str, expected: int, idle_seconds: float = 10.0
+    settings: Settings,
+    topic: str,
+    expected: int,
+    idle_seconds: float = 10.0,
+    group: str | None = None,
 ) -> list[Message]:
-    """Every message of `topic` (stops at `expected`, or after `idle_seconds` without any)."""
-    consumer = Consumer(consumer_config(settings, f"test.reader.{uuid.uuid4().hex[:8]}"))
+    """Every message of `topic` from the group's position (a fresh group by default).
+
+    Stops at `expected` messages, or after `idle_seconds` without any.
+    """
+    consumer = Consumer(consumer_config(settings, group or f"test.reader.{uuid.uuid4().hex[:8]}"))
     consumer.subscribe([topic])
     received: list[Message] = []
     idle = 0.0

@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from kafka_io import consume_all
 from partitioning import kafka_murmur2, kafka_murmur2_partition
 
 from iot_pipeline.kafka_config import consumer_config, producer_config
@@ -45,27 +46,6 @@ def topic(test_settings: Settings, run_id: str, request: pytest.FixtureRequest) 
     admin.delete_topics([name])[name].result(timeout=30)
 
 
-def _consume_all(settings: Settings, topic: str, group: str, expected: int) -> list[Message]:
-    consumer = Consumer(consumer_config(settings, group))
-    consumer.subscribe([topic])
-    received: list[Message] = []
-    try:
-        idle_polls = 0
-        while len(received) < expected and idle_polls < 60:
-            message = consumer.poll(0.5)
-            if message is None:
-                idle_polls += 1
-                continue
-            error = message.error()
-            if error is not None:
-                assert error.code() == KafkaError._PARTITION_EOF, error
-                continue
-            received.append(message)
-    finally:
-        consumer.close()
-    return received
-
-
 def test_keyed_messages_land_on_the_java_partition_and_keep_order(
     test_settings: Settings, topic: str, run_id: str
 ) -> None:
@@ -94,7 +74,9 @@ def test_keyed_messages_land_on_the_java_partition_and_keep_order(
         assert partitions == {kafka_murmur2_partition(sensor.encode(), PARTITIONS)}, sensor
     assert len({p for parts in delivered.values() for p in parts}) > 1, "keys spread out"
 
-    received = _consume_all(test_settings, topic, f"test.{run_id}.order", len(sensors) * per_sensor)
+    received = consume_all(
+        test_settings, topic, len(sensors) * per_sensor, group=f"test.{run_id}.order"
+    )
     assert len(received) == len(sensors) * per_sensor
     sequences: dict[str, list[int]] = defaultdict(list)
     for message in received:
@@ -113,12 +95,12 @@ def test_committed_offsets_resume_where_the_group_left_off(
     assert producer.flush(30) == 0
     group = f"test.{run_id}.resume"
 
-    first = _consume_all(test_settings, topic, group, 10)
+    first = consume_all(test_settings, topic, 10, group=group)
     consumer = Consumer(consumer_config(test_settings, group))
     consumer.commit(offsets=[_next_offset(first[5])], asynchronous=False)
     consumer.close()
 
-    rest = _consume_all(test_settings, topic, group, 4)
+    rest = consume_all(test_settings, topic, 4, idle_seconds=5, group=group)
     assert [int(m.value()) for m in rest] == [6, 7, 8, 9]
 
 
