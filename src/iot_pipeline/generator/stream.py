@@ -34,6 +34,7 @@ _FAULT_INDEX = {kind: i for i, kind in enumerate(READING_FAULTS)}
 _CO = METRIC_NAMES.index("co")
 _TEMPERATURE = METRIC_NAMES.index("temperature")
 _HUMIDITY = METRIC_NAMES.index("humidity")
+_VALUE_REPLACING = {"impossible_value", "spike", "wrong_type"}
 _REQUIRED_FIELDS = (
     "schema_version",
     "event_id",
@@ -287,9 +288,10 @@ class ReadingStream:
         faults: list[str] = []
         if self._legacy[i]:
             faults.append("wrong_unit")
-        if stuck:
-            faults.append("stuck")
         kind = READING_FAULTS[kind_index] if kind_index < _NO_FAULT else None
+        # a stuck reading whose value another fault replaced no longer shows the stuck value
+        if stuck and kind not in _VALUE_REPLACING:
+            faults.append("stuck")
         event_id = f"{self.tag}-{i:x}-{seq:x}"
         held: set[int] = set()
         if kind is not None:

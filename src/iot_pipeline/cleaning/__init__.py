@@ -1,0 +1,24 @@
+"""Cleaning and validation of raw readings: pure functions over typed data."""
+
+from iot_pipeline.cleaning.batch import (
+    BatchResult,
+    CleaningPolicy,
+    CleanReading,
+    DeadLetter,
+    RawRecord,
+    clean_batch,
+)
+from iot_pipeline.cleaning.rules import INVALIDATING, Rejection
+from iot_pipeline.cleaning.state import SensorState
+
+__all__ = [
+    "INVALIDATING",
+    "BatchResult",
+    "CleanReading",
+    "CleaningPolicy",
+    "DeadLetter",
+    "RawRecord",
+    "Rejection",
+    "SensorState",
+    "clean_batch",
+]

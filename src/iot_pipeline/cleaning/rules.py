@@ -1,0 +1,82 @@
+"""Rules that look at one reading alone: parse, schema, units, physical range, clock.
+
+Each returns either what it found (flags) or a Rejection with a reason code and the stage
+that failed; rejected records go to the dead-letter topic, flagged readings are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from iot_pipeline.schema import METRICS, SensorReading
+
+# Reason codes of rejected records (dead-letter topic) and the stage that produced them.
+MALFORMED_JSON = "malformed_json"
+SCHEMA_INVALID = "schema_invalid"
+UNIT_MISMATCH = "unit_mismatch"
+
+# Quality flags of kept readings. INVALIDATING ones keep a reading out of the aggregates.
+UNIT_CONVERTED = "unit_converted"
+IMPOSSIBLE_VALUE = "impossible_value"
+FUTURE_TIMESTAMP = "future_timestamp"
+TOO_LATE = "too_late"
+DUPLICATE = "duplicate"
+SPIKE = "spike"
+STUCK = "stuck"
+INVALIDATING = frozenset({IMPOSSIBLE_VALUE, FUTURE_TIMESTAMP, TOO_LATE, DUPLICATE, SPIKE, STUCK})
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record cannot become a reading."""
+
+    reason: str
+    stage: str
+    detail: str
+
+
+def parse(raw: bytes) -> SensorReading | Rejection:
+    """Bytes to a schema-valid reading, or a rejection saying what was wrong."""
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection(MALFORMED_JSON, "parse", str(exc)[:200])
+    if not isinstance(document, dict):
+        return Rejection(SCHEMA_INVALID, "schema", "a reading is a JSON object")
+    try:
+        return SensorReading.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        return Rejection(SCHEMA_INVALID, "schema", problems[:500])
+
+
+def normalise_unit(reading: SensorReading) -> tuple[SensorReading, tuple[str, ...]] | Rejection:
+    """Convert to the metric's canonical unit (°F -> °C); refuse units that cannot apply."""
+    canonical = METRICS[reading.metric].unit
+    if reading.unit == canonical:
+        return reading, ()
+    if reading.metric == "temperature" and reading.unit == "°F":
+        celsius = round((reading.value - 32.0) / 1.8, 3)
+        return reading.model_copy(update={"value": celsius, "unit": canonical}), (UNIT_CONVERTED,)
+    return Rejection(
+        UNIT_MISMATCH, "normalise", f"{reading.metric} cannot be in {reading.unit} ({canonical})"
+    )
+
+
+def physical_range(reading: SensorReading) -> tuple[str, ...]:
+    """Flag values the metric cannot physically take (canonical units)."""
+    spec = METRICS[reading.metric]
+    return () if spec.minimum <= reading.value <= spec.maximum else (IMPOSSIBLE_VALUE,)
+
+
+def not_in_future(
+    reading: SensorReading, ingest_time: datetime, tolerance: timedelta
+) -> tuple[str, ...]:
+    """Flag event times ahead of the ingest clock by more than the tolerated skew."""
+    return (FUTURE_TIMESTAMP,) if reading.event_time > ingest_time + tolerance else ()

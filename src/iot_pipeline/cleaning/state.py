@@ -1,0 +1,103 @@
+"""Per-sensor state across batches, and the rules that need it (duplicates, lateness,
+spikes, stuck values). The state is plain data so that it can live in Redis, never only in
+a worker's memory."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from iot_pipeline.cleaning.rules import DUPLICATE, SPIKE, STUCK, TOO_LATE
+
+# A reading further than this from the median of its sensor's recent valid readings is a spike
+# (canonical units). Chosen well above noise plus an hour of the fastest normal change.
+SPIKE_THRESHOLD = {
+    "temperature": 7.0,
+    "humidity": 25.0,
+    "pm25": 45.0,
+    "pm10": 100.0,
+    "no2": 100.0,
+    "o3": 120.0,
+    "co": 2.0,
+}
+HISTORY = 8  # valid readings kept per sensor for the spike median
+HISTORY_MAX_AGE = 2 * 3600.0  # older history says nothing about the present value
+STUCK_REPEATS = 3  # this many identical consecutive values make a stuck sensor
+SEEN_IDS = 512  # recent event ids kept per sensor, for duplicates
+
+
+@dataclass
+class SensorState:
+    """What the cleaner remembers about one sensor."""
+
+    watermark: float = float("-inf")  # newest trusted event time (epoch seconds)
+    history: list[tuple[float, float]] = field(default_factory=list)  # (time, value), valid
+    last_value: float | None = None
+    repeats: int = 0
+    seen: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "watermark": self.watermark if self.watermark != float("-inf") else None,
+            "history": self.history,
+            "last_value": self.last_value,
+            "repeats": self.repeats,
+            "seen": self.seen,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SensorState:
+        watermark = data.get("watermark")
+        return cls(
+            watermark=float("-inf") if watermark is None else float(watermark),
+            history=[(float(t), float(v)) for t, v in data.get("history", [])],
+            last_value=data.get("last_value"),
+            repeats=int(data.get("repeats", 0)),
+            seen=list(data.get("seen", [])),
+        )
+
+
+def sequential_checks(
+    state: SensorState,
+    event_id: str,
+    metric: str,
+    event_time: float,
+    value: float,
+    allowed_lateness: float,
+    trusted: bool,
+) -> tuple[str, ...]:
+    """Flags from the sensor's past, and the state updated with this reading.
+
+    `trusted` is False when an earlier rule already invalidated the reading: it is still
+    checked for duplication but does not move the watermark or the history.
+    """
+    if event_id in state.seen:
+        return (DUPLICATE,)
+    state.seen.append(event_id)
+    del state.seen[:-SEEN_IDS]
+
+    flags: list[str] = []
+    if event_time < state.watermark - allowed_lateness:
+        flags.append(TOO_LATE)
+    if not trusted:
+        # already invalid (impossible, from the future): says nothing about the signal
+        return tuple(flags)
+
+    recent = [v for t, v in state.history if abs(event_time - t) <= HISTORY_MAX_AGE]
+    if len(recent) >= 3 and abs(value - statistics.median(recent)) > SPIKE_THRESHOLD[metric]:
+        flags.append(SPIKE)
+    # A spike or an out-of-order reading is no link in a run of identical values.
+    elif event_time >= state.watermark:
+        repeated = state.last_value is not None and value == state.last_value
+        state.repeats = state.repeats + 1 if repeated else 1
+        state.last_value = value
+        if state.repeats >= STUCK_REPEATS:
+            flags.append(STUCK)
+
+    if not flags:
+        state.watermark = max(state.watermark, event_time)
+        state.history.append((event_time, value))
+        state.history.sort()
+        del state.history[:-HISTORY]
+    return tuple(flags)

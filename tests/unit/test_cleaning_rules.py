@@ -1,0 +1,154 @@
+"""Each cleaning rule on its own."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from iot_pipeline.cleaning import RawRecord, SensorState, clean_batch, rules
+from iot_pipeline.cleaning.state import STUCK_REPEATS
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def reading(**change: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "schema_version": 1,
+        "event_id": "e-1",
+        "sensor_id": "casa-anfa-01-temperature",
+        "station_id": "casa-anfa-01",
+        "district": "Anfa",
+        "metric": "temperature",
+        "value": 21.5,
+        "unit": "°C",
+        "event_time": "2026-11-28T11:59:00.000Z",
+        "seq": 1,
+        "lat": 33.59,
+        "lon": -7.65,
+        "battery_pct": 80.0,
+        "firmware": "3.0.2",
+    }
+    return {**base, **change}
+
+
+def clean(*docs: dict[str, object] | bytes, states: dict[str, SensorState] | None = None):  # type: ignore[no-untyped-def]
+    records = [
+        RawRecord(d if isinstance(d, bytes) else json.dumps(d).encode(), "t", 3, n)
+        for n, d in enumerate(docs)
+    ]
+    return clean_batch(records, {} if states is None else states, NOW)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe{}", b'{"a":1,}', b""])
+def test_unparseable_bytes_are_dead_lettered_with_coordinates(raw: bytes) -> None:
+    result = clean(raw)
+    assert result.readings == []
+    (dead,) = result.dead_letters
+    assert (dead.reason, dead.stage) == (rules.MALFORMED_JSON, "parse")
+    assert (dead.record.value, dead.record.partition, dead.record.offset) == (raw, 3, 0)
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({k: v for k, v in reading().items() if k != "event_id"}, "event_id"),
+        (reading(value="21.5"), "value"),
+        (reading(debug=1), "debug"),
+        (reading(event_time=1_700_000_000), "event_time"),
+        ([1, 2], "(root)"),
+    ],
+)
+def test_schema_violations_name_the_field(doc: object, field: str) -> None:
+    (dead,) = clean(json.dumps(doc).encode()).dead_letters
+    assert (dead.reason, dead.stage) == (rules.SCHEMA_INVALID, "schema")
+    assert field in dead.detail or field == "(root)"
+
+
+def test_fahrenheit_is_converted_and_flagged() -> None:
+    (kept,) = clean(reading(value=70.7, unit="°F")).readings
+    assert kept.reading.unit == "°C"
+    assert kept.reading.value == pytest.approx(21.5)
+    assert (kept.original_value, kept.original_unit) == (70.7, "°F")
+    assert kept.flags == (rules.UNIT_CONVERTED,)
+    assert kept.valid
+
+
+def test_unit_that_cannot_apply_is_dead_lettered() -> None:
+    (dead,) = clean(reading(metric="pm25", unit="°C")).dead_letters
+    assert (dead.reason, dead.stage) == (rules.UNIT_MISMATCH, "normalise")
+
+
+@pytest.mark.parametrize(
+    ("metric", "unit", "value"),
+    [("humidity", "%", 130.0), ("pm10", "µg/m³", -3.0), ("temperature", "°C", 75.0)],
+)
+def test_physically_impossible_values_are_kept_flagged_and_invalid(
+    metric: str, unit: str, value: float
+) -> None:
+    (kept,) = clean(reading(metric=metric, unit=unit, value=value)).readings
+    assert rules.IMPOSSIBLE_VALUE in kept.flags
+    assert not kept.valid
+
+
+def test_future_timestamps_beyond_the_tolerated_skew() -> None:
+    soon = (NOW + timedelta(minutes=2)).isoformat()
+    later = (NOW + timedelta(hours=2)).isoformat()
+    ok, skewed = clean(reading(event_time=soon), reading(event_id="e-2", event_time=later)).readings
+    assert ok.valid
+    assert rules.FUTURE_TIMESTAMP in skewed.flags
+
+
+def test_same_event_again_is_a_duplicate_even_in_a_later_batch() -> None:
+    states: dict[str, SensorState] = {}
+    clean(reading(), states=states)
+    (again,) = clean(reading(), states=states).readings
+    assert again.flags == (rules.DUPLICATE,)
+
+
+def test_too_late_is_measured_against_the_sensor_watermark() -> None:
+    states: dict[str, SensorState] = {}
+    clean(reading(), states=states)
+    old = (NOW - timedelta(hours=30)).isoformat()
+    fine = (NOW - timedelta(hours=5)).isoformat()
+    late, within = clean(
+        reading(event_id="e-2", event_time=old),
+        reading(event_id="e-3", event_time=fine),
+        states=states,
+    ).readings
+    assert rules.TOO_LATE in late.flags
+    assert within.valid
+
+
+def _series(values: list[float]) -> list[dict[str, object]]:
+    return [
+        reading(
+            event_id=f"e-{n}",
+            value=v,
+            event_time=(NOW - timedelta(minutes=len(values) - n)).isoformat(),
+        )
+        for n, v in enumerate(values)
+    ]
+
+
+def test_spike_against_the_recent_median_and_not_remembered() -> None:
+    result = clean(*_series([21.0, 21.2, 20.9, 21.1, 35.0, 21.3]))
+    flags = [r.flags for r in result.readings]
+    assert flags[4] == (rules.SPIKE,)
+    assert all(f == () for i, f in enumerate(flags) if i != 4)
+
+
+def test_stuck_after_identical_repeats() -> None:
+    values = [21.0, 21.4] + [21.7] * (STUCK_REPEATS + 2) + [21.9]
+    flags = [r.flags for r in clean(*_series(values)).readings]
+    stuck = [i for i, f in enumerate(flags) if rules.STUCK in f]
+    assert stuck == list(range(2 + STUCK_REPEATS - 1, 2 + STUCK_REPEATS + 2))
+
+
+def test_state_survives_a_json_round_trip() -> None:
+    states: dict[str, SensorState] = {}
+    clean(*_series([21.0, 21.2, 20.9]), states=states)
+    state = states["casa-anfa-01-temperature"]
+    assert SensorState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    assert SensorState.from_json(SensorState().to_json()) == SensorState()
