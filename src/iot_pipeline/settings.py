@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     search_index_prefix: str = Field(
         "iot", description="Prefix of every index and template the pipeline creates."
     )
+    search_templates_dir: Path = Field(
+        Path("elasticsearch"), description="Folder of the index templates (JSON)."
+    )
 
     # Redis (Celery broker)
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (Celery broker).")

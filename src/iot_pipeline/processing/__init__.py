@@ -1,0 +1,1 @@
+"""Processing: from Kafka offset ranges to indexed, flagged readings and dead letters."""

@@ -1,0 +1,54 @@
+"""How a cleaned reading is stored: its document, index and deterministic id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from iot_pipeline import __version__
+from iot_pipeline.cleaning import CleanReading
+from iot_pipeline.schema import format_event_time
+from iot_pipeline.storage import IndexAction, readings_index
+
+
+def reading_document(clean: CleanReading, batch_id: str, ingest_time: datetime) -> dict[str, Any]:
+    """The stored form of a reading: canonical value, flags and provenance."""
+    r = clean.reading
+    return {
+        "event_id": r.event_id,
+        "sensor_id": r.sensor_id,
+        "station_id": r.station_id,
+        "district": r.district,
+        "metric": r.metric,
+        "value": r.value,
+        "unit": r.unit,
+        "original_value": clean.original_value,
+        "original_unit": clean.original_unit,
+        "event_time": format_event_time(r.event_time),
+        "seq": r.seq,
+        "location": {"lat": r.lat, "lon": r.lon},
+        "battery_pct": r.battery_pct,
+        "firmware": r.firmware,
+        "flags": list(clean.flags),
+        "valid": clean.valid,
+        "schema_version": r.schema_version,
+        "pipeline_version": __version__,
+        "batch_id": batch_id,
+        "ingest_time": format_event_time(ingest_time),
+        "kafka": {
+            "topic": clean.source.topic,
+            "partition": clean.source.partition,
+            "offset": clean.source.offset,
+        },
+    }
+
+
+def reading_action(
+    prefix: str, clean: CleanReading, batch_id: str, ingest_time: datetime
+) -> IndexAction:
+    """Index the reading under its event id: replays overwrite, never duplicate."""
+    return IndexAction(
+        readings_index(prefix, clean.reading.event_time),
+        clean.reading.event_id,
+        reading_document(clean, batch_id, ingest_time),
+    )

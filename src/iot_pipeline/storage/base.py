@@ -1,0 +1,110 @@
+"""The storage interface both engine adapters implement, and its error hierarchy.
+
+    StoreError                 the search engine refused or failed
+    ├── TransientStoreError    worth retrying later (unreachable, 429, 5xx)
+    └── PermanentStoreError    retrying cannot help (bad request, auth, missing template)
+
+Third-party client errors are translated into these at the adapter's edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class StoreError(RuntimeError):
+    """The search engine refused or failed an operation."""
+
+
+class TransientStoreError(StoreError):
+    """A failure that may pass: retry later."""
+
+
+class PermanentStoreError(StoreError):
+    """A failure that retrying cannot fix."""
+
+
+@dataclass(frozen=True)
+class IndexAction:
+    """Index (create or overwrite) one document under a deterministic id."""
+
+    index: str
+    id: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """One document of a bulk request that was not indexed."""
+
+    action: IndexAction
+    status: int
+    error_type: str
+    reason: str
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 429 or self.status >= 500
+
+
+@dataclass
+class BulkOutcome:
+    """Per-item result of one bulk request."""
+
+    indexed: int = 0
+    failures: list[ItemFailure] = field(default_factory=list)
+
+
+class SearchStore(Protocol):
+    """What the pipeline needs from a search engine."""
+
+    engine: str
+
+    def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
+        """Create or update the index templates (name -> body)."""
+
+    def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
+        """Index documents (refresh: make them searchable at once); report failed items."""
+
+    def refresh(self, index: str) -> None:
+        """Make everything indexed so far searchable."""
+
+    def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Run a search; returns the raw response body."""
+
+    def count(self, index: str, query: dict[str, Any] | None = None) -> int:
+        """Number of documents matching the query."""
+
+    def list_indices(self, pattern: str) -> list[str]:
+        """Names of the indices matching a pattern."""
+
+    def delete_indices(self, names: list[str]) -> None:
+        """Delete whole indices (retention)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def parse_bulk_response(actions: list[IndexAction], body: dict[str, Any]) -> BulkOutcome:
+    """Map a bulk response's items back onto the actions (same order)."""
+    outcome = BulkOutcome()
+    items = body.get("items", [])
+    if len(items) != len(actions):
+        raise TransientStoreError(f"bulk answered {len(items)} items for {len(actions)} actions")
+    for action, item in zip(actions, items, strict=True):
+        result = next(iter(item.values()))
+        status = int(result.get("status", 500))
+        if status < 300:
+            outcome.indexed += 1
+            continue
+        error = result.get("error") or {}
+        outcome.failures.append(
+            ItemFailure(
+                action,
+                status,
+                str(error.get("type", "unknown")) if isinstance(error, dict) else "unknown",
+                str(error.get("reason", error)) if isinstance(error, dict) else str(error),
+            )
+        )
+    return outcome

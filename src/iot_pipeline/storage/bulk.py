@@ -1,0 +1,83 @@
+"""Bulk indexing that loses nothing: bounded requests, per-item retries, rejects returned."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from iot_pipeline.storage.base import IndexAction, ItemFailure, SearchStore, TransientStoreError
+
+
+@dataclass(frozen=True)
+class BulkPolicy:
+    """Bounds of one bulk request and the retry schedule of failed items."""
+
+    max_docs: int = 2000
+    max_bytes: int = 5 * 1024 * 1024
+    max_attempts: int = 6
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+
+@dataclass
+class IndexReport:
+    """What `index_all` did: documents indexed, permanent rejections, retries made."""
+
+    indexed: int = 0
+    rejected: list[ItemFailure] = field(default_factory=list)
+    retries: int = 0
+
+
+def chunks(actions: list[IndexAction], policy: BulkPolicy) -> Iterator[list[IndexAction]]:
+    """Split actions into requests bounded by document count and approximate size."""
+    chunk: list[IndexAction] = []
+    size = 0
+    for action in actions:
+        cost = len(json.dumps(action.document)) + len(action.id) + len(action.index) + 40
+        if chunk and (len(chunk) >= policy.max_docs or size + cost > policy.max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(action)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+def index_all(
+    store: SearchStore,
+    actions: list[IndexAction],
+    policy: BulkPolicy = BulkPolicy(),
+    refresh: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = random.random,
+) -> IndexReport:
+    """Index every action; retry only items that failed with 429/5xx (backoff with jitter).
+
+    Items the engine rejects for good (mapping, parse errors) are returned, never dropped;
+    items still failing after `max_attempts` raise TransientStoreError (retry the batch).
+    """
+    report = IndexReport()
+    for request in chunks(actions, policy):
+        pending = request
+        attempt = 0
+        while pending:
+            outcome = store.bulk_index(pending, refresh=refresh)
+            report.indexed += outcome.indexed
+            report.rejected += [f for f in outcome.failures if not f.retryable]
+            retry = [f for f in outcome.failures if f.retryable]
+            if not retry:
+                break
+            attempt += 1
+            if attempt >= policy.max_attempts:
+                raise TransientStoreError(
+                    f"{len(retry)} documents still failing after {attempt} attempts: "
+                    f"{retry[0].status} {retry[0].reason}"
+                )
+            delay = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+            sleep(delay * (0.5 + jitter() / 2))
+            report.retries += len(retry)
+            pending = [f.action for f in retry]
+    return report

@@ -1,0 +1,92 @@
+"""SearchStore on Elasticsearch 8/9, with the official `elasticsearch` client.
+
+The client checks that the server is Elasticsearch (product header), so this adapter cannot
+be pointed at OpenSearch; the native stack runs OpenSearch and the container deployment runs
+Elasticsearch. Request bodies are the same as the OpenSearch adapter's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import elastic_transport
+import elasticsearch
+
+from iot_pipeline.storage.base import (
+    BulkOutcome,
+    IndexAction,
+    PermanentStoreError,
+    TransientStoreError,
+    parse_bulk_response,
+)
+
+T = TypeVar("T")
+
+
+def _translate(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
+        raise TransientStoreError(f"Elasticsearch unreachable: {exc}") from exc
+    except elasticsearch.ApiError as exc:
+        status = exc.meta.status
+        kind = TransientStoreError if status == 429 or status >= 500 else PermanentStoreError
+        raise kind(f"Elasticsearch answered {status}: {exc.message} {exc.body}"[:1000]) from exc
+
+
+class ElasticsearchStore:
+    """The pipeline's storage on an Elasticsearch cluster."""
+
+    engine = "elasticsearch"
+
+    def __init__(self, url: str, username: str = "", password: str = "", timeout: float = 30):
+        auth = (username, password) if username else None
+        self.client = elasticsearch.Elasticsearch(
+            url, basic_auth=auth, request_timeout=timeout, max_retries=0
+        )
+
+    def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
+        for name, body in templates.items():
+            _translate(partial(self.client.indices.put_index_template, name=name, **body))
+
+    def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
+        if not actions:
+            return BulkOutcome()
+        lines: list[dict[str, Any]] = []
+        for action in actions:
+            lines.append({"index": {"_index": action.index, "_id": action.id}})
+            lines.append(action.document)
+        response = _translate(lambda: self.client.bulk(operations=lines, refresh=refresh))
+        return parse_bulk_response(actions, dict(response))
+
+    def refresh(self, index: str) -> None:
+        _translate(lambda: self.client.indices.refresh(index=index, allow_no_indices=True))
+
+    def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = _translate(
+            lambda: self.client.search(index=index, allow_no_indices=True, **body)
+        )
+        return dict(response)
+
+    def count(self, index: str, query: dict[str, Any] | None = None) -> int:
+        response = _translate(
+            lambda: self.client.count(index=index, query=query, allow_no_indices=True)
+        )
+        return int(response["count"])
+
+    def list_indices(self, pattern: str) -> list[str]:
+        response = _translate(
+            lambda: self.client.indices.get(
+                index=pattern, allow_no_indices=True, ignore_unavailable=True
+            )
+        )
+        return sorted(response)
+
+    def delete_indices(self, names: list[str]) -> None:
+        if names:
+            _translate(lambda: self.client.indices.delete(index=",".join(names)))
+
+    def close(self) -> None:
+        self.client.close()

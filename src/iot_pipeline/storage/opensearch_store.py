@@ -1,0 +1,87 @@
+"""SearchStore on OpenSearch, with the official `opensearch-py` client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+from opensearchpy import OpenSearch
+from opensearchpy import exceptions as os_errors
+
+from iot_pipeline.storage.base import (
+    BulkOutcome,
+    IndexAction,
+    PermanentStoreError,
+    TransientStoreError,
+    parse_bulk_response,
+)
+
+T = TypeVar("T")
+
+
+def _translate(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (os_errors.ConnectionError, os_errors.ConnectionTimeout) as exc:
+        raise TransientStoreError(f"OpenSearch unreachable: {exc}") from exc
+    except os_errors.TransportError as exc:
+        status = exc.status_code if isinstance(exc.status_code, int) else 500
+        kind = TransientStoreError if status == 429 or status >= 500 else PermanentStoreError
+        raise kind(f"OpenSearch answered {status}: {exc.error} {exc.info}"[:1000]) from exc
+
+
+class OpenSearchStore:
+    """The pipeline's storage on an OpenSearch cluster."""
+
+    engine = "opensearch"
+
+    def __init__(self, url: str, username: str = "", password: str = "", timeout: float = 30):
+        auth = (username, password) if username else None
+        self.client = OpenSearch(hosts=[url], http_auth=auth, timeout=timeout, max_retries=0)
+
+    def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
+        for name, body in templates.items():
+            _translate(partial(self.client.indices.put_index_template, name=name, body=body))
+
+    def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
+        if not actions:
+            return BulkOutcome()
+        lines: list[dict[str, Any]] = []
+        for action in actions:
+            lines.append({"index": {"_index": action.index, "_id": action.id}})
+            lines.append(action.document)
+        response = _translate(
+            lambda: self.client.bulk(body=lines, refresh="true" if refresh else "false")
+        )
+        return parse_bulk_response(actions, response)
+
+    def refresh(self, index: str) -> None:
+        _translate(lambda: self.client.indices.refresh(index=index, allow_no_indices=True))
+
+    def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            _translate(lambda: self.client.search(index=index, body=body, allow_no_indices=True))
+        )
+
+    def count(self, index: str, query: dict[str, Any] | None = None) -> int:
+        body = {"query": query} if query else None
+        response = _translate(
+            lambda: self.client.count(index=index, body=body, allow_no_indices=True)
+        )
+        return int(response["count"])
+
+    def list_indices(self, pattern: str) -> list[str]:
+        response = _translate(
+            lambda: self.client.indices.get(
+                index=pattern, allow_no_indices=True, ignore_unavailable=True
+            )
+        )
+        return sorted(response)
+
+    def delete_indices(self, names: list[str]) -> None:
+        if names:
+            _translate(lambda: self.client.indices.delete(index=",".join(names)))
+
+    def close(self) -> None:
+        self.client.close()

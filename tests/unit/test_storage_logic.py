@@ -1,0 +1,120 @@
+"""Bulk retry logic, chunking, templates and retention, with a scripted store (pure logic)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iot_pipeline.storage import (
+    BulkOutcome,
+    BulkPolicy,
+    IndexAction,
+    ItemFailure,
+    TransientStoreError,
+    index_all,
+    load_templates,
+)
+from iot_pipeline.storage.base import parse_bulk_response
+from iot_pipeline.storage.bulk import chunks
+from iot_pipeline.storage.retention import expired_indices
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ScriptedStore:
+    """Fails given ids with given statuses for a number of attempts."""
+
+    engine = "scripted"
+
+    def __init__(self, failures: dict[str, list[int]]) -> None:
+        self.failures = failures
+        self.requests: list[list[str]] = []
+        self.stored: dict[str, dict[str, Any]] = {}
+
+    def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
+        self.requests.append([a.id for a in actions])
+        outcome = BulkOutcome()
+        for action in actions:
+            script = self.failures.get(action.id, [])
+            if script:
+                status = script.pop(0)
+                outcome.failures.append(ItemFailure(action, status, "x", f"status {status}"))
+            else:
+                self.stored[action.id] = action.document
+                outcome.indexed += 1
+        return outcome
+
+
+def _actions(n: int) -> list[IndexAction]:
+    return [IndexAction("i", f"d{k}", {"k": k}) for k in range(n)]
+
+
+def test_only_failed_items_are_retried_with_growing_jittered_delays() -> None:
+    store = ScriptedStore({"d1": [429, 503], "d3": [400]})
+    delays: list[float] = []
+    report = index_all(
+        store, _actions(5), BulkPolicy(base_delay=1.0), sleep=delays.append, jitter=lambda: 1.0
+    )  # type: ignore[arg-type]
+    assert store.requests == [["d0", "d1", "d2", "d3", "d4"], ["d1"], ["d1"]]
+    assert delays == [1.0, 2.0]
+    assert report.indexed == 4
+    assert [f.action.id for f in report.rejected] == ["d3"]
+    assert set(store.stored) == {"d0", "d1", "d2", "d4"}
+
+
+def test_items_failing_too_long_raise_transient_without_losing_the_rest() -> None:
+    store = ScriptedStore({"d0": [500] * 10})
+    with pytest.raises(TransientStoreError, match="1 documents still failing"):
+        index_all(store, _actions(3), BulkPolicy(max_attempts=3), sleep=lambda _: None)  # type: ignore[arg-type]
+    assert set(store.stored) == {"d1", "d2"}
+
+
+def test_requests_are_bounded_by_count_and_bytes() -> None:
+    sizes = [len(c) for c in chunks(_actions(25), BulkPolicy(max_docs=10))]
+    assert sizes == [10, 10, 5]
+    big = [IndexAction("i", f"d{k}", {"blob": "x" * 1000}) for k in range(10)]
+    assert all(len(c) <= 3 for c in chunks(big, BulkPolicy(max_bytes=3500)))
+    assert sum(len(c) for c in chunks(big, BulkPolicy(max_bytes=3500))) == 10
+
+
+def test_bulk_response_items_map_back_to_actions() -> None:
+    actions = _actions(2)
+    body = {
+        "items": [
+            {"index": {"status": 201}},
+            {
+                "index": {
+                    "status": 400,
+                    "error": {"type": "strict_dynamic_mapping_exception", "reason": "no [x]"},
+                }
+            },
+        ]
+    }
+    outcome = parse_bulk_response(actions, body)
+    assert outcome.indexed == 1
+    (failure,) = outcome.failures
+    assert (failure.action.id, failure.status, failure.error_type) == (
+        "d1",
+        400,
+        "strict_dynamic_mapping_exception",
+    )
+    assert not failure.retryable
+
+
+def test_templates_get_the_prefix() -> None:
+    templates = load_templates(ROOT / "elasticsearch", "abc")
+    assert templates["abc-readings"]["index_patterns"] == ["abc-readings-*"]
+    assert "$comment" not in templates["abc-readings"]
+    mapping = templates["abc-readings"]["template"]["mappings"]
+    assert mapping["dynamic"] == "strict"
+    assert mapping["properties"]["location"]["type"] == "geo_point"
+
+
+def test_retention_keeps_whole_recent_days() -> None:
+    names = ["p-readings-2026.11.20", "p-readings-2026.11.26", "p-readings-2026.11.28", "other"]
+    assert expired_indices(names, date(2026, 11, 28), keep_days=3) == ["p-readings-2026.11.20"]
+    with pytest.raises(ValueError, match="at least 1"):
+        expired_indices(names, date(2026, 11, 28), keep_days=0)
