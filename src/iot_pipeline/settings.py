@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     # Redis (Celery broker)
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (Celery broker).")
 
+    # Celery worker
+    worker_concurrency: int = Field(
+        1, ge=1, le=64, description="Processes of the native Celery worker."
+    )
+    worker_task_time_limit_seconds: int = Field(
+        600, ge=30, description="Hard time limit of one processing task."
+    )
+
     # Native stack (make up)
     stack_dir: Path = Field(
         Path(".stack"), description="Data, logs, jars and run files of the native stack."

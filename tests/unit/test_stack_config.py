@@ -19,8 +19,8 @@ def settings(tmp_path: Path) -> Settings:
 
 def test_every_service_is_supervised_and_started_on_demand(settings: Settings) -> None:
     services = native_services(settings)
-    assert [s.name for s in services] == ["redis", "kafka", "opensearch", "generator"]
-    assert [s.phase for s in services] == [0, 0, 0, 1]
+    assert [s.name for s in services] == ["redis", "kafka", "opensearch", "worker", "generator"]
+    assert [s.phase for s in services] == [0, 0, 0, 1, 1]
     off = settings.model_copy(update={"data_generator_enabled": False})
     assert "generator" not in [s.name for s in native_services(off)]
     config = render_config(StackPaths.from_settings(settings), services, Path("/work"))

@@ -318,6 +318,18 @@ def _generator_service(workdir: Path) -> Service:
     return Service("generator", None, command, None, phase=1)
 
 
+def _worker_service(settings: Settings, workdir: Path) -> Service:
+    command = [
+        sys.executable,
+        str(workdir / "celery" / "tasks" / "worker.py"),
+        "--concurrency",
+        str(settings.worker_concurrency),
+        "--hostname",
+        "worker@%h",
+    ]
+    return Service("worker", None, command, None, phase=1)
+
+
 def native_services(settings: Settings) -> list[Service]:
     """The services of the native stack, in start order."""
     paths = StackPaths.from_settings(settings)
@@ -327,6 +339,7 @@ def native_services(settings: Settings) -> list[Service]:
         _kafka_service(settings, paths, java),
         _opensearch_service(settings, paths, java),
     ]
+    services.append(_worker_service(settings, Path.cwd()))
     if settings.data_generator_enabled:
         services.append(_generator_service(Path.cwd()))
     return services

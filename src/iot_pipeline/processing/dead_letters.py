@@ -1,0 +1,64 @@
+"""The dead-letter topic: original bytes as the value, why and where in the headers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from iot_pipeline.cleaning import DeadLetter
+from iot_pipeline.kafka_config import producer_config
+from iot_pipeline.schema import format_event_time
+from iot_pipeline.settings import Settings
+
+
+class DeadLetterError(RuntimeError):
+    """Dead letters could not be written durably (transient: retry the task)."""
+
+
+def dead_letter_headers(
+    letter: DeadLetter, batch_id: str, at: datetime
+) -> list[tuple[str, str | bytes | None]]:
+    """Reason, stage, detail, source coordinates, batch and time of one dead letter."""
+    source = letter.record
+    return [
+        ("dlq.reason", letter.reason.encode()),
+        ("dlq.stage", letter.stage.encode()),
+        ("dlq.detail", letter.detail.encode()[:2000]),
+        ("dlq.source.topic", source.topic.encode()),
+        ("dlq.source.partition", str(source.partition).encode()),
+        ("dlq.source.offset", str(source.offset).encode()),
+        ("dlq.batch_id", batch_id.encode()),
+        ("dlq.time", format_event_time(at).encode()),
+    ]
+
+
+def send_dead_letters(
+    settings: Settings, letters: list[DeadLetter], batch_id: str, at: datetime
+) -> None:
+    """Produce and flush; raises unless every dead letter was acknowledged."""
+    if not letters:
+        return
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    producer = Producer(producer_config(settings, **{"log_level": 3}))
+    for letter in letters:
+        source = letter.record
+        producer.produce(
+            settings.dead_letter_topic,
+            value=source.value,
+            key=f"{source.topic}:{source.partition}:{source.offset}".encode(),
+            headers=dead_letter_headers(letter, batch_id, at),
+            on_delivery=on_delivery,
+        )
+        producer.poll(0)
+    remaining = producer.flush(30)
+    if remaining or failures:
+        raise DeadLetterError(
+            f"{remaining} dead letters unconfirmed, {len(failures)} failed: "
+            f"{failures[0] if failures else 'timeout'}"
+        )

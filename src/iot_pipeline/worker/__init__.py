@@ -1,0 +1,1 @@
+"""The Celery worker: a tiny app module and tasks that only deserialize, call, persist."""

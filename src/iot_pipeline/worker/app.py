@@ -1,0 +1,42 @@
+"""The Celery application (Redis broker and result backend)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from iot_pipeline.settings import Settings, get_settings
+
+PROCESSING_QUEUE = "processing"
+PROCESS_RANGE = "iot.process_range"
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app configured from the settings."""
+    app = Celery(
+        "iot_pipeline",
+        broker=settings.redis_url,
+        backend=settings.redis_url,
+        include=["iot_pipeline.worker.tasks"],
+    )
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_default_queue=PROCESSING_QUEUE,
+        task_routes={PROCESS_RANGE: {"queue": PROCESSING_QUEUE}},
+        # The work is idempotent (deterministic ids, checkpointed state): acknowledge after
+        # it is done, one task at a time, and requeue when the worker dies mid-task.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_time_limit=settings.worker_task_time_limit_seconds,
+        task_soft_time_limit=max(1, settings.worker_task_time_limit_seconds - 30),
+        result_expires=24 * 3600,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = create_app(get_settings())

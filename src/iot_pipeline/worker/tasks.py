@@ -1,0 +1,51 @@
+"""Celery tasks: deserialize the batch key, call the pipeline, return its report."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any
+
+import redis
+from celery import Task
+
+from iot_pipeline.processing.dead_letters import DeadLetterError
+from iot_pipeline.processing.pipeline import process_range
+from iot_pipeline.processing.ranges import RangeTask
+from iot_pipeline.processing.reader import KafkaReadError
+from iot_pipeline.settings import get_settings
+from iot_pipeline.storage import SearchStore, TransientStoreError, load_templates, make_store
+from iot_pipeline.worker.app import PROCESS_RANGE, app
+
+log = logging.getLogger(__name__)
+TRANSIENT = (TransientStoreError, KafkaReadError, DeadLetterError, redis.ConnectionError)
+
+
+@cache
+def _store() -> SearchStore:
+    settings = get_settings()
+    store = make_store(settings)
+    store.ensure_templates(
+        load_templates(settings.search_templates_dir, settings.search_index_prefix)
+    )
+    return store
+
+
+@cache
+def _state_client() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url)
+
+
+@app.task(
+    name=PROCESS_RANGE,
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=6,
+)
+def process_range_task(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
+    """Process one offset range; `task` is a RangeTask as JSON (keys, not payloads)."""
+    range_task = RangeTask.model_validate(task)
+    return process_range(get_settings(), _store(), _state_client(), range_task).as_dict()

@@ -1,0 +1,275 @@
+"""A real Celery worker process cleans and indexes offset ranges from the real broker into the
+real search node, with dead letters to the real DLQ topic; replays change nothing and a worker
+killed mid-task loses nothing once the task is rerun."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from kafka_io import consume_all
+from pydantic import ValidationError
+
+from iot_pipeline.processing.ranges import OffsetRange, RangeTask
+from iot_pipeline.schema import METRICS, SensorReading
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import SearchStore, make_store
+from iot_pipeline.worker.app import PROCESS_RANGE, create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+# The batch clock is fixed once (as the orchestrator does); clock-skewed events lie after it.
+BATCH_TIME = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def settings(test_settings: Settings) -> Iterator[Settings]:
+    """Topics of this module's own; created here, deleted at the end."""
+    own = test_settings.model_copy(
+        update={
+            "kafka_sensor_data_topic": test_settings.kafka_sensor_data_topic + ".proc",
+            "kafka_dlq_topic": test_settings.dead_letter_topic + ".proc",
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": own.kafka_brokers})
+    topics = [
+        NewTopic(own.kafka_sensor_data_topic, num_partitions=6, replication_factor=1),
+        NewTopic(own.dead_letter_topic, num_partitions=1, replication_factor=1),
+    ]
+    for future in admin.create_topics(topics).values():
+        future.result(30)
+    yield own
+    for future in admin.delete_topics([t.topic for t in topics]).values():
+        future.result(30)
+    store = make_store(own)
+    store.delete_indices(store.list_indices(f"{own.search_index_prefix}-*"))
+    store.close()
+
+
+def _start_worker(settings: Settings, name: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "SEARCH_INDEX_PREFIX": settings.search_index_prefix,
+        "KAFKA_BROKERS": settings.kafka_brokers,
+        "KAFKA_SENSOR_DATA_TOPIC": settings.kafka_sensor_data_topic,
+        "KAFKA_DLQ_TOPIC": settings.dead_letter_topic,
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "celery/tasks/worker.py"),
+            "--concurrency",
+            "1",
+            "--hostname",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(client: Celery, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = client.control.ping(timeout=1.0)
+        if any(name in host for reply in replies for host in reply):
+            return
+    raise AssertionError(f"worker {name} did not come up in {timeout}s")
+
+
+def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+        process.wait(60)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[Celery]:
+    app = create_app(settings)
+    app.control.purge()
+    yield app
+    app.control.purge()
+
+
+@pytest.fixture(scope="module")
+def produced(settings: Settings) -> list[tuple[int, int, bytes]]:
+    """A labelled simulator run in this module's topic: (partition, offset, value)."""
+    env = {**os.environ, "KAFKA_BROKERS": settings.kafka_brokers}
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "data_generator/producer.py"),
+            "backfill",
+            "--start",
+            "2026-11-27T00:00Z",
+            "--interval",
+            "30",
+            "--count",
+            "8000",
+            "--seed",
+            "8",
+            "--topic",
+            settings.kafka_sensor_data_topic,
+            "--progress-every",
+            "0",
+            "--fault-rate",
+            "clock_skew=0.01",
+            "--fault-rate",
+            "malformed_json=0.01",
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
+    return [(m.partition(), m.offset(), m.value()) for m in messages]
+
+
+def _tasks(settings: Settings, produced: list[tuple[int, int, bytes]]) -> list[RangeTask]:
+    ends: dict[int, int] = {}
+    for partition, offset, _ in produced:
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    return [
+        RangeTask.of(
+            "batch-1",
+            BATCH_TIME,
+            OffsetRange(topic=settings.kafka_sensor_data_topic, partition=p, start=0, end=e),
+        )
+        for p, e in sorted(ends.items())
+    ]
+
+
+def _run(client: Celery, tasks: list[RangeTask]) -> list[dict[str, Any]]:
+    results = [client.send_task(PROCESS_RANGE, args=[t.model_dump(mode="json")]) for t in tasks]
+    return [r.get(timeout=180) for r in results]
+
+
+def _expected_ids(produced: list[tuple[int, int, bytes]], partition: int | None = None) -> set[str]:
+    """Ground truth written here, apart from the pipeline: parseable events in a known unit."""
+    ids = set()
+    for p, _, value in produced:
+        if partition is not None and p != partition:
+            continue
+        try:
+            reading = SensorReading.model_validate_json(value)
+        except ValidationError:
+            continue
+        if reading.unit == METRICS[reading.metric].unit or reading.unit == "°F":
+            ids.add(reading.event_id)
+    return ids
+
+
+def _snapshot(store: SearchStore, prefix: str) -> dict[str, Any]:
+    index = f"{prefix}-readings-*"
+    store.refresh(index)
+    hits = store.search(index, {"size": 10000, "sort": [{"event_id": "asc"}]})["hits"]["hits"]
+    return {h["_id"]: h["_source"] for h in hits}
+
+
+def test_ranges_are_indexed_and_rejects_dead_lettered(
+    settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
+) -> None:
+    worker = _start_worker(settings, "proc-a")
+    try:
+        _wait_ready(client, "proc-a")
+        reports = _run(client, _tasks(settings, produced))
+    finally:
+        _stop(worker)
+    assert sum(r["records"] for r in reports) == len(produced)
+    store = make_store(settings)
+    stored = _snapshot(store, settings.search_index_prefix)
+    store.close()
+    assert set(stored) == _expected_ids(produced)
+    assert sum(r["indexed"] for r in reports) == len(stored)
+
+    sample = next(iter(stored.values()))
+    assert sample["batch_id"] == "batch-1"
+    assert sample["ingest_time"] == BATCH_TIME.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert set(sample["kafka"]) == {"topic", "partition", "offset"}
+    skewed = [d for d in stored.values() if "future_timestamp" in d["flags"]]
+    assert skewed
+    assert not any(d["valid"] for d in skewed)
+    converted = [d for d in stored.values() if d["original_unit"] == "°F"]
+    assert converted
+    assert all(d["unit"] == "°C" and "unit_converted" in d["flags"] for d in converted)
+
+    letters = consume_all(settings, settings.dead_letter_topic, 10**9, idle_seconds=3)
+    assert len(letters) == sum(r["dead_letters"] for r in reports) > 0
+    by_coordinates = {(p, o): v for p, o, v in produced}
+    for letter in letters:
+        headers = {k: v.decode() for k, v in letter.headers() or []}
+        assert headers["dlq.reason"] in {"malformed_json", "schema_invalid"}
+        assert headers["dlq.stage"] in {"parse", "schema"}
+        assert headers["dlq.source.topic"] == settings.kafka_sensor_data_topic
+        source = (int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
+        assert letter.value() == by_coordinates[source]
+        assert headers["dlq.batch_id"] == "batch-1"
+
+
+def test_replaying_the_same_ranges_leaves_the_store_identical(
+    settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
+) -> None:
+    store = make_store(settings)
+    worker = _start_worker(settings, "proc-b")
+    try:
+        _wait_ready(client, "proc-b")
+        _run(client, _tasks(settings, produced))
+        before = _snapshot(store, settings.search_index_prefix)
+        _run(client, _tasks(settings, produced))
+        after = _snapshot(store, settings.search_index_prefix)
+    finally:
+        _stop(worker)
+        store.close()
+    assert before == after
+    assert set(after) == _expected_ids(produced)
+
+
+def test_worker_killed_mid_task_then_rerun_loses_and_duplicates_nothing(
+    settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
+) -> None:
+    store = make_store(settings)
+    store.delete_indices(store.list_indices(f"{settings.search_index_prefix}-readings-*"))
+    largest = max(_tasks(settings, produced), key=lambda t: t.range.size)
+    worker = _start_worker(settings, "proc-c")
+    try:
+        _wait_ready(client, "proc-c")
+        pending = client.send_task(PROCESS_RANGE, args=[largest.model_dump(mode="json")])
+        deadline = time.monotonic() + 60
+        while pending.state != "STARTED" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pending.state == "STARTED"
+        _stop(worker, signal.SIGKILL)  # mid-task: reading, cleaning or indexing
+    finally:
+        _stop(worker, signal.SIGKILL)
+    partial = _snapshot(store, settings.search_index_prefix)
+    expected = _expected_ids(produced, largest.range.partition)
+    assert len(partial) < len(expected), "the kill happened before the task finished"
+
+    worker = _start_worker(settings, "proc-d")
+    try:
+        _wait_ready(client, "proc-d")
+        _run(client, [largest])
+    finally:
+        _stop(worker)
+    final = _snapshot(store, settings.search_index_prefix)
+    store.close()
+    assert set(final) == expected
+    assert all(doc["kafka"]["partition"] == largest.range.partition for doc in final.values())
