@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     # Redis (Celery broker)
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (Celery broker).")
 
+    # Processing
+    sensor_sample_interval_seconds: float = Field(
+        5.0, gt=0, description="Expected seconds between readings of a sensor (completeness)."
+    )
+    allowed_lateness_hours: float = Field(
+        24.0, gt=0, description="Readings older than this behind their sensor are flagged late."
+    )
+
     # Celery worker
     worker_concurrency: int = Field(
         1, ge=1, le=64, description="Processes of the native Celery worker."

@@ -4,11 +4,15 @@ killed mid-task loses nothing once the task is rerun."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,11 +20,13 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from kafka_io import consume_all
 from pydantic import ValidationError
 
+from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.schema import METRICS, SensorReading
 from iot_pipeline.settings import Settings
@@ -184,6 +190,37 @@ def _snapshot(store: SearchStore, prefix: str) -> dict[str, Any]:
     return {h["_id"]: h["_source"] for h in hits}
 
 
+def _aggregates(store: SearchStore, prefix: str) -> dict[str, Any]:
+    docs: dict[str, Any] = {}
+    for resolution in ("1m", "1h", "1d"):
+        index = f"{prefix}-agg-{resolution}"
+        store.refresh(index)
+        hits = store.search(index, {"size": 10000})["hits"]["hits"]
+        assert len(hits) < 10000
+        docs.update({h["_id"]: h["_source"] for h in hits})
+    return docs
+
+
+def _offline_windows(readings: dict[str, Any]) -> dict[tuple[str, str, str, str, str], list[float]]:
+    """Valid readings grouped per window, computed here with plain Python."""
+    sizes = {"1m": 60, "1h": 3600, "1d": 86400}
+    groups: dict[tuple[str, str, str, str, str], list[float]] = defaultdict(list)
+    for doc in readings.values():
+        if not doc["valid"]:
+            continue
+        epoch = datetime.fromisoformat(doc["event_time"]).timestamp()
+        for resolution, size in sizes.items():
+            start = datetime.fromtimestamp(epoch // size * size, UTC)
+            stamp = start.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            groups[("sensor", doc["sensor_id"], doc["metric"], resolution, stamp)].append(
+                doc["value"]
+            )
+            groups[("district", doc["district"], doc["metric"], resolution, stamp)].append(
+                doc["value"]
+            )
+    return groups
+
+
 def test_ranges_are_indexed_and_rejects_dead_lettered(
     settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
@@ -233,13 +270,109 @@ def test_replaying_the_same_ranges_leaves_the_store_identical(
         _wait_ready(client, "proc-b")
         _run(client, _tasks(settings, produced))
         before = _snapshot(store, settings.search_index_prefix)
+        aggregates_before = _aggregates(store, settings.search_index_prefix)
         _run(client, _tasks(settings, produced))
         after = _snapshot(store, settings.search_index_prefix)
+        aggregates_after = _aggregates(store, settings.search_index_prefix)
     finally:
         _stop(worker)
         store.close()
     assert before == after
     assert set(after) == _expected_ids(produced)
+    assert aggregates_before == aggregates_after
+
+
+def test_aggregates_equal_an_offline_computation(settings: Settings) -> None:
+    store = make_store(settings)
+    readings = _snapshot(store, settings.search_index_prefix)
+    aggregates = _aggregates(store, settings.search_index_prefix)
+    store.close()
+    truth = _offline_windows(readings)
+    with_values = {
+        (a["scope"], a["key"], a["metric"], a["resolution"], a["window_start"]): a
+        for a in aggregates.values()
+        if a["count"] > 0
+    }
+    assert set(with_values) == set(truth)
+    for window, values in truth.items():
+        doc = with_values[window]
+        assert doc["count"] == len(values), window
+        assert doc["min"] == min(values)
+        assert doc["max"] == max(values)
+        assert doc["sum"] == pytest.approx(math.fsum(values), rel=1e-12, abs=1e-6)
+        assert doc["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9, abs=1e-9)
+        assert doc["std"] == pytest.approx(statistics.pstdev(values), rel=1e-6, abs=1e-6)
+    # a sensor's windows were complete after its partition's one task (replays were no-ops);
+    # a district's grew as each partition's task added its sensors
+    assert {a["revision"] for a in aggregates.values() if a["scope"] == "sensor"} == {1}
+    assert max(a["revision"] for a in aggregates.values()) > 1
+
+
+def test_a_late_reading_changes_exactly_its_windows(
+    settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
+) -> None:
+    store = make_store(settings)
+    readings = _snapshot(store, settings.search_index_prefix)
+    before = _aggregates(store, settings.search_index_prefix)
+    # a valid reading of a busy sensor, late by a quarter of an hour, in the middle of a minute
+    target = sorted(
+        (d for d in readings.values() if d["valid"] and d["metric"] == "no2"),
+        key=lambda d: d["event_time"],
+    )[len(readings) // 40]
+    moment = datetime.fromisoformat(target["event_time"]).replace(second=17)
+    late = {
+        **json.loads(next(v for _, _, v in produced if target["event_id"].encode() in v)),
+        "event_id": "late-reading-1",
+        "seq": 10**6,
+        "event_time": moment.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "value": round(target["value"] + 0.37, 2),
+    }
+    producer = Producer(producer_config(settings))
+    producer.produce(
+        settings.kafka_sensor_data_topic, json.dumps(late).encode(), target["sensor_id"]
+    )
+    assert producer.flush(30) == 0
+    partition = target["kafka"]["partition"]
+    start = max(o for p, o, _ in produced if p == partition) + 1
+    consumer = Consumer(consumer_config(settings, "test.watermarks"))
+    _, end = consumer.get_watermark_offsets(
+        TopicPartition(settings.kafka_sensor_data_topic, partition), timeout=10
+    )
+    consumer.close()
+    task = RangeTask.of(
+        "batch-late",
+        BATCH_TIME,
+        OffsetRange(
+            topic=settings.kafka_sensor_data_topic, partition=partition, start=start, end=end
+        ),
+    )
+    worker = _start_worker(settings, "proc-late")
+    try:
+        _wait_ready(client, "proc-late")
+        (report,) = _run(client, [task])
+    finally:
+        _stop(worker)
+    after = _aggregates(store, settings.search_index_prefix)
+    stored = _snapshot(store, settings.search_index_prefix)
+    store.close()
+    assert report["records"] == end - start == 1
+    assert stored["late-reading-1"]["valid"]
+    changed = {k for k in after if after[k] != before.get(k)}
+    expected = {
+        f"{scope}:{key}:no2:{resolution}:{start_of(moment, resolution)}"
+        for scope, key in (("sensor", target["sensor_id"]), ("district", target["district"]))
+        for resolution in ("1m", "1h", "1d")
+    }
+    assert changed == expected
+    for key in expected:
+        assert after[key]["revision"] == before[key]["revision"] + 1
+        assert after[key]["count"] == before[key]["count"] + 1
+
+
+def start_of(moment: datetime, resolution: str) -> str:
+    size = {"1m": 60, "1h": 3600, "1d": 86400}[resolution]
+    start = datetime.fromtimestamp(moment.timestamp() // size * size, UTC)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_worker_killed_mid_task_then_rerun_loses_and_duplicates_nothing(

@@ -39,14 +39,14 @@ def expected_values(network: Network, times: np.ndarray) -> np.ndarray:
     daily = np.cos(2 * np.pi * (hour - 15.0) / 24.0)
     temperature = 18.5 + np.where(coastal, 4.0, 6.0) * season + np.where(coastal, 3.0, 5.5) * daily
     humidity = np.clip(
-        np.where(coastal, 78.0, 70.0) - 2.2 * (temperature - 18.5 - 5.0 * season), 15.0, 99.0
+        np.where(coastal, 78.0, 70.0) - 2.2 * (temperature - 18.5 - 5.0 * season), 15.0, 94.0
     )
     traffic = np.where(weekday, 1.0, 0.35) * _rush(hour)
     no2 = 18.0 + 38.0 * traffic + 12.0 * industrial
     pm10 = 28.0 + 22.0 * traffic + 15.0 * industrial + np.where(coastal, 4.0, 0.0)
     pm25 = 0.45 * pm10
     sun = np.clip(np.cos(2 * np.pi * (hour - 14.0) / 24.0), 0.0, None)
-    o3 = np.clip(45.0 + 35.0 * sun - 0.35 * (no2 - 18.0), 2.0, None)
+    o3 = np.clip(45.0 + 35.0 * sun - 0.35 * (no2 - 18.0), 10.0, None)
     co = 0.35 + 0.7 * traffic + 0.15 * industrial
 
     by_metric = np.stack(

@@ -27,11 +27,16 @@ class PermanentStoreError(StoreError):
 
 @dataclass(frozen=True)
 class IndexAction:
-    """Index (create or overwrite) one document under a deterministic id."""
+    """One document operation under a deterministic id.
+
+    `op="index"` creates or overwrites `document`; `op="update"` sends `document` as the body
+    of an update (a script with an upsert), for read-modify-write done by the engine.
+    """
 
     index: str
     id: str
     document: dict[str, Any]
+    op: str = "index"
 
 
 @dataclass(frozen=True)

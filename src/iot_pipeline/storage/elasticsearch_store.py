@@ -56,7 +56,7 @@ class ElasticsearchStore:
             return BulkOutcome()
         lines: list[dict[str, Any]] = []
         for action in actions:
-            lines.append({"index": {"_index": action.index, "_id": action.id}})
+            lines.append({action.op: {"_index": action.index, "_id": action.id}})
             lines.append(action.document)
         response = _translate(lambda: self.client.bulk(operations=lines, refresh=refresh))
         return parse_bulk_response(actions, dict(response))

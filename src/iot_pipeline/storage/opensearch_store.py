@@ -49,7 +49,7 @@ class OpenSearchStore:
             return BulkOutcome()
         lines: list[dict[str, Any]] = []
         for action in actions:
-            lines.append({"index": {"_index": action.index, "_id": action.id}})
+            lines.append({action.op: {"_index": action.index, "_id": action.id}})
             lines.append(action.document)
         response = _translate(
             lambda: self.client.bulk(body=lines, refresh="true" if refresh else "false")
