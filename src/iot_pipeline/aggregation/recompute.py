@@ -2,7 +2,8 @@
 
 Statistics come from the engine over every valid reading stored in the window, so the result
 does not depend on batch boundaries, redeliveries or arrival order. A window is rewritten
-only when its statistics changed, and then its revision goes up by one.
+only when its statistics changed, and then its revision goes up by one; the caller holds a
+lock so that this read-modify-write is not interleaved with another.
 """
 
 from __future__ import annotations
@@ -19,13 +20,6 @@ from iot_pipeline.schema import METRICS
 from iot_pipeline.storage import IndexAction, SearchStore
 
 _KEY_FIELD = {"sensor": "sensor_id", "district": "district"}
-
-# Overwrite only when the statistics changed; count revisions.
-_REVISE = (
-    "if (ctx._source.digest == params.doc.digest) { ctx.op = 'none'; } "
-    "else { long r = ctx._source.revision == null ? 0 : ctx._source.revision; "
-    "ctx._source.putAll(params.doc); ctx._source.revision = r + 1; }"
-)
 
 
 def aggregates_index(prefix: str, resolution: str) -> str:
@@ -134,6 +128,7 @@ def recompute_windows(
     readings = f"{prefix}-readings-*"
     for (scope, resolution), group in sorted(groups.items()):
         wanted = {(w.key, w.metric, w.start): w for w in group}
+        fresh: dict[str, dict[str, Any]] = {}
         after = None
         while True:
             body = _query(scope, resolution, group, after)
@@ -141,25 +136,18 @@ def recompute_windows(
             for bucket in result["buckets"]:
                 key = bucket["key"]
                 target = wanted.get((key["key"], key["metric"], int(key["t"]) // 1000))
-                if target is None:
-                    continue
-                doc = _document(target, bucket, sample_interval)
-                actions.append(
-                    IndexAction(
-                        aggregates_index(prefix, resolution),
-                        aggregate_id(target),
-                        {
-                            "script": {
-                                "source": _REVISE,
-                                "lang": "painless",
-                                "params": {"doc": doc},
-                            },
-                            "upsert": {**doc, "revision": 1},
-                        },
-                        op="update",
-                    )
-                )
+                if target is not None:
+                    fresh[aggregate_id(target)] = _document(target, bucket, sample_interval)
             after = result.get("after_key")
             if not result["buckets"] or after is None:
                 break
+        # Rewrite only what changed, one revision up (callers serialise recomputations).
+        index = aggregates_index(prefix, resolution)
+        stored = store.get_many(index, sorted(fresh))
+        for doc_id, doc in fresh.items():
+            previous = stored.get(doc_id)
+            if previous is not None and previous.get("digest") == doc["digest"]:
+                continue
+            revision = int(previous["revision"]) + 1 if previous else 1
+            actions.append(IndexAction(index, doc_id, {**doc, "revision": revision}))
     return actions

@@ -30,6 +30,19 @@ from iot_pipeline.storage import (
 log = logging.getLogger(__name__)
 
 
+class _Stopwatch:
+    """Seconds spent in each stage, for the report and the logs."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, stage: str) -> None:
+        now = time.monotonic()
+        self.laps[stage] = round(now - self._last, 3)
+        self._last = now
+
+
 @dataclass(frozen=True)
 class RangeReport:
     """What processing one range did."""
@@ -45,6 +58,7 @@ class RangeReport:
     retried_items: int
     windows: int
     seconds: float
+    stages: dict[str, float]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -60,14 +74,17 @@ def process_range(
 ) -> RangeReport:
     """Process [start, end) of one partition; safe to repeat (same input, same store)."""
     started = time.monotonic()
+    clock = _Stopwatch()
     offsets = task.range
     records = read_range(settings, offsets)
+    clock.lap("read")
     states = load_states(state_client, settings.search_index_prefix, offsets)
     before = copy.deepcopy(states)
     policy = policy or CleaningPolicy(
         allowed_lateness=timedelta(hours=settings.allowed_lateness_hours)
     )
     result = clean_batch(records, states, task.ingest_time, policy)
+    clock.lap("clean")
 
     # A duplicate is the same event again: the store already holds it under its id.
     keep = [r for r in result.readings if DUPLICATE not in r.flags]
@@ -77,6 +94,7 @@ def process_range(
         for r in keep
     ]
     report = index_all(store, actions, bulk or BulkPolicy())
+    clock.lap("index")
     letters = list(result.dead_letters)
     for failure in report.rejected:
         rejected = by_id[failure.action.id]
@@ -89,7 +107,9 @@ def process_range(
             )
         )
     send_dead_letters(settings, letters, task.batch_id, task.ingest_time)
+    clock.lap("dead_letters")
     windows = _update_aggregates(settings, store, state_client, keep, actions, bulk)
+    clock.lap("aggregate")
     # Only now is every record of the range indexed or dead-lettered: move the state on.
     save_states(state_client, settings.search_index_prefix, offsets, before, states)
     outcome = RangeReport(
@@ -104,6 +124,7 @@ def process_range(
         retried_items=report.retries,
         windows=windows,
         seconds=round(time.monotonic() - started, 3),
+        stages=clock.laps,
     )
     log.info("processed %s", outcome.as_dict())
     return outcome

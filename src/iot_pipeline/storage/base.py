@@ -75,6 +75,9 @@ class SearchStore(Protocol):
     def refresh(self, index: str) -> None:
         """Make everything indexed so far searchable."""
 
+    def get_many(self, index: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored sources of these ids (missing ones are left out)."""
+
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run a search; returns the raw response body."""
 

@@ -64,6 +64,17 @@ class ElasticsearchStore:
     def refresh(self, index: str) -> None:
         _translate(lambda: self.client.indices.refresh(index=index, allow_no_indices=True))
 
+    def get_many(self, index: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        try:
+            response = _translate(lambda: self.client.mget(index=index, ids=ids))
+        except PermanentStoreError as exc:
+            if "index_not_found" in str(exc):
+                return {}
+            raise
+        return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         response = _translate(
             lambda: self.client.search(index=index, allow_no_indices=True, **body)

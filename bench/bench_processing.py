@@ -1,0 +1,257 @@
+"""Benchmark: readings/s through clean + index (+ aggregates) for one worker, against a raw
+bulk load of the very same documents (pre-serialised NDJSON, same template, same bulk size)
+into the same node, all in this invocation. Then the effect of records per Celery task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from iot_pipeline.cleaning import CleaningPolicy, clean_batch
+from iot_pipeline.cleaning.rules import DUPLICATE
+from iot_pipeline.kafka_config import consumer_config
+from iot_pipeline.processing.documents import reading_action
+from iot_pipeline.processing.pipeline import process_range
+from iot_pipeline.processing.ranges import OffsetRange, RangeTask
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import BulkPolicy, load_templates, make_store
+from iot_pipeline.worker.app import PROCESS_RANGE, create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+BULK_DOCS = BulkPolicy().max_docs
+
+
+def _produce(settings: Settings, count: int) -> dict[int, int]:
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "data_generator/producer.py"),
+            "backfill",
+            "--start",
+            "2026-11-20T00:00Z",
+            "--interval",
+            "5",
+            "--count",
+            str(count),
+            "--seed",
+            "3",
+            "--topic",
+            settings.kafka_sensor_data_topic,
+            "--progress-every",
+            "0",
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    consumer = Consumer(consumer_config(settings, "bench.watermarks"))
+    ends = {}
+    for p in range(6):
+        _, ends[p] = consumer.get_watermark_offsets(
+            TopicPartition(settings.kafka_sensor_data_topic, p), timeout=10
+        )
+    consumer.close()
+    return ends
+
+
+def _ranges(settings: Settings, ends: dict[int, int], per_task: int) -> list[RangeTask]:
+    now = datetime.now(UTC)
+    return [
+        RangeTask.of(
+            "bench",
+            now,
+            OffsetRange(
+                topic=settings.kafka_sensor_data_topic,
+                partition=p,
+                start=s,
+                end=min(s + per_task, end),
+            ),
+        )
+        for p, end in ends.items()
+        for s in range(0, end, per_task)
+    ]
+
+
+def _reset(settings: Settings, state: redis.Redis) -> None:
+    store = make_store(settings)
+    store.delete_indices(store.list_indices(f"{settings.search_index_prefix}-*"))
+    store.ensure_templates(load_templates(ROOT / "elasticsearch", settings.search_index_prefix))
+    store.close()
+    state.flushdb()
+
+
+def raw_bulk_load(settings: Settings, ends: dict[int, int]) -> tuple[float, int]:
+    """Build the pipeline's documents untimed, then time only the bulk HTTP requests."""
+    from iot_pipeline.processing.reader import read_range
+
+    lines: list[bytes] = []
+    now = datetime.now(UTC)
+    for task in _ranges(settings, ends, 10**9):
+        records = read_range(settings, task.range)
+        result = clean_batch(records, {}, now, CleaningPolicy())
+        for clean in result.readings:
+            if DUPLICATE in clean.flags:
+                continue
+            action = reading_action(settings.search_index_prefix, clean, "raw", now)
+            lines.append(json.dumps({"index": {"_index": action.index, "_id": action.id}}).encode())
+            lines.append(json.dumps(action.document).encode())
+    bodies = [
+        b"\n".join(lines[i : i + 2 * BULK_DOCS]) + b"\n"
+        for i in range(0, len(lines), 2 * BULK_DOCS)
+    ]
+    started = time.perf_counter()
+    for body in bodies:
+        request = urllib.request.Request(  # noqa: S310 - loopback, from settings
+            f"{settings.search_url}/_bulk",
+            data=body,
+            headers={"Content-Type": "application/x-ndjson"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+            if json.loads(response.read())["errors"]:
+                raise RuntimeError("raw bulk load had item errors")
+    return time.perf_counter() - started, len(lines) // 2
+
+
+def in_process(
+    settings: Settings, ends: dict[int, int], per_task: int, state: redis.Redis
+) -> tuple[float, int]:
+    store = make_store(settings)
+    started = time.perf_counter()
+    records = 0
+    for task in _ranges(settings, ends, per_task):
+        records += process_range(settings, store, state, task).records
+    elapsed = time.perf_counter() - started
+    store.close()
+    return elapsed, records
+
+
+def via_celery(settings: Settings, ends: dict[int, int], per_task: int) -> tuple[float, float, int]:
+    """(wall seconds, seconds inside tasks, records) with one worker process."""
+    app = create_app(settings)
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "SEARCH_INDEX_PREFIX": settings.search_index_prefix,
+        "KAFKA_DLQ_TOPIC": settings.dead_letter_topic,
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "celery/tasks/worker.py"),
+            "--concurrency",
+            "1",
+            "--hostname",
+            f"bench-{uuid.uuid4().hex[:6]}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        while not app.control.ping(timeout=1.0):
+            pass
+        tasks = _ranges(settings, ends, per_task)
+        started = time.perf_counter()
+        results = [app.send_task(PROCESS_RANGE, args=[t.model_dump(mode="json")]) for t in tasks]
+        reports = [r.get(timeout=600) for r in results]
+        wall = time.perf_counter() - started
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+    return wall, sum(r["seconds"] for r in reports), sum(r["records"] for r in reports)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=60_000)
+    args = parser.parse_args()
+    run = uuid.uuid4().hex[:8]
+    base = Settings()
+    host, port = base.redis_address
+    settings = base.model_copy(
+        update={
+            "kafka_sensor_data_topic": f"bench.{run}.readings",
+            "kafka_dlq_topic": f"bench.{run}.dlq",
+            "search_index_prefix": f"bench-{run}",
+            "redis_url": f"redis://{host}:{port}/14",
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
+    topics = [settings.kafka_sensor_data_topic, settings.dead_letter_topic]
+    for future in admin.create_topics(
+        [
+            NewTopic(t, num_partitions=6 if i == 0 else 1, replication_factor=1)
+            for i, t in enumerate(topics)
+        ]
+    ).values():
+        future.result(30)
+    state = redis.Redis.from_url(settings.redis_url)
+    rows: list[tuple[str, float, str]] = []
+    try:
+        ends = _produce(settings, args.records)
+        print(
+            f"bench: {sum(ends.values()):,} records in 6 partitions, bulk {BULK_DOCS} docs",
+            flush=True,
+        )
+        _reset(settings, state)
+        seconds, docs = raw_bulk_load(settings, ends)
+        raw_rate = docs / seconds
+        rows.append(("raw bulk load of the same documents (baseline)", raw_rate, ""))
+        print(f"  raw bulk: {raw_rate:,.0f} docs/s", flush=True)
+        _reset(settings, state)
+        seconds, records = in_process(settings, ends, 5000, state)
+        rows.append(("clean + index + aggregates, in process, 5000/task", records / seconds, ""))
+        print(f"  in process: {records / seconds:,.0f} readings/s", flush=True)
+        for per_task in (1000, 5000, 20000):
+            _reset(settings, state)
+            wall, inside, records = via_celery(settings, ends, per_task)
+            overhead = max(0.0, wall - inside) / wall
+            rows.append(
+                (
+                    f"same via one Celery worker, {per_task}/task",
+                    records / wall,
+                    f"dispatch {overhead:.1%}",
+                )
+            )
+            print(
+                f"  celery {per_task}/task: {records / wall:,.0f} readings/s, "
+                f"dispatch overhead {overhead:.1%}",
+                flush=True,
+            )
+    finally:
+        _reset(settings, state)
+        make_store(settings).delete_indices(
+            make_store(settings).list_indices(f"{settings.search_index_prefix}-*")
+        )
+        state.flushdb()
+        for future in admin.delete_topics(topics).values():
+            future.result(30)
+    print()
+    print(f"{'what':<52} {'per second':>11} {'ratio':>6}  note")
+    for name, rate, note in rows:
+        print(f"{name:<52} {rate:>11,.0f} {rate / raw_rate:>6.2f}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
