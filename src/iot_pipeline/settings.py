@@ -99,6 +99,10 @@ class Settings(BaseSettings):
         24.0, gt=0, description="Readings older than this behind their sensor are flagged late."
     )
 
+    retention_days: int = Field(
+        30, ge=1, description="Days of raw readings kept (whole daily indices are deleted)."
+    )
+
     # Celery worker
     worker_concurrency: int = Field(
         1, ge=1, le=64, description="Processes of the native Celery worker."

@@ -11,7 +11,7 @@ import pytest
 
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import IndexAction, SearchStore, index_all, load_templates, make_store
-from iot_pipeline.storage.retention import expired_indices
+from iot_pipeline.storage.retention import apply_retention
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,8 +73,8 @@ def test_retention_deletes_whole_old_days(store: SearchStore, test_settings: Set
     prefix = test_settings.search_index_prefix
     for day in ("2026.11.01", "2026.11.27", "2026.11.28"):
         index_all(store, [IndexAction(f"{prefix}-readings-{day}", "x", _doc(1))], refresh=True)
-    names = store.list_indices(f"{prefix}-readings-*")
-    store.delete_indices(expired_indices(names, date(2026, 11, 28), keep_days=2))
+    deleted = apply_retention(test_settings, keep_days=2, today=date(2026, 11, 28))
+    assert deleted == [f"{prefix}-readings-2026.11.01"]
     assert store.list_indices(f"{prefix}-readings-*") == [
         f"{prefix}-readings-2026.11.27",
         f"{prefix}-readings-2026.11.28",

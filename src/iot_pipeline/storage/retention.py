@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import re
-from datetime import date, timedelta
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from iot_pipeline.settings import Settings
 
 _DAY = re.compile(r"-(\d{4})\.(\d{2})\.(\d{2})$")
 
@@ -19,3 +24,35 @@ def expired_indices(names: list[str], today: date, keep_days: int) -> list[str]:
         if match and date(*map(int, match.groups())) < oldest_kept:
             expired.append(name)
     return sorted(expired)
+
+
+def apply_retention(settings: Settings, keep_days: int, today: date | None = None) -> list[str]:
+    """Delete the daily reading indices older than `keep_days`; returns their names."""
+    from iot_pipeline.storage import make_store
+
+    store = make_store(settings)
+    try:
+        names = store.list_indices(f"{settings.search_index_prefix}-readings-*")
+        expired = expired_indices(names, today or datetime.now(UTC).date(), keep_days)
+        store.delete_indices(expired)
+    finally:
+        store.close()
+    return expired
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m iot_pipeline.storage.retention [--keep-days N]`."""
+    settings = Settings()
+    parser = argparse.ArgumentParser(description="Delete reading indices past retention.")
+    parser.add_argument("--keep-days", type=int, default=settings.retention_days)
+    args = parser.parse_args(argv)
+    deleted = apply_retention(settings, args.keep_days)
+    print(
+        f"retention: kept {args.keep_days} days, deleted {len(deleted)} indices "
+        + (", ".join(deleted) if deleted else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from celery import Task
+from celery.signals import worker_process_init
 
 from iot_pipeline.processing.dead_letters import DeadLetterError
 from iot_pipeline.processing.pipeline import process_range
@@ -34,6 +35,15 @@ def _store() -> SearchStore:
 @cache
 def _state_client() -> redis.Redis:
     return redis.Redis.from_url(get_settings().redis_url)
+
+
+@worker_process_init.connect
+def _prepare_process(**_: object) -> None:
+    """Apply the index templates when a worker process starts (idempotent)."""
+    try:
+        _store()
+    except TransientStoreError as exc:  # the first task will try again
+        log.warning("index templates not applied yet: %s", exc)
 
 
 @app.task(
