@@ -118,3 +118,18 @@ def test_retention_keeps_whole_recent_days() -> None:
     assert expired_indices(names, date(2026, 11, 28), keep_days=3) == ["p-readings-2026.11.20"]
     with pytest.raises(ValueError, match="at least 1"):
         expired_indices(names, date(2026, 11, 28), keep_days=0)
+
+
+def test_the_engine_setting_picks_the_adapter() -> None:
+    from iot_pipeline.settings import Settings
+    from iot_pipeline.storage import make_store
+    from iot_pipeline.storage.elasticsearch_store import ElasticsearchStore
+    from iot_pipeline.storage.opensearch_store import OpenSearchStore
+
+    # building a client opens no connection
+    elastic = make_store(Settings(search_engine="elasticsearch"))
+    opensearch = make_store(Settings(search_engine="opensearch"))
+    assert isinstance(elastic, ElasticsearchStore)
+    assert isinstance(opensearch, OpenSearchStore)
+    elastic.close()
+    opensearch.close()

@@ -116,3 +116,22 @@ def parse_bulk_response(actions: list[IndexAction], body: dict[str, Any]) -> Bul
             )
         )
     return outcome
+
+
+def bulk_lines(actions: list[IndexAction]) -> list[dict[str, Any]]:
+    """The bulk API body (action line, document line) of these actions."""
+    lines: list[dict[str, Any]] = []
+    for action in actions:
+        lines.append({action.op: {"_index": action.index, "_id": action.id}})
+        lines.append(action.document)
+    return lines
+
+
+def found_sources(response: Any) -> dict[str, dict[str, Any]]:
+    """id -> source of the documents an mget response found."""
+    return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+
+
+def is_missing_index(error: StoreError) -> bool:
+    """Whether the engine refused because the index does not exist (yet)."""
+    return "index_not_found" in str(error)

@@ -19,6 +19,9 @@ from iot_pipeline.storage.base import (
     IndexAction,
     PermanentStoreError,
     TransientStoreError,
+    bulk_lines,
+    found_sources,
+    is_missing_index,
     parse_bulk_response,
 )
 
@@ -54,10 +57,7 @@ class ElasticsearchStore:
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:
             return BulkOutcome()
-        lines: list[dict[str, Any]] = []
-        for action in actions:
-            lines.append({action.op: {"_index": action.index, "_id": action.id}})
-            lines.append(action.document)
+        lines = bulk_lines(actions)
         response = _translate(lambda: self.client.bulk(operations=lines, refresh=refresh))
         return parse_bulk_response(actions, dict(response))
 
@@ -70,10 +70,10 @@ class ElasticsearchStore:
         try:
             response = _translate(lambda: self.client.mget(index=index, ids=ids))
         except PermanentStoreError as exc:
-            if "index_not_found" in str(exc):
+            if is_missing_index(exc):
                 return {}
             raise
-        return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+        return found_sources(response)
 
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         response = _translate(

@@ -14,6 +14,9 @@ from iot_pipeline.storage.base import (
     IndexAction,
     PermanentStoreError,
     TransientStoreError,
+    bulk_lines,
+    found_sources,
+    is_missing_index,
     parse_bulk_response,
 )
 
@@ -47,10 +50,7 @@ class OpenSearchStore:
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:
             return BulkOutcome()
-        lines: list[dict[str, Any]] = []
-        for action in actions:
-            lines.append({action.op: {"_index": action.index, "_id": action.id}})
-            lines.append(action.document)
+        lines = bulk_lines(actions)
         response = _translate(
             lambda: self.client.bulk(body=lines, refresh="true" if refresh else "false")
         )
@@ -65,10 +65,10 @@ class OpenSearchStore:
         try:
             response = _translate(lambda: self.client.mget(index=index, body={"ids": ids}))
         except PermanentStoreError as exc:
-            if "index_not_found" in str(exc):
+            if is_missing_index(exc):
                 return {}
             raise
-        return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+        return found_sources(response)
 
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         return dict(
