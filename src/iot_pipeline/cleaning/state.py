@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from iot_pipeline.cleaning.rules import DUPLICATE, SPIKE, STUCK, TOO_LATE
+from iot_pipeline.cleaning.rules import DUPLICATE, RATE_OF_CHANGE, SPIKE, STUCK, TOO_LATE
 
 # A reading further than this from the median of its sensor's recent valid readings is a spike
 # (canonical units). Chosen well above noise plus an hour of the fastest normal change.
@@ -21,6 +21,18 @@ SPIKE_THRESHOLD = {
     "o3": 120.0,
     "co": 2.0,
 }
+# Fastest physical change per minute; a jump from the previous valid reading beyond this
+# (plus half the spike threshold for sensor noise) is flagged as a rate-of-change violation.
+MAX_RATE_PER_MINUTE = {
+    "temperature": 3.0,
+    "humidity": 10.0,
+    "pm25": 40.0,
+    "pm10": 80.0,
+    "no2": 80.0,
+    "o3": 80.0,
+    "co": 1.5,
+}
+RATE_WINDOW = 600.0  # only readings this close in time are compared
 HISTORY = 8  # valid readings kept per sensor for the spike median
 HISTORY_MAX_AGE = 2 * 3600.0  # older history says nothing about the present value
 STUCK_REPEATS = 3  # this many identical consecutive values make a stuck sensor
@@ -87,8 +99,16 @@ def sequential_checks(
     recent = [v for t, v in state.history if abs(event_time - t) <= HISTORY_MAX_AGE]
     if len(recent) >= 3 and abs(value - statistics.median(recent)) > SPIKE_THRESHOLD[metric]:
         flags.append(SPIKE)
+    earlier = [(t, v) for t, v in state.history if 0 < event_time - t <= RATE_WINDOW]
+    if earlier:
+        t_prev, v_prev = earlier[-1]
+        allowed = SPIKE_THRESHOLD[metric] / 2 + MAX_RATE_PER_MINUTE[metric] * (
+            (event_time - t_prev) / 60.0
+        )
+        if abs(value - v_prev) > allowed:
+            flags.append(RATE_OF_CHANGE)
     # A spike or an out-of-order reading is no link in a run of identical values.
-    elif event_time >= state.watermark:
+    if not flags and event_time >= state.watermark:
         repeated = state.last_value is not None and value == state.last_value
         state.repeats = state.repeats + 1 if repeated else 1
         state.last_value = value
