@@ -15,6 +15,7 @@ import elastic_transport
 import elasticsearch
 
 from iot_pipeline.storage.base import (
+    BULK_FILTER,
     BulkOutcome,
     IndexAction,
     PermanentStoreError,
@@ -58,7 +59,9 @@ class ElasticsearchStore:
         if not actions:
             return BulkOutcome()
         lines = bulk_lines(actions)
-        response = _translate(lambda: self.client.bulk(operations=lines, refresh=refresh))
+        response = _translate(
+            lambda: self.client.bulk(operations=lines, refresh=refresh, filter_path=BULK_FILTER)
+        )
         return parse_bulk_response(actions, dict(response))
 
     def refresh(self, index: str) -> None:

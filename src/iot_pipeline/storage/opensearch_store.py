@@ -10,6 +10,7 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
 
 from iot_pipeline.storage.base import (
+    BULK_FILTER,
     BulkOutcome,
     IndexAction,
     PermanentStoreError,
@@ -52,7 +53,9 @@ class OpenSearchStore:
             return BulkOutcome()
         lines = bulk_lines(actions)
         response = _translate(
-            lambda: self.client.bulk(body=lines, refresh="true" if refresh else "false")
+            lambda: self.client.bulk(
+                body=lines, refresh="true" if refresh else "false", filter_path=BULK_FILTER
+            )
         )
         return parse_bulk_response(actions, response)
 
