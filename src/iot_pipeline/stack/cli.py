@@ -155,7 +155,9 @@ def down(settings: Settings) -> int:
         print("stack is not running; nothing to stop")
         return 0
     started = time.monotonic()
-    stopped = supervisor.shutdown()
+    services = native_services(settings)
+    pipeline_first = [s.name for s in sorted(services, key=lambda s: -s.phase) if s.phase > 0]
+    stopped = supervisor.shutdown(first=pipeline_first)
     names = ", ".join(stopped) if stopped else "no services"
     print(f"stopped {names} and supervisord in {time.monotonic() - started:.1f}s")
     return 0

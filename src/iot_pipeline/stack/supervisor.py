@@ -149,11 +149,18 @@ class Supervisor:
         """Ask supervisord to start a program without waiting for it."""
         self._proxy().startProcess(name, False)
 
-    def shutdown(self, timeout: float = 90.0) -> list[str]:
-        """Stop every program, then supervisord itself; returns the programs that were alive."""
+    def shutdown(self, first: Sequence[str] = (), timeout: float = 90.0) -> list[str]:
+        """Stop `first` one by one (in order), then every other program, then supervisord.
+
+        Returns the programs that were alive. Ordering matters: the simulator must flush to
+        Kafka, and a worker finish its task, before the broker and the store go away.
+        """
         proxy = self._proxy()
         infos = cast(list[dict[str, Any]], proxy.getAllProcessInfo())
         alive = [str(i["name"]) for i in infos if i["statename"] in ALIVE_STATES]
+        for name in first:
+            if name in alive:
+                proxy.stopProcess(name, True)
         proxy.stopAllProcesses(True)
         pid_file = self.paths.run / "supervisord.pid"
         pid = int(pid_file.read_text().strip()) if pid_file.exists() else 0
