@@ -45,3 +45,11 @@ def test_only_settings_reads_the_environment() -> None:
         and any(token in path.read_text() for token in ("os.environ", "os.getenv", "getenv("))
     ]
     assert offenders == [], "read configuration through iot_pipeline.settings.Settings"
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from iot_pipeline.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [n.upper() for n in Settings.model_fields if f"`{n.upper()}`" not in readme]
+    assert missing == [], "add these to README.md's configuration table"
