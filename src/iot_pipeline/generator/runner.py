@@ -74,7 +74,7 @@ class RunStats:
             f"generator done: mode={config.mode} sent={self.sent} readings={self.readings} "
             f"acked={self.acked} failed={self.failed} faulty={self.faulty} bytes={self.sent_bytes} "
             f"rate={rate:.0f}/s elapsed={self.elapsed:.2f}s seed={config.seed} "
-            f"topic={config.topic} labels={labels}"
+            f"topic={config.topic} labels={labels} queue_full_waits={self.backpressure_waits}"
         )
 
 

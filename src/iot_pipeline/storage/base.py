@@ -25,6 +25,16 @@ class PermanentStoreError(StoreError):
     """A failure that retrying cannot fix."""
 
 
+def is_transient_status(status: int) -> bool:
+    """Whether an HTTP status from the engine is worth retrying (overload or server error)."""
+    return status == 429 or status >= 500
+
+
+def error_for_status(status: int) -> type[StoreError]:
+    """The error class an engine's HTTP status translates to."""
+    return TransientStoreError if is_transient_status(status) else PermanentStoreError
+
+
 @dataclass(frozen=True)
 class IndexAction:
     """One document operation under a deterministic id.
@@ -50,7 +60,7 @@ class ItemFailure:
 
     @property
     def retryable(self) -> bool:
-        return self.status == 429 or self.status >= 500
+        return is_transient_status(self.status)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from iot_pipeline.storage.base import (
     PermanentStoreError,
     TransientStoreError,
     bulk_lines,
+    error_for_status,
     found_sources,
     is_missing_index,
     parse_bulk_response,
@@ -36,8 +37,9 @@ def _translate(call: Callable[[], T]) -> T:
         raise TransientStoreError(f"Elasticsearch unreachable: {exc}") from exc
     except elasticsearch.ApiError as exc:
         status = exc.meta.status
-        kind = TransientStoreError if status == 429 or status >= 500 else PermanentStoreError
-        raise kind(f"Elasticsearch answered {status}: {exc.message} {exc.body}"[:1000]) from exc
+        raise error_for_status(status)(
+            f"Elasticsearch answered {status}: {exc.message} {exc.body}"[:1000]
+        ) from exc
 
 
 class ElasticsearchStore:

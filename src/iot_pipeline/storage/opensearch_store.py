@@ -16,6 +16,7 @@ from iot_pipeline.storage.base import (
     PermanentStoreError,
     TransientStoreError,
     bulk_lines,
+    error_for_status,
     found_sources,
     is_missing_index,
     parse_bulk_response,
@@ -31,8 +32,9 @@ def _translate(call: Callable[[], T]) -> T:
         raise TransientStoreError(f"OpenSearch unreachable: {exc}") from exc
     except os_errors.TransportError as exc:
         status = exc.status_code if isinstance(exc.status_code, int) else 500
-        kind = TransientStoreError if status == 429 or status >= 500 else PermanentStoreError
-        raise kind(f"OpenSearch answered {status}: {exc.error} {exc.info}"[:1000]) from exc
+        raise error_for_status(status)(
+            f"OpenSearch answered {status}: {exc.error} {exc.info}"[:1000]
+        ) from exc
 
 
 class OpenSearchStore:
