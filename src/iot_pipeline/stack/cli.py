@@ -63,6 +63,9 @@ def _health(service: Service, settings: Settings, supervisor: Supervisor) -> Hea
     if service.probe is not None:
         return service.probe(settings)
     state = supervisor.state(service.name)
+    if state is None and supervisor.is_running():
+        # supervisord runs the stack without it: `make up` ran with it disabled
+        return Health(True, "not part of the running stack (disabled at `make up`)", off=True)
     return Health(state == "RUNNING", f"supervisord: {(state or 'not managed').lower()}")
 
 
@@ -188,10 +191,10 @@ def status(settings: Settings) -> int:
         total_rss += rss
         health = _health(service, settings, supervisor)
         all_ok = all_ok and health.ok
-        process_state = (state or "external" if health.ok else state or "-").lower()
-        mark = "ready" if health.ok else "DOWN"
+        process_state = "-" if health.off else (state or "external" if health.ok else state or "-")
+        mark = "off" if health.off else "ready" if health.ok else "DOWN"
         print(
-            f"{service.name:<11} {process_state:<9} {pid or '-':>7} {rss / 2**20:>8.0f}  "
+            f"{service.name:<11} {process_state.lower():<9} {pid or '-':>7} {rss / 2**20:>8.0f}  "
             f"{mark}: {health.detail}"
         )
     print(f"{'total':<11} {'':<9} {'':>7} {total_rss / 2**20:>8.0f}")

@@ -18,6 +18,7 @@ class Health:
 
     ok: bool
     detail: str
+    off: bool = False  # deliberately not running (disabled when the stack was started)
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
