@@ -9,6 +9,7 @@ import pytest
 
 from iot_pipeline.cleaning import RawRecord, SensorState, clean_batch, rules
 from iot_pipeline.cleaning.state import STUCK_REPEATS
+from iot_pipeline.schema import format_event_time
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -73,6 +74,16 @@ def test_fahrenheit_is_converted_and_flagged() -> None:
     assert (kept.original_value, kept.original_unit) == (70.7, "°F")
     assert kept.flags == (rules.UNIT_CONVERTED,)
     assert kept.valid
+
+
+def test_event_times_with_an_offset_become_utc() -> None:
+    (kept,) = clean(reading(event_time="2026-11-28T12:59:00.250+01:00")).readings
+    assert kept.reading.event_time == datetime(2026, 11, 28, 11, 59, 0, 250_000, tzinfo=UTC)
+    assert kept.reading.event_time.utcoffset() == timedelta(0)
+    assert format_event_time(kept.reading.event_time) == "2026-11-28T11:59:00.250Z"
+    assert format_event_time(datetime(2026, 1, 2, 3, 4, 5, 999_999, tzinfo=UTC)) == (
+        "2026-01-02T03:04:05.999Z"
+    )
 
 
 def test_unit_that_cannot_apply_is_dead_lettered() -> None:

@@ -39,14 +39,20 @@ def aggregate_id(window: Window) -> str:
     return f"{window.scope}:{window.key}:{window.metric}:{window.resolution}:{start}"
 
 
+def windows_of(sensor_id: str, district: str, metric: str, epoch: float) -> set[Window]:
+    """The windows, at every resolution and scope, that one reading falls into."""
+    windows: set[Window] = set()
+    for resolution in RESOLUTIONS:
+        start = window_start(epoch, resolution)
+        windows.add(Window("sensor", sensor_id, metric, resolution, start))
+        windows.add(Window("district", district, metric, resolution, start))
+    return windows
+
+
 def touched_windows(readings: Iterable[CleanReading]) -> set[Window]:
     """Every window, at every resolution and scope, that these readings fall into."""
     windows: set[Window] = set()
     for clean in readings:
         r = clean.reading
-        epoch = r.event_time.timestamp()
-        for resolution in RESOLUTIONS:
-            start = window_start(epoch, resolution)
-            windows.add(Window("sensor", r.sensor_id, r.metric, resolution, start))
-            windows.add(Window("district", r.district, r.metric, resolution, start))
+        windows |= windows_of(r.sensor_id, r.district, r.metric, r.event_time.timestamp())
     return windows

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from iot_pipeline.cleaning.rules import (
     INVALIDATING,
     Rejection,
+    normalise_time,
     normalise_unit,
     not_in_future,
     parse,
@@ -88,9 +89,12 @@ def clean_batch(
             result.dead_letters.append(_dead(record, normalised))
             continue
         reading, flags = normalised
+        reading = normalise_time(reading)
         flags += physical_range(reading)
         flags += not_in_future(reading, ingest_time, policy.max_clock_skew)
-        state = states.setdefault(reading.sensor_id, SensorState())
+        state = states.get(reading.sensor_id)
+        if state is None:
+            state = states[reading.sensor_id] = SensorState()
         flags += sequential_checks(
             state,
             reading.event_id,

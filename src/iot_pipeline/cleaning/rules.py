@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -28,8 +28,18 @@ DUPLICATE = "duplicate"
 SPIKE = "spike"
 STUCK = "stuck"
 RATE_OF_CHANGE = "rate_of_change"
+CROSS_METRIC = "cross_metric"  # e.g. PM2.5 above PM10 at the same station and time
 INVALIDATING = frozenset(
-    {IMPOSSIBLE_VALUE, FUTURE_TIMESTAMP, TOO_LATE, DUPLICATE, SPIKE, STUCK, RATE_OF_CHANGE}
+    {
+        IMPOSSIBLE_VALUE,
+        FUTURE_TIMESTAMP,
+        TOO_LATE,
+        DUPLICATE,
+        SPIKE,
+        STUCK,
+        RATE_OF_CHANGE,
+        CROSS_METRIC,
+    }
 )
 
 
@@ -45,18 +55,18 @@ class Rejection:
 def parse(raw: bytes) -> SensorReading | Rejection:
     """Bytes to a schema-valid reading, or a rejection saying what was wrong."""
     try:
+        # One pass for the common case; only a failure pays for finding out which kind.
+        return SensorReading.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+    try:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection(MALFORMED_JSON, "parse", str(exc)[:200])
     if not isinstance(document, dict):
         return Rejection(SCHEMA_INVALID, "schema", "a reading is a JSON object")
-    try:
-        return SensorReading.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()
-        )
-        return Rejection(SCHEMA_INVALID, "schema", problems[:500])
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in errors)
+    return Rejection(SCHEMA_INVALID, "schema", problems[:500])
 
 
 def normalise_unit(reading: SensorReading) -> tuple[SensorReading, tuple[str, ...]] | Rejection:
@@ -70,6 +80,13 @@ def normalise_unit(reading: SensorReading) -> tuple[SensorReading, tuple[str, ..
     return Rejection(
         UNIT_MISMATCH, "normalise", f"{reading.metric} cannot be in {reading.unit} ({canonical})"
     )
+
+
+def normalise_time(reading: SensorReading) -> SensorReading:
+    """Event times with another UTC offset become UTC (daily indices and windows are UTC)."""
+    if not reading.event_time.utcoffset():
+        return reading
+    return reading.model_copy(update={"event_time": reading.event_time.astimezone(UTC)})
 
 
 def physical_range(reading: SensorReading) -> tuple[str, ...]:

@@ -47,7 +47,22 @@ class SensorState:
     history: list[tuple[float, float]] = field(default_factory=list)  # (time, value), valid
     last_value: float | None = None
     repeats: int = 0
-    seen: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)  # oldest first, unique
+    # The same ids as a set: membership in O(1); not part of the stored state.
+    _seen_index: set[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._seen_index = set(self.seen)
+
+    def remember(self, event_id: str) -> bool:
+        """Record an event id; False when it was already among the recent ones."""
+        if event_id in self._seen_index:
+            return False
+        self.seen.append(event_id)
+        self._seen_index.add(event_id)
+        while len(self.seen) > SEEN_IDS:
+            self._seen_index.discard(self.seen.pop(0))
+        return True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,10 +99,8 @@ def sequential_checks(
     `trusted` is False when an earlier rule already invalidated the reading: it is still
     checked for duplication but does not move the watermark or the history.
     """
-    if event_id in state.seen:
+    if not state.remember(event_id):
         return (DUPLICATE,)
-    state.seen.append(event_id)
-    del state.seen[:-SEEN_IDS]
 
     flags: list[str] = []
     if event_time < state.watermark - allowed_lateness:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import date, datetime
 from typing import Any
 
 from iot_pipeline import __version__
@@ -11,7 +12,7 @@ from iot_pipeline.schema import format_event_time
 from iot_pipeline.storage import IndexAction, readings_index
 
 
-def reading_document(clean: CleanReading, batch_id: str, ingest_time: datetime) -> dict[str, Any]:
+def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> dict[str, Any]:
     """The stored form of a reading: canonical value, flags and provenance."""
     r = clean.reading
     return {
@@ -34,7 +35,7 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: datetime) 
         "schema_version": r.schema_version,
         "pipeline_version": __version__,
         "batch_id": batch_id,
-        "ingest_time": format_event_time(ingest_time),
+        "ingest_time": ingest_time,
         "kafka": {
             "topic": clean.source.topic,
             "partition": clean.source.partition,
@@ -43,12 +44,19 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: datetime) 
     }
 
 
-def reading_action(
-    prefix: str, clean: CleanReading, batch_id: str, ingest_time: datetime
-) -> IndexAction:
-    """Index the reading under its event id: replays overwrite, never duplicate."""
-    return IndexAction(
-        readings_index(prefix, clean.reading.event_time),
-        clean.reading.event_id,
-        reading_document(clean, batch_id, ingest_time),
-    )
+def reading_actions(
+    prefix: str, readings: Iterable[CleanReading], batch_id: str, ingest_time: datetime
+) -> list[IndexAction]:
+    """Index each reading under its event id: replays overwrite, never duplicate."""
+    ingest = format_event_time(ingest_time)
+    indices: dict[date, str] = {}  # formatting a date costs more than the rest of the action
+    actions = []
+    for clean in readings:
+        day = clean.reading.event_time.date()
+        index = indices.get(day)
+        if index is None:
+            index = indices[day] = readings_index(prefix, clean.reading.event_time)
+        actions.append(
+            IndexAction(index, clean.reading.event_id, reading_document(clean, batch_id, ingest))
+        )
+    return actions

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 
 class StoreError(RuntimeError):
     """The search engine refused or failed an operation."""
@@ -132,13 +134,15 @@ def parse_bulk_response(actions: list[IndexAction], body: dict[str, Any]) -> Bul
 BULK_FILTER = "errors,items.*.status,items.*.error"
 
 
-def bulk_lines(actions: list[IndexAction]) -> list[dict[str, Any]]:
-    """The bulk API body (action line, document line) of these actions."""
-    lines: list[dict[str, Any]] = []
-    for action in actions:
-        lines.append({action.op: {"_index": action.index, "_id": action.id}})
-        lines.append(action.document)
-    return lines
+def encoded_action(action: IndexAction) -> bytes:
+    """One action's two NDJSON lines of a bulk body (orjson: several times `json`'s speed)."""
+    meta = orjson.dumps({action.op: {"_index": action.index, "_id": action.id}})
+    return meta + b"\n" + orjson.dumps(action.document) + b"\n"
+
+
+def bulk_body(actions: list[IndexAction]) -> bytes:
+    """The bulk API body of these actions, serialised once on our side."""
+    return b"".join(encoded_action(a) for a in actions)
 
 
 def found_sources(response: Any) -> dict[str, dict[str, Any]]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from iot_pipeline.storage.base import IndexAction, ItemFailure, SearchStore, TransientStoreError
+from iot_pipeline.storage.base import (
+    IndexAction,
+    ItemFailure,
+    SearchStore,
+    TransientStoreError,
+    encoded_action,
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ def chunks(actions: list[IndexAction], policy: BulkPolicy) -> Iterator[list[Inde
     chunk: list[IndexAction] = []
     size = 0
     for action in actions:
-        cost = len(json.dumps(action.document)) + len(action.id) + len(action.index) + 40
+        cost = len(encoded_action(action))
         if chunk and (len(chunk) >= policy.max_docs or size + cost > policy.max_bytes):
             yield chunk
             chunk, size = [], 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import elastic_transport
 import elasticsearch
@@ -20,7 +20,7 @@ from iot_pipeline.storage.base import (
     IndexAction,
     PermanentStoreError,
     TransientStoreError,
-    bulk_lines,
+    bulk_body,
     error_for_status,
     found_sources,
     is_missing_index,
@@ -60,9 +60,11 @@ class ElasticsearchStore:
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:
             return BulkOutcome()
-        lines = bulk_lines(actions)
+        # Pre-encoded NDJSON bytes pass through the client's serializer untouched; its type
+        # hints only know the list-of-dicts form.
+        body = cast(Any, bulk_body(actions))
         response = _translate(
-            lambda: self.client.bulk(operations=lines, refresh=refresh, filter_path=BULK_FILTER)
+            lambda: self.client.bulk(operations=body, refresh=refresh, filter_path=BULK_FILTER)
         )
         return parse_bulk_response(actions, dict(response))
 

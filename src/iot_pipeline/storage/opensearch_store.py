@@ -15,7 +15,7 @@ from iot_pipeline.storage.base import (
     IndexAction,
     PermanentStoreError,
     TransientStoreError,
-    bulk_lines,
+    bulk_body,
     error_for_status,
     found_sources,
     is_missing_index,
@@ -53,10 +53,10 @@ class OpenSearchStore:
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:
             return BulkOutcome()
-        lines = bulk_lines(actions)
+        body = bulk_body(actions)
         response = _translate(
             lambda: self.client.bulk(
-                body=lines, refresh="true" if refresh else "false", filter_path=BULK_FILTER
+                body=body, refresh="true" if refresh else "false", filter_path=BULK_FILTER
             )
         )
         return parse_bulk_response(actions, response)

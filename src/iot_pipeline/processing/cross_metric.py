@@ -1,0 +1,98 @@
+"""Apply the cross-metric rule to stored readings around what a range just indexed.
+
+Runs under the aggregation lock, after the range's readings are searchable: whichever of the
+two tasks holding a pair's halves comes second sees both. Flags are set (or cleared) by
+partial updates, and the windows of every changed reading are recomputed afterwards.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from iot_pipeline.aggregation.windows import Window, windows_of
+from iot_pipeline.cleaning import INVALIDATING, CleanReading
+from iot_pipeline.cleaning.cross_metric import (
+    CROSS_METRICS,
+    StationReading,
+    cross_metric_violations,
+)
+from iot_pipeline.cleaning.rules import CROSS_METRIC
+from iot_pipeline.storage import IndexAction, SearchStore
+
+PAGE = 5000
+_FIELDS = ["event_id", "station_id", "sensor_id", "district", "metric", "value", "event_time"]
+
+
+def _stored_pairs(
+    store: SearchStore, prefix: str, stations: list[str], start: float, end: float
+) -> list[dict[str, Any]]:
+    """Every stored PM reading of these stations in [start, end), as search hits."""
+    hits: list[dict[str, Any]] = []
+    body: dict[str, Any] = {
+        "size": PAGE,
+        "_source": [*_FIELDS, "flags"],
+        "query": {
+            "bool": {
+                "filter": [
+                    {"terms": {"station_id": stations}},
+                    {"terms": {"metric": sorted(CROSS_METRICS)}},
+                    {
+                        "range": {
+                            "event_time": {
+                                "gte": int(start * 1000),
+                                "lt": int(end * 1000),
+                                "format": "epoch_millis",
+                            }
+                        }
+                    },
+                ]
+            }
+        },
+        "sort": [{"event_id": "asc"}],
+    }
+    while True:
+        page = store.search(f"{prefix}-readings-*", body)["hits"]["hits"]
+        hits += page
+        if len(page) < PAGE:
+            return hits
+        body["search_after"] = page[-1]["sort"]
+
+
+def cross_metric_updates(
+    store: SearchStore, prefix: str, kept: list[CleanReading], sample_interval: float
+) -> tuple[list[IndexAction], set[Window]]:
+    """Flag updates for the pairs around these readings, and the windows they change."""
+    mine = [c.reading for c in kept if c.reading.metric in CROSS_METRICS]
+    if not mine:
+        return [], set()
+    epochs = [r.event_time.timestamp() for r in mine]
+    start = (min(epochs) // sample_interval) * sample_interval
+    end = (max(epochs) // sample_interval + 1) * sample_interval
+    hits = _stored_pairs(store, prefix, sorted({r.station_id for r in mine}), start, end)
+    readings = []
+    for hit in hits:
+        doc = hit["_source"]
+        readings.append(
+            StationReading(
+                doc["event_id"],
+                doc["station_id"],
+                doc["metric"],
+                datetime.fromisoformat(doc["event_time"]).timestamp(),
+                float(doc["value"]),
+                tuple(doc.get("flags", [])),
+            )
+        )
+    violating = cross_metric_violations(readings, sample_interval)
+    actions: list[IndexAction] = []
+    windows: set[Window] = set()
+    for hit, reading in zip(hits, readings, strict=True):
+        has = CROSS_METRIC in reading.flags
+        if has == (reading.event_id in violating):
+            continue
+        flags = [f for f in reading.flags if f != CROSS_METRIC] + ([] if has else [CROSS_METRIC])
+        update = {"doc": {"flags": flags, "valid": not INVALIDATING.intersection(flags)}}
+        actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
+        doc = hit["_source"]
+        windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], reading.epoch)
+    return actions, windows
