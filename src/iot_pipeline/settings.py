@@ -111,6 +111,27 @@ class Settings(BaseSettings):
         600, ge=30, description="Hard time limit of one processing task."
     )
 
+    # Orchestration (Airflow)
+    etl_schedule: str = Field(
+        "* * * * *",
+        description="When `iot_sensor_etl` runs: a cron expression or preset (`@hourly`).",
+    )
+    etl_consumer_group: str = Field(
+        "iot-etl", description="Kafka consumer group whose offsets the DAG commits."
+    )
+    etl_max_records_per_partition: int = Field(
+        20_000, ge=1, description="Cap of one batch's offset range per partition."
+    )
+    etl_task_timeout_seconds: int = Field(
+        900, ge=30, description="How long the DAG waits for a batch's processing tasks."
+    )
+    airflow_port: int = Field(
+        8080, ge=1, le=65535, description="Port of the native Airflow API server and web UI."
+    )
+    airflow_enabled: bool = Field(
+        True, description="Whether `make up` starts Airflow (scheduler, UI, dag-processor...)."
+    )
+
     # Native stack (make up)
     stack_dir: Path = Field(
         Path(".stack"), description="Data, logs, jars and run files of the native stack."
@@ -140,6 +161,13 @@ class Settings(BaseSettings):
     def _check_topic(cls, value: str) -> str:
         if value and not _TOPIC_NAME.match(value):
             raise ValueError(f"invalid Kafka topic name {value!r}: use letters, digits, . _ -")
+        return value
+
+    @field_validator("etl_consumer_group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        if not _TOPIC_NAME.match(value):
+            raise ValueError(f"invalid consumer group {value!r}: use letters, digits, . _ -")
         return value
 
     @field_validator("search_index_prefix")

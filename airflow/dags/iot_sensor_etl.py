@@ -1,0 +1,73 @@
+"""
+### iot_sensor_etl — drain Kafka in offset-range batches
+
+Every run (schedule `ETL_SCHEDULE`, default every minute, one run at a time):
+
+1. **plan** — one range per partition of `KAFKA_SENSOR_DATA_TOPIC`, from the committed
+   offset of consumer group `ETL_CONSUMER_GROUP` to the high watermark, capped at
+   `ETL_MAX_RECORDS_PER_PARTITION`. The plan is fixed for the run (XCom), so a retry works
+   on exactly the same ranges.
+2. **process** — one Celery task `iot.process_range` per range (batch keys, not payloads):
+   the workers read, clean, index, dead-letter and recompute the touched windows. Waits up to
+   `ETL_TASK_TIMEOUT_SECONDS`.
+3. **commit** — only when every range succeeded: the end offsets go to the consumer group.
+   If any range failed, nothing is committed and the next run processes the same records
+   again (documents have deterministic ids: nothing is duplicated).
+4. **report** — the run summary (records read, valid, flagged, dead-lettered, lag after the
+   run, duration): the return value of this task (XCom tab) and its log.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import dag, get_current_context, task
+
+from iot_pipeline.settings import get_settings
+
+
+@dag(
+    dag_id="iot_sensor_etl",
+    schedule=get_settings().etl_schedule,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=30),
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    tags=["iot", "etl"],
+    doc_md=__doc__,
+)
+def iot_sensor_etl() -> None:
+    @task
+    def plan() -> dict[str, Any]:
+        from iot_pipeline.orchestration.etl import plan_batch
+
+        return plan_batch(get_settings(), str(get_current_context()["run_id"]))
+
+    # A failed batch is not retried inside the run: the next run plans from the same
+    # committed offsets, and the workers already retry transient errors per range.
+    @task(retries=0)
+    def process(plan: dict[str, Any]) -> dict[str, Any]:
+        from iot_pipeline.orchestration.etl import process_batch
+
+        return process_batch(get_settings(), plan)
+
+    @task
+    def commit(plan: dict[str, Any], summary: dict[str, Any]) -> int:
+        from iot_pipeline.orchestration.etl import commit_batch
+
+        return commit_batch(get_settings(), plan)
+
+    @task
+    def report(plan: dict[str, Any], summary: dict[str, Any], committed: int) -> dict[str, Any]:
+        from iot_pipeline.orchestration.etl import report_batch
+
+        return report_batch(get_settings(), plan, summary)
+
+    planned = plan()
+    summary = process(planned)
+    report(planned, summary, commit(planned, summary))
+
+
+iot_sensor_etl()

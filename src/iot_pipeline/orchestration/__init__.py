@@ -1,0 +1,1 @@
+"""Orchestration: batches of offset ranges, planned, dispatched and committed (the DAGs' logic)."""

@@ -1,0 +1,143 @@
+"""Offsets of the ETL's consumer group: plan a batch, commit it, measure the lag.
+
+The group never subscribes: the orchestrator reads its committed offsets, fixes the ranges,
+and commits the ends only after every range of the batch is durably processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from iot_pipeline.kafka_config import consumer_config
+from iot_pipeline.processing.ranges import OffsetRange
+from iot_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+TIMEOUT = 15.0
+
+
+class OffsetsError(RuntimeError):
+    """Kafka could not answer or refused a commit (transient: the run is retried)."""
+
+
+@contextmanager
+def _group_client(settings: Settings, group: str) -> Iterator[Consumer]:
+    consumer = Consumer(consumer_config(settings, group, log_level=3))
+    try:
+        yield consumer
+    except KafkaException as exc:
+        raise OffsetsError(f"Kafka refused an offsets request of group {group}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def _partitions(consumer: Consumer, topic: str) -> list[int]:
+    metadata = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        reason = metadata.error if metadata is not None else "unknown topic"
+        raise OffsetsError(f"topic {topic} is not available: {reason}")
+    return sorted(metadata.partitions)
+
+
+@dataclass(frozen=True)
+class PartitionPosition:
+    """Where the group stands on one partition."""
+
+    partition: int
+    committed: int  # next offset to process (the log start when nothing was committed)
+    low: int
+    high: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.high - self.committed)
+
+
+def positions(settings: Settings, topic: str, group: str) -> list[PartitionPosition]:
+    """Committed offset and watermarks of every partition of the topic."""
+    with _group_client(settings, group) as consumer:
+        parts = _partitions(consumer, topic)
+        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=TIMEOUT)
+        result = []
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, tp.partition), timeout=TIMEOUT
+            )
+            start = tp.offset if tp.offset >= 0 else low
+            if start < low:
+                # Kafka's retention deleted records this group never processed.
+                log.warning(
+                    "%s[%d]: committed offset %d is below the log start %d; %d records were "
+                    "deleted by Kafka retention before processing",
+                    topic,
+                    tp.partition,
+                    start,
+                    low,
+                    low - start,
+                )
+                start = low
+            result.append(PartitionPosition(tp.partition, start, low, high))
+        return result
+
+
+def plan_ranges(settings: Settings, topic: str, group: str, cap: int) -> list[OffsetRange]:
+    """One range per partition with new records: committed offset to high watermark, capped."""
+    return [
+        OffsetRange(
+            topic=topic,
+            partition=p.partition,
+            start=p.committed,
+            end=min(p.high, p.committed + cap),
+        )
+        for p in positions(settings, topic, group)
+        if p.high > p.committed
+    ]
+
+
+def commit_ranges(settings: Settings, group: str, ranges: list[OffsetRange]) -> None:
+    """Commit each range's end offset for the group (synchronously)."""
+    if not ranges:
+        return
+    with _group_client(settings, group) as consumer:
+        done = consumer.commit(
+            offsets=[TopicPartition(r.topic, r.partition, r.end) for r in ranges],
+            asynchronous=False,
+        )
+        failed = [tp for tp in done or [] if tp.error is not None]
+        if failed:
+            raise OffsetsError(f"commit refused for {failed}")
+
+
+def ranges_for_times(
+    settings: Settings, topic: str, start: datetime, end: datetime
+) -> list[OffsetRange]:
+    """The offsets of records whose Kafka timestamps fall in [start, end), per partition."""
+    if end <= start:
+        raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
+    with _group_client(settings, "iot-etl-replay-lookup") as consumer:
+        parts = _partitions(consumer, topic)
+        found: dict[int, list[int]] = {p: [] for p in parts}
+        for moment in (start, end):
+            millis = int(moment.timestamp() * 1000)
+            answer = consumer.offsets_for_times(
+                [TopicPartition(topic, p, millis) for p in parts], timeout=TIMEOUT
+            )
+            for tp in answer:
+                if tp.offset < 0:  # nothing at or after that time: up to the end
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, tp.partition), timeout=TIMEOUT
+                    )
+                    found[tp.partition].append(high)
+                else:
+                    found[tp.partition].append(tp.offset)
+    return [
+        OffsetRange(topic=topic, partition=p, start=a, end=b)
+        for p, (a, b) in sorted(found.items())
+        if b > a
+    ]
