@@ -23,12 +23,12 @@ from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from ground_truth import expected_ids, snapshot
 from kafka_io import consume_all
-from pydantic import ValidationError
+from workers import start_worker, stop, wait_ready
 
 from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
-from iot_pipeline.schema import METRICS, SensorReading
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, make_store
 from iot_pipeline.worker.app import PROCESS_RANGE, create_app
@@ -60,49 +60,6 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
     store = make_store(own)
     store.delete_indices(store.list_indices(f"{own.search_index_prefix}-*"))
     store.close()
-
-
-def _start_worker(settings: Settings, name: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "REDIS_URL": settings.redis_url,
-        "SEARCH_INDEX_PREFIX": settings.search_index_prefix,
-        "KAFKA_BROKERS": settings.kafka_brokers,
-        "KAFKA_SENSOR_DATA_TOPIC": settings.kafka_sensor_data_topic,
-        "KAFKA_DLQ_TOPIC": settings.dead_letter_topic,
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "celery/tasks/worker.py"),
-            "--concurrency",
-            "1",
-            "--hostname",
-            f"{name}@%h",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _wait_ready(client: Celery, name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        replies = client.control.ping(timeout=1.0)
-        if any(name in host for reply in replies for host in reply):
-            return
-    raise AssertionError(f"worker {name} did not come up in {timeout}s")
-
-
-def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-        process.wait(60)
 
 
 @pytest.fixture(scope="module")
@@ -168,28 +125,6 @@ def _run(client: Celery, tasks: list[RangeTask]) -> list[dict[str, Any]]:
     return [r.get(timeout=180) for r in results]
 
 
-def _expected_ids(produced: list[tuple[int, int, bytes]], partition: int | None = None) -> set[str]:
-    """Ground truth written here, apart from the pipeline: parseable events in a known unit."""
-    ids = set()
-    for p, _, value in produced:
-        if partition is not None and p != partition:
-            continue
-        try:
-            reading = SensorReading.model_validate_json(value)
-        except ValidationError:
-            continue
-        if reading.unit == METRICS[reading.metric].unit or reading.unit == "°F":
-            ids.add(reading.event_id)
-    return ids
-
-
-def _snapshot(store: SearchStore, prefix: str) -> dict[str, Any]:
-    index = f"{prefix}-readings-*"
-    store.refresh(index)
-    hits = store.search(index, {"size": 10000, "sort": [{"event_id": "asc"}]})["hits"]["hits"]
-    return {h["_id"]: h["_source"] for h in hits}
-
-
 def _aggregates(store: SearchStore, prefix: str) -> dict[str, Any]:
     docs: dict[str, Any] = {}
     for resolution in ("1m", "1h", "1d"):
@@ -224,17 +159,17 @@ def _offline_windows(readings: dict[str, Any]) -> dict[tuple[str, str, str, str,
 def test_ranges_are_indexed_and_rejects_dead_lettered(
     settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
-    worker = _start_worker(settings, "proc-a")
+    worker = start_worker(settings, "proc-a")
     try:
-        _wait_ready(client, "proc-a")
+        wait_ready(client, "proc-a")
         reports = _run(client, _tasks(settings, produced))
     finally:
-        _stop(worker)
+        stop(worker)
     assert sum(r["records"] for r in reports) == len(produced)
     store = make_store(settings)
-    stored = _snapshot(store, settings.search_index_prefix)
+    stored = snapshot(store, settings.search_index_prefix)
     store.close()
-    assert set(stored) == _expected_ids(produced)
+    assert set(stored) == expected_ids(produced)
     assert sum(r["indexed"] for r in reports) == len(stored)
 
     sample = next(iter(stored.values()))
@@ -265,26 +200,26 @@ def test_replaying_the_same_ranges_leaves_the_store_identical(
     settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
     store = make_store(settings)
-    worker = _start_worker(settings, "proc-b")
+    worker = start_worker(settings, "proc-b")
     try:
-        _wait_ready(client, "proc-b")
+        wait_ready(client, "proc-b")
         _run(client, _tasks(settings, produced))
-        before = _snapshot(store, settings.search_index_prefix)
+        before = snapshot(store, settings.search_index_prefix)
         aggregates_before = _aggregates(store, settings.search_index_prefix)
         _run(client, _tasks(settings, produced))
-        after = _snapshot(store, settings.search_index_prefix)
+        after = snapshot(store, settings.search_index_prefix)
         aggregates_after = _aggregates(store, settings.search_index_prefix)
     finally:
-        _stop(worker)
+        stop(worker)
         store.close()
     assert before == after
-    assert set(after) == _expected_ids(produced)
+    assert set(after) == expected_ids(produced)
     assert aggregates_before == aggregates_after
 
 
 def test_aggregates_equal_an_offline_computation(settings: Settings) -> None:
     store = make_store(settings)
-    readings = _snapshot(store, settings.search_index_prefix)
+    readings = snapshot(store, settings.search_index_prefix)
     aggregates = _aggregates(store, settings.search_index_prefix)
     store.close()
     truth = _offline_windows(readings)
@@ -312,7 +247,7 @@ def test_a_late_reading_changes_exactly_its_windows(
     settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
     store = make_store(settings)
-    readings = _snapshot(store, settings.search_index_prefix)
+    readings = snapshot(store, settings.search_index_prefix)
     before = _aggregates(store, settings.search_index_prefix)
     # a valid reading of a busy sensor, late by a quarter of an hour, in the middle of a minute
     target = sorted(
@@ -346,14 +281,14 @@ def test_a_late_reading_changes_exactly_its_windows(
             topic=settings.kafka_sensor_data_topic, partition=partition, start=start, end=end
         ),
     )
-    worker = _start_worker(settings, "proc-late")
+    worker = start_worker(settings, "proc-late")
     try:
-        _wait_ready(client, "proc-late")
+        wait_ready(client, "proc-late")
         (report,) = _run(client, [task])
     finally:
-        _stop(worker)
+        stop(worker)
     after = _aggregates(store, settings.search_index_prefix)
-    stored = _snapshot(store, settings.search_index_prefix)
+    stored = snapshot(store, settings.search_index_prefix)
     store.close()
     assert report["records"] == end - start == 1
     assert stored["late-reading-1"]["valid"]
@@ -381,28 +316,28 @@ def test_worker_killed_mid_task_then_rerun_loses_and_duplicates_nothing(
     store = make_store(settings)
     store.delete_indices(store.list_indices(f"{settings.search_index_prefix}-readings-*"))
     largest = max(_tasks(settings, produced), key=lambda t: t.range.size)
-    worker = _start_worker(settings, "proc-c")
+    worker = start_worker(settings, "proc-c")
     try:
-        _wait_ready(client, "proc-c")
+        wait_ready(client, "proc-c")
         pending = client.send_task(PROCESS_RANGE, args=[largest.model_dump(mode="json")])
         deadline = time.monotonic() + 60
         while pending.state != "STARTED" and time.monotonic() < deadline:
             time.sleep(0.02)
         assert pending.state == "STARTED"
-        _stop(worker, signal.SIGKILL)  # mid-task: reading, cleaning or indexing
+        stop(worker, signal.SIGKILL)  # mid-task: reading, cleaning or indexing
     finally:
-        _stop(worker, signal.SIGKILL)
-    partial = _snapshot(store, settings.search_index_prefix)
-    expected = _expected_ids(produced, largest.range.partition)
+        stop(worker, signal.SIGKILL)
+    partial = snapshot(store, settings.search_index_prefix)
+    expected = expected_ids(produced, largest.range.partition)
     assert len(partial) < len(expected), "the kill happened before the task finished"
 
-    worker = _start_worker(settings, "proc-d")
+    worker = start_worker(settings, "proc-d")
     try:
-        _wait_ready(client, "proc-d")
+        wait_ready(client, "proc-d")
         _run(client, [largest])
     finally:
-        _stop(worker)
-    final = _snapshot(store, settings.search_index_prefix)
+        stop(worker)
+    final = snapshot(store, settings.search_index_prefix)
     store.close()
     assert set(final) == expected
     assert all(doc["kafka"]["partition"] == largest.range.partition for doc in final.values())

@@ -1,0 +1,178 @@
+"""`iot_sensor_etl` for real: `dag.test()` against Kafka, a Celery worker and the search node.
+
+A batch is processed end to end and its offsets committed; a second run changes nothing; a
+batch whose ranges fail (the worker cannot reach the search node) commits nothing, and the
+run after recovery leaves the store equal to the ground truth, without duplicates.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from dag_runs import run_airflow
+from ground_truth import expected_ids, snapshot
+from kafka_io import consume_all
+from workers import ROOT, settings_env, start_worker, stop, wait_ready
+
+from iot_pipeline.orchestration.offsets import positions
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import make_store
+from iot_pipeline.worker.app import create_app
+
+
+@pytest.fixture(scope="module")
+def settings(test_settings: Settings) -> Iterator[Settings]:
+    own = test_settings.model_copy(
+        update={
+            "kafka_sensor_data_topic": test_settings.kafka_sensor_data_topic + ".etl",
+            "kafka_dlq_topic": test_settings.dead_letter_topic + ".etl",
+            "search_index_prefix": test_settings.search_index_prefix + "-etl",
+            "etl_consumer_group": f"{test_settings.search_index_prefix}.etl",
+            "etl_task_timeout_seconds": 45,
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": own.kafka_brokers})
+    topics = [
+        NewTopic(own.kafka_sensor_data_topic, num_partitions=6, replication_factor=1),
+        NewTopic(own.dead_letter_topic, num_partitions=1, replication_factor=1),
+    ]
+    for future in admin.create_topics(topics).values():
+        future.result(30)
+    yield own
+    for future in admin.delete_topics([t.topic for t in topics]).values():
+        future.result(30)
+    store = make_store(own)
+    store.delete_indices(store.list_indices(f"{own.search_index_prefix}-*"))
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[Celery]:
+    app = create_app(settings)
+    app.control.purge()
+    yield app
+    app.control.purge()
+
+
+def _produce(settings: Settings, start: str, count: int, seed: int) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "data_generator/producer.py"),
+            "backfill",
+            "--start",
+            start,
+            "--interval",
+            "30",
+            "--count",
+            str(count),
+            "--seed",
+            str(seed),
+            "--topic",
+            settings.kafka_sensor_data_topic,
+            "--progress-every",
+            "0",
+            "--fault-rate",
+            "malformed_json=0.01",
+        ],
+        check=True,
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _run_dag(settings: Settings, airflow_env: dict[str, str]) -> dict[str, Any]:
+    return run_airflow({**settings_env(settings), **airflow_env}, "test", "iot_sensor_etl")
+
+
+def _produced(settings: Settings) -> list[tuple[int, int, bytes]]:
+    messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
+    return [(m.partition(), m.offset(), m.value()) for m in messages]
+
+
+def _committed(settings: Settings) -> dict[int, int]:
+    return {
+        p.partition: p.committed
+        for p in positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
+    }
+
+
+def _highs(settings: Settings) -> dict[int, int]:
+    return {
+        p.partition: p.high
+        for p in positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
+    }
+
+
+def test_a_run_indexes_the_batch_commits_and_a_second_run_changes_nothing(
+    settings: Settings, client: Celery, airflow_env: dict[str, str]
+) -> None:
+    _produce(settings, "2026-11-25T00:00Z", 3000, seed=21)
+    worker = start_worker(settings, "etl-a")
+    try:
+        wait_ready(client, "etl-a")
+        first = _run_dag(settings, airflow_env)
+        assert first["state"] == "success", first
+        report = first["tasks"]["report"]["xcom"]
+        produced = _produced(settings)
+        assert report["records_read"] == len(produced) == sum(_highs(settings).values())
+        assert report["lag_after"] == 0
+        assert report["dead_lettered"] > 0
+        assert _committed(settings) == _highs(settings)
+
+        store = make_store(settings)
+        stored = snapshot(store, settings.search_index_prefix)
+        assert set(stored) == expected_ids(produced)
+
+        second = _run_dag(settings, airflow_env)
+        assert second["state"] == "success", second
+        assert second["tasks"]["report"]["xcom"]["records_read"] == 0
+        assert second["tasks"]["plan"]["xcom"]["ranges"] == []
+        assert snapshot(store, settings.search_index_prefix) == stored
+        store.close()
+    finally:
+        stop(worker)
+
+
+def test_a_failed_batch_commits_nothing_and_the_next_run_catches_up(
+    settings: Settings, client: Celery, airflow_env: dict[str, str]
+) -> None:
+    before = _committed(settings)
+    _produce(settings, "2026-11-25T12:00Z", 2000, seed=22)
+    # A worker that cannot reach the search node: every range fails (and keeps retrying).
+    broken = start_worker(settings, "etl-broken", SEARCH_URL="http://127.0.0.1:9")
+    try:
+        wait_ready(client, "etl-broken")
+        failed = _run_dag(settings, airflow_env)
+    finally:
+        stop(broken)
+    assert failed["state"] == "failed", failed
+    assert failed["tasks"]["process"]["state"] == "failed"
+    assert failed["tasks"]["commit"]["state"] == "upstream_failed"
+    assert _committed(settings) == before
+
+    worker = start_worker(settings, "etl-b")
+    try:
+        wait_ready(client, "etl-b")
+        recovered = _run_dag(settings, airflow_env)
+    finally:
+        stop(worker)
+    assert recovered["state"] == "success", recovered
+    assert recovered["tasks"]["report"]["xcom"]["lag_after"] == 0
+    assert _committed(settings) == _highs(settings)
+    produced = _produced(settings)
+    store = make_store(settings)
+    stored = snapshot(store, settings.search_index_prefix)
+    store.close()
+    assert set(stored) == expected_ids(produced)  # ids are unique keys: no duplicates
+    offsets = {(d["kafka"]["partition"], d["kafka"]["offset"]) for d in stored.values()}
+    assert len(offsets) == len(stored)

@@ -1,0 +1,34 @@
+"""Ground truth computed apart from the pipeline, and snapshots of what it stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from iot_pipeline.schema import METRICS, SensorReading
+from iot_pipeline.storage import SearchStore
+
+
+def expected_ids(produced: list[tuple[int, int, bytes]], partition: int | None = None) -> set[str]:
+    """Events the store must hold: parseable, in a known unit (partition, offset, value)."""
+    ids = set()
+    for p, _, value in produced:
+        if partition is not None and p != partition:
+            continue
+        try:
+            reading = SensorReading.model_validate_json(value)
+        except ValidationError:
+            continue
+        if reading.unit == METRICS[reading.metric].unit or reading.unit == "°F":
+            ids.add(reading.event_id)
+    return ids
+
+
+def snapshot(store: SearchStore, prefix: str) -> dict[str, Any]:
+    """Every stored reading by id (at most 10,000: tests stay small)."""
+    index = f"{prefix}-readings-*"
+    store.refresh(index)
+    hits = store.search(index, {"size": 10000, "sort": [{"event_id": "asc"}]})["hits"]["hits"]
+    assert len(hits) < 10000
+    return {h["_id"]: h["_source"] for h in hits}

@@ -1,0 +1,68 @@
+"""Real Celery worker processes for tests: started with a test's own settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from celery import Celery
+
+from iot_pipeline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child process use these settings."""
+    return {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "SEARCH_URL": settings.search_url,
+        "SEARCH_INDEX_PREFIX": settings.search_index_prefix,
+        "KAFKA_BROKERS": settings.kafka_brokers,
+        "KAFKA_SENSOR_DATA_TOPIC": settings.kafka_sensor_data_topic,
+        "KAFKA_DLQ_TOPIC": settings.dead_letter_topic,
+        "ETL_CONSUMER_GROUP": settings.etl_consumer_group,
+        "ETL_TASK_TIMEOUT_SECONDS": str(settings.etl_task_timeout_seconds),
+        **extra,
+    }
+
+
+def start_worker(settings: Settings, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
+    """`celery/tasks/worker.py` as `make up` runs it, one process, with these settings."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "celery/tasks/worker.py"),
+            "--concurrency",
+            "1",
+            "--hostname",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=settings_env(settings, **extra_env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_ready(client: Celery, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = client.control.ping(timeout=1.0)
+        if any(name in host for reply in replies for host in reply):
+            return
+    raise AssertionError(f"worker {name} did not come up in {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+        process.wait(60)
