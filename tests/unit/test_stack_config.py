@@ -19,10 +19,20 @@ def settings(tmp_path: Path) -> Settings:
 
 def test_every_service_is_supervised_and_started_on_demand(settings: Settings) -> None:
     services = native_services(settings)
-    assert [s.name for s in services] == ["redis", "kafka", "opensearch", "worker", "generator"]
-    assert [s.phase for s in services] == [0, 0, 0, 1, 1]
-    off = settings.model_copy(update={"data_generator_enabled": False})
-    assert "generator" not in [s.name for s in native_services(off)]
+    assert [s.name for s in services] == [
+        "redis",
+        "kafka",
+        "opensearch",
+        "worker",
+        "generator",
+        "airflow-api",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    ]
+    assert [s.phase for s in services] == [0, 0, 0, 1, 1, 1, 1, 1, 1]
+    off = settings.model_copy(update={"data_generator_enabled": False, "airflow_enabled": False})
+    assert [s.name for s in native_services(off)] == ["redis", "kafka", "opensearch", "worker"]
     config = render_config(StackPaths.from_settings(settings), services, Path("/work"))
     for service in services:
         assert f"[program:{service.name}]" in config
@@ -87,3 +97,23 @@ def test_topic_definitions(settings: Settings) -> None:
 def test_missing_topic_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="KAFKA_TOPICS_FILE"):
         load_topic_specs(tmp_path / "nope.json")
+
+
+def test_airflow_gets_generated_secrets_loopback_and_our_dags(settings: Settings) -> None:
+    services = {s.name: s for s in native_services(settings)}
+    env = services["airflow-scheduler"].environment
+    assert env == services["airflow-api"].environment  # one JWT secret for all components
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith("airflow/dags")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
+        assert len(env[key]) >= 40
+    secrets_file = settings.stack_dir / "airflow" / "secrets.json"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    # stable across calls (the running processes must agree), different per stack
+    assert native_services(settings)[-1].environment == env
+    other = settings.model_copy(update={"stack_dir": settings.stack_dir.parent / "other"})
+    other_env = native_services(other)[-1].environment
+    assert other_env["AIRFLOW__API_AUTH__JWT_SECRET"] != env["AIRFLOW__API_AUTH__JWT_SECRET"]
+    config = render_config(StackPaths.from_settings(settings), list(services.values()), ROOT)
+    assert config.count("AIRFLOW__API_AUTH__JWT_SECRET") == 4

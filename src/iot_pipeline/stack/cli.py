@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from iot_pipeline.settings import Settings
+from iot_pipeline.stack.airflow_services import ADMIN_USER, admin_password
 from iot_pipeline.stack.probes import Health, port_open
 from iot_pipeline.stack.services import Service, StackError, StackPaths, native_services
 from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor, render_config
@@ -77,10 +78,10 @@ def _start_phase(
     for service in services:
         ours = supervisor.state(service.name) in ALIVE_STATES
         if not ours and service.probe is not None and service.probe(settings).ok:
-            print(f"{service.name:<11} already running outside this stack; reusing it")
+            print(f"{service.name:<21} already running outside this stack; reusing it")
             continue
         if ours:
-            print(f"{service.name:<11} already running")
+            print(f"{service.name:<21} already running")
         else:
             if service.address is not None and port_open(*service.address):
                 host, port = service.address
@@ -92,7 +93,7 @@ def _start_phase(
             log = supervisor.paths.log_of(service.name)
             _mark_start(log, service.name)
             supervisor.start(service.name)
-            print(f"{service.name:<11} starting (log: {_relative(log)})")
+            print(f"{service.name:<21} starting (log: {_relative(log)})")
         waiting[service.name] = service
     return waiting
 
@@ -107,7 +108,7 @@ def _wait_ready(
             health = _health(service, settings, supervisor)
             if health.ok:
                 elapsed = time.monotonic() - started_at
-                print(f"{name:<11} ready after {elapsed:4.1f}s ({health.detail})")
+                print(f"{name:<21} ready after {elapsed:4.1f}s ({health.detail})")
                 del waiting[name]
                 continue
             state = supervisor.state(name)
@@ -121,7 +122,7 @@ def _wait_ready(
                 log = supervisor.paths.log_of(name)
                 time.sleep(0.5)  # let supervisord drain the process's last output
                 print(
-                    f"{name:<11} FAILED: {reason}; last probe: {health.detail}\n"
+                    f"{name:<21} FAILED: {reason}; last probe: {health.detail}\n"
                     f"--- last {LOG_TAIL_LINES} lines of {_relative(log)} ---\n{_tail(log)}\n---",
                     file=sys.stderr,
                 )
@@ -148,7 +149,18 @@ def up(settings: Settings) -> int:
         f"stack ready in {time.monotonic() - started_at:.1f}s; "
         f"logs in {_relative(supervisor.paths.logs)}; stop with `make down`"
     )
+    _print_airflow_login(settings, supervisor.paths)
     return 0
+
+
+def _print_airflow_login(settings: Settings, paths: StackPaths) -> None:
+    if not settings.airflow_enabled:
+        return
+    password = admin_password(paths.root)
+    print(
+        f"Airflow UI  http://127.0.0.1:{settings.airflow_port}  user {ADMIN_USER}, password "
+        + (password or "(generated when the API server first starts; run `make status`)")
+    )
 
 
 def down(settings: Settings) -> int:
@@ -173,7 +185,7 @@ def status(settings: Settings) -> int:
     services = native_services(settings)
     supervisor = Supervisor(StackPaths.from_settings(settings))
     managed = supervisor.is_running()
-    print(f"{'service':<11} {'process':<9} {'pid':>7} {'rss MiB':>8}  health")
+    print(f"{'service':<21} {'process':<9} {'pid':>7} {'rss MiB':>8}  health")
     total_rss = 0
     all_ok = True
     for service in services:
@@ -194,10 +206,11 @@ def status(settings: Settings) -> int:
         process_state = "-" if health.off else (state or "external" if health.ok else state or "-")
         mark = "off" if health.off else "ready" if health.ok else "DOWN"
         print(
-            f"{service.name:<11} {process_state.lower():<9} {pid or '-':>7} {rss / 2**20:>8.0f}  "
+            f"{service.name:<21} {process_state.lower():<9} {pid or '-':>7} {rss / 2**20:>8.0f}  "
             f"{mark}: {health.detail}"
         )
-    print(f"{'total':<11} {'':<9} {'':>7} {total_rss / 2**20:>8.0f}")
+    print(f"{'total':<21} {'':<9} {'':>7} {total_rss / 2**20:>8.0f}")
+    _print_airflow_login(settings, supervisor.paths)
     return 0 if all_ok else 3
 
 

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iot_pipeline.settings import Settings
+from iot_pipeline.stack.airflow_services import (
+    airflow_command,
+    airflow_environment,
+    airflow_health,
+    migrate,
+)
 from iot_pipeline.stack.probes import Health, kafka_health, redis_health, search_health
 
 
@@ -65,6 +71,7 @@ class Service:
     probe: Callable[[Settings], Health] | None
     prepare: Callable[[], None] = field(default=lambda: None)
     phase: int = 0
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 def _require_loopback(what: str, host: str) -> None:
@@ -330,6 +337,31 @@ def _worker_service(settings: Settings, workdir: Path) -> Service:
     return Service("worker", None, command, None, phase=1)
 
 
+def _airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> list[Service]:
+    env = airflow_environment(settings, paths.root, workdir)
+    _require_loopback("AIRFLOW_PORT", "127.0.0.1")
+
+    def prepare() -> None:
+        (paths.root / "airflow").mkdir(parents=True, exist_ok=True)
+        migrate(settings, paths.root, workdir)
+
+    return [
+        Service(
+            "airflow-api",
+            ("127.0.0.1", settings.airflow_port),
+            airflow_command("api-server"),
+            airflow_health,
+            prepare,
+            phase=1,
+            environment=env,
+        ),
+        *(
+            Service(f"airflow-{part}", None, airflow_command(part), None, phase=1, environment=env)
+            for part in ("scheduler", "dag-processor", "triggerer")
+        ),
+    ]
+
+
 def native_services(settings: Settings) -> list[Service]:
     """The services of the native stack, in start order."""
     paths = StackPaths.from_settings(settings)
@@ -342,4 +374,6 @@ def native_services(settings: Settings) -> list[Service]:
     services.append(_worker_service(settings, Path.cwd()))
     if settings.data_generator_enabled:
         services.append(_generator_service(Path.cwd()))
+    if settings.airflow_enabled:
+        services += _airflow_services(settings, paths, Path.cwd())
     return services

@@ -59,6 +59,16 @@ def render_config(paths: StackPaths, services: Sequence[Service], workdir: Path)
             "killasgroup=true",
             "redirect_stderr=true",
             f"stdout_logfile={paths.log_of(service.name)}",
+            *(
+                [
+                    "environment="
+                    + ",".join(
+                        f'{k}="{v}"'.replace("%", "%%") for k, v in service.environment.items()
+                    )
+                ]
+                if service.environment
+                else []
+            ),
             "stdout_logfile_maxbytes=20MB",
             "stdout_logfile_backups=2",
             "",
@@ -96,6 +106,9 @@ class Supervisor:
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         if self.config.exists() and self.config.read_text(encoding="utf-8") == text:
             return False
+        # it can hold the Airflow secrets of this stack: owner only
+        self.config.touch(mode=0o600, exist_ok=True)
+        self.config.chmod(0o600)
         self.config.write_text(text, encoding="utf-8")
         return True
 
