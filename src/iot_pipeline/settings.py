@@ -134,6 +134,21 @@ class Settings(BaseSettings):
         True, description="Whether `make up` starts Airflow (scheduler, UI, dag-processor...)."
     )
 
+    # REST API
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the REST API.")
+    api_key: SecretStr = Field(
+        SecretStr(""),
+        description="When set, every route but /health and /ready needs it in `X-API-Key`.",
+    )
+    api_cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS; empty allows none."
+    )
+    api_max_limit: int = Field(1000, ge=1, le=10_000, description="Largest page size (`limit`).")
+    api_enabled: bool = Field(True, description="Whether `make up` starts the REST API.")
+    sensor_offline_after_seconds: float = Field(
+        60.0, gt=0, description="A sensor not heard from for this long is `offline`."
+    )
+
     # Native stack (make up)
     stack_dir: Path = Field(
         Path(".stack"), description="Data, logs, jars and run files of the native stack."
@@ -198,11 +213,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        password = self.search_password.get_secret_value()
-        if self.app_env != "local" and password.lower() in _PLACEHOLDER_SECRETS:
-            raise ValueError(
-                f"SEARCH_PASSWORD is a placeholder; set a real secret when APP_ENV={self.app_env}"
-            )
+        for name, secret in (("SEARCH_PASSWORD", self.search_password), ("API_KEY", self.api_key)):
+            value = secret.get_secret_value()
+            if self.app_env != "local" and value.lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"{name} is a placeholder; set a real secret when APP_ENV={self.app_env}"
+                )
         return self
 
     @property

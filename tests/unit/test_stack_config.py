@@ -25,13 +25,16 @@ def test_every_service_is_supervised_and_started_on_demand(settings: Settings) -
         "opensearch",
         "worker",
         "generator",
+        "api",
         "airflow-api",
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
     ]
-    assert [s.phase for s in services] == [0, 0, 0, 1, 1, 1, 1, 1, 1]
-    off = settings.model_copy(update={"data_generator_enabled": False, "airflow_enabled": False})
+    assert [s.phase for s in services] == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
+    off = settings.model_copy(
+        update={"data_generator_enabled": False, "airflow_enabled": False, "api_enabled": False}
+    )
     assert [s.name for s in native_services(off)] == ["redis", "kafka", "opensearch", "worker"]
     config = render_config(StackPaths.from_settings(settings), services, Path("/work"))
     for service in services:

@@ -83,3 +83,19 @@ def search_health(settings: Settings) -> Health:
         return Health(False, f"{settings.search_url} does not answer as a search engine: {exc}")
     status = body.get("status", "unknown")
     return Health(status in ("green", "yellow"), f"{settings.search_url}, cluster {status}")
+
+
+def api_health(settings: Settings) -> Health:
+    """The REST API's /ready: the process answers and so does its search store."""
+    host, port = "127.0.0.1", settings.api_port
+    if not port_open(host, port):
+        return Health(False, f"nothing listening on {host}:{port}")
+    url = f"http://{host}:{port}/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return Health(False, f"{url} answered {exc.code}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return Health(False, f"{url} does not answer as the API: {exc}")
+    return Health(body.get("status") == "ready", f"http://{host}:{port} (docs at /docs)")

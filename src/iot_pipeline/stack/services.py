@@ -19,7 +19,13 @@ from iot_pipeline.stack.airflow_services import (
     airflow_health,
     migrate,
 )
-from iot_pipeline.stack.probes import Health, kafka_health, redis_health, search_health
+from iot_pipeline.stack.probes import (
+    Health,
+    api_health,
+    kafka_health,
+    redis_health,
+    search_health,
+)
 
 
 class StackError(RuntimeError):
@@ -362,6 +368,25 @@ def _airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> l
     ]
 
 
+def _api_service(settings: Settings, workdir: Path) -> Service:
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(workdir / "fastapi" / "app"),
+        "main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.api_port),
+        "--no-access-log",  # the app writes its own, one JSON line per request
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+    return Service("api", ("127.0.0.1", settings.api_port), command, api_health, phase=1)
+
+
 def native_services(settings: Settings) -> list[Service]:
     """The services of the native stack, in start order."""
     paths = StackPaths.from_settings(settings)
@@ -374,6 +399,8 @@ def native_services(settings: Settings) -> list[Service]:
     services.append(_worker_service(settings, Path.cwd()))
     if settings.data_generator_enabled:
         services.append(_generator_service(Path.cwd()))
+    if settings.api_enabled:
+        services.append(_api_service(settings, Path.cwd()))
     if settings.airflow_enabled:
         services += _airflow_services(settings, paths, Path.cwd())
     return services

@@ -1,0 +1,70 @@
+"""The FastAPI application: routers, errors as problem details, observability, auth, CORS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+
+from iot_pipeline import __version__
+from iot_pipeline.api import observability, problems
+from iot_pipeline.api.routers import aggregates, health, pipeline, readings, sensors, stream
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage.async_store import AsyncSearchStore, make_async_store
+
+DESCRIPTION = """
+Raw (cleaned) and aggregated readings of Casablanca's sensor network, live and historical.
+
+* Times are ISO 8601; without an offset they are taken as UTC.
+* Lists are paginated with an opaque `cursor` (`next_cursor` of the previous page), stable
+  while new readings arrive.
+* Errors are RFC 9457 problem details (`application/problem#json`) with the request id.
+* When the deployment sets an API key, send it in the `X-API-Key` header (all routes but
+  `/health` and `/ready`).
+""".replace("problem#json", "problem+json")
+
+
+def create_app(settings: Settings | None = None, store: AsyncSearchStore | None = None) -> FastAPI:
+    """The API for these settings (default: from the environment)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # created inside the server's event loop: the async clients bind to it
+        app.state.store = store or make_async_store(settings)
+        try:
+            yield
+        finally:
+            if store is None:
+                await app.state.store.close()
+
+    app = FastAPI(
+        title="IoT sensor pipeline API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    registry = observability.install(app)
+    origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET"],
+            allow_headers=["X-API-Key", "X-Request-ID", "Last-Event-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    protected = [Depends(observability.require_api_key(settings.api_key.get_secret_value()))]
+    app.include_router(health.router)
+    for module in (sensors, readings, aggregates, stream, pipeline):
+        app.include_router(module.router, dependencies=protected)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=protected)
+    async def metrics(request: Request) -> Response:
+        return observability.metrics_response(registry)
+
+    return app

@@ -1,0 +1,63 @@
+"""What the routes share: the app's store and settings, and parameter checks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage.async_store import AsyncSearchStore
+
+
+def get_store(request: Request) -> AsyncSearchStore:
+    store: AsyncSearchStore = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Store = Annotated[AsyncSearchStore, Depends(get_store)]
+Conf = Annotated[Settings, Depends(get_settings)]
+
+
+def readings_pattern(settings: Settings) -> str:
+    return f"{settings.search_index_prefix}-readings-*"
+
+
+def invalid(parameter: str, message: str) -> RequestValidationError:
+    """A 422 naming the parameter, for checks the signature cannot express."""
+    return RequestValidationError(
+        [{"loc": ("query", parameter), "msg": message, "type": "value_error"}]
+    )
+
+
+def check_limit(settings: Settings, limit: int) -> int:
+    if limit > settings.api_max_limit:
+        raise invalid("limit", f"at most {settings.api_max_limit}")
+    return limit
+
+
+def check_range(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and end <= start:
+        raise invalid("end", "must be after start")
+
+
+def check_values(parameter: str, values: list[str] | None, longest: int = 64) -> None:
+    for value in values or []:
+        if not 1 <= len(value) <= longest:
+            raise invalid(parameter, f"each value is 1 to {longest} characters")
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=what)
+
+
+def source(hit: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = hit["_source"]
+    return doc

@@ -1,0 +1,213 @@
+"""Response models of the API (what the OpenAPI document promises)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_READING_EXAMPLE: dict[str, Any] = {
+    "event_id": "2afbd6f8-6b-1f",
+    "sensor_id": "casa-maarif-01-pm25",
+    "station_id": "casa-maarif-01",
+    "district": "Maarif",
+    "metric": "pm25",
+    "value": 18.4,
+    "unit": "µg/m³",
+    "original_value": 18.4,
+    "original_unit": "µg/m³",
+    "event_time": "2026-11-28T10:15:05.000Z",
+    "seq": 31,
+    "location": {"lat": 33.5731, "lon": -7.6298},
+    "battery_pct": 87.5,
+    "firmware": "3.0.2",
+    "flags": [],
+    "valid": True,
+    "schema_version": 1,
+    "pipeline_version": "0.1.0",
+    "batch_id": "scheduled__2026-11-28T10:16:00_00:00",
+    "ingest_time": "2026-11-28T10:16:01.204Z",
+    "kafka": {"topic": "iot_sensor_data", "partition": 3, "offset": 120931},
+}
+
+
+class Location(BaseModel):
+    lat: float
+    lon: float
+
+
+class KafkaSource(BaseModel):
+    topic: str
+    partition: int
+    offset: int
+
+
+class Reading(BaseModel):
+    """A cleaned reading: canonical value, quality flags and provenance."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_READING_EXAMPLE]})
+
+    event_id: str
+    sensor_id: str
+    station_id: str
+    district: str
+    metric: str
+    value: float
+    unit: str
+    original_value: float
+    original_unit: str
+    event_time: datetime
+    seq: int
+    location: Location
+    battery_pct: float
+    firmware: str
+    flags: list[str] = Field(description="Why the reading is suspect; empty when clean.")
+    valid: bool = Field(description="Whether it enters the aggregates.")
+    schema_version: int
+    pipeline_version: str
+    batch_id: str
+    ingest_time: datetime
+    kafka: KafkaSource
+
+
+class ReadingPage(BaseModel):
+    """One page of readings; pass `next_cursor` as `cursor` for the next one."""
+
+    items: list[Reading]
+    next_cursor: str | None = Field(description="Absent on the last page.")
+
+
+class LatestReadings(BaseModel):
+    items: list[Reading]
+
+
+class Sensor(BaseModel):
+    """A sensor as its readings describe it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sensor_id": "casa-maarif-01-pm25",
+                    "station_id": "casa-maarif-01",
+                    "district": "Maarif",
+                    "metric": "pm25",
+                    "unit": "µg/m³",
+                    "location": {"lat": 33.5731, "lon": -7.6298},
+                    "firmware": "3.0.2",
+                    "last_seen": "2026-11-28T10:15:05.000Z",
+                    "last_value": 18.4,
+                    "status": "online",
+                }
+            ]
+        }
+    )
+
+    sensor_id: str
+    station_id: str
+    district: str
+    metric: str
+    unit: str
+    location: Location
+    firmware: str
+    last_seen: datetime
+    last_value: float
+    status: Literal["online", "offline"]
+
+
+class SensorList(BaseModel):
+    items: list[Sensor]
+
+
+class Aggregate(BaseModel):
+    """One tumbling window of one sensor or district and metric."""
+
+    scope: Literal["sensor", "district"]
+    key: str
+    metric: str
+    unit: str
+    resolution: Literal["1m", "1h", "1d"]
+    window_start: datetime
+    window_end: datetime
+    count: int = Field(description="Valid readings in the window.")
+    min: float | None
+    max: float | None
+    mean: float | None
+    sum: float
+    std: float | None = Field(description="Population standard deviation.")
+    sensors: int
+    expected: float = Field(description="Readings expected from the sensors' sample rate.")
+    completeness: float | None
+    readings: int = Field(description="All readings received, valid or not.")
+    invalid: int
+    quality: dict[str, int] = Field(description="Readings per quality flag.")
+    revision: int = Field(description="Goes up each time late data changes the window.")
+
+
+class AggregatePage(BaseModel):
+    items: list[Aggregate]
+    next_cursor: str | None
+
+
+class PartitionLag(BaseModel):
+    partition: int
+    committed: int
+    high_watermark: int
+    lag: int
+
+
+class LastBatch(BaseModel):
+    batch_id: str
+    ingest_time: datetime
+
+
+class PipelineStatus(BaseModel):
+    topic: str
+    consumer_group: str
+    partitions: list[PartitionLag]
+    total_lag: int
+    last_batch: LastBatch | None = Field(description="Newest batch with indexed readings.")
+    dead_letter_topic: str
+    dead_letters: int = Field(description="Records in the dead-letter topic.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    engine: str
+
+
+def problem_schema() -> dict[str, Any]:
+    """RFC 9457 problem details, for the OpenAPI document."""
+    return {
+        "content": {
+            "application/problem+json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "instance": {"type": "string"},
+                        "request_id": {"type": "string"},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "parameter": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                    "required": ["type", "title", "status"],
+                }
+            }
+        }
+    }

@@ -1,0 +1,95 @@
+"""Errors as RFC 9457 problem details: a clear message, the request id, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from iot_pipeline.api.queries import BadCursor
+from iot_pipeline.storage import PermanentStoreError, StoreError, TransientStoreError
+
+log = logging.getLogger("iot_pipeline.api")
+PROBLEM = "application/problem+json"
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    422: "Invalid parameter",
+    502: "Search store error",
+    503: "Search store unavailable",
+}
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": getattr(request.state, "request_id", ""),
+    }
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _parameter(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("query", "path", "header", "body")]
+    return ".".join(parts) or "(request)"
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a problem document."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"parameter": _parameter(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
+        return problem(request, 422, detail, errors)
+
+    @app.exception_handler(BadCursor)
+    async def _cursor(request: Request, exc: BadCursor) -> JSONResponse:
+        return problem(request, 422, str(exc), [{"parameter": "cursor", "message": str(exc)}])
+
+    @app.exception_handler(TransientStoreError)
+    async def _down(request: Request, exc: TransientStoreError) -> JSONResponse:
+        log.warning("search store unavailable: %s", exc)
+        return problem(
+            request,
+            503,
+            "the search store does not answer; retry shortly",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(PermanentStoreError)
+    async def _refused(request: Request, exc: PermanentStoreError) -> JSONResponse:
+        log.error("search store refused a query: %s", exc)
+        return problem(request, 502, "the search store refused the query")
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError) -> JSONResponse:
+        log.error("search store error: %s", exc)
+        return problem(request, 502, "the search store failed")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(request, exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem(request, 500, "internal error; the request id identifies it in the logs")

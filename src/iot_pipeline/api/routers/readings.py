@@ -1,0 +1,124 @@
+"""Cleaned readings: filtered, sorted, cursor-paginated; and the latest per sensor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from iot_pipeline.api import queries
+from iot_pipeline.api.deps import (
+    Conf,
+    Store,
+    check_limit,
+    check_range,
+    check_values,
+    readings_pattern,
+    source,
+)
+from iot_pipeline.api.models import LatestReadings, Reading, ReadingPage, problem_schema
+
+router = APIRouter(
+    tags=["readings"],
+    responses={
+        422: {"description": "A parameter is invalid", **problem_schema()},
+        503: {"description": "The search store is down", **problem_schema()},
+    },
+)
+
+MetricName = Literal["temperature", "humidity", "pm25", "pm10", "no2", "o3", "co"]
+FlagName = Literal[
+    "unit_converted",
+    "impossible_value",
+    "future_timestamp",
+    "too_late",
+    "duplicate",
+    "spike",
+    "stuck",
+    "rate_of_change",
+    "cross_metric",
+]
+
+SensorIds = Annotated[
+    list[str] | None, Query(max_length=100, description="Sensor ids (repeatable).")
+]
+Districts = Annotated[list[str] | None, Query(max_length=50, description="Districts (repeatable).")]
+Metrics = Annotated[list[MetricName] | None, Query(description="Metrics (repeatable).")]
+Start = Annotated[datetime | None, Query(description="From this event time (ISO 8601, inclusive).")]
+End = Annotated[datetime | None, Query(description="Until this event time (ISO 8601, exclusive).")]
+
+
+@router.get(
+    "/readings",
+    response_model=ReadingPage,
+    summary="Cleaned readings with quality flags and provenance",
+)
+async def list_readings(
+    *,
+    sensor_id: SensorIds = None,
+    district: Districts = None,
+    metric: Metrics = None,
+    start: Start = None,
+    end: End = None,
+    quality: Annotated[
+        queries.Quality,
+        Query(description="`valid` (in the aggregates), `invalid`, `flagged` (any flag), `all`."),
+    ] = "all",
+    flag: Annotated[FlagName | None, Query(description="Only readings with this flag.")] = None,
+    order: Annotated[queries.Order, Query(description="By event time.")] = "desc",
+    limit: Annotated[int, Query(ge=1, description="Page size.")] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
+    store: Store,
+    settings: Conf,
+) -> ReadingPage:
+    check_limit(settings, limit)
+    check_range(start, end)
+    check_values("sensor_id", sensor_id)
+    check_values("district", district)
+    after = queries.decode_cursor(cursor, queries.READING_SORT_SHAPE) if cursor else None
+    where = queries.ReadingFilter(
+        sensor_id, district, list(metric or []), start, end, quality, flag
+    )
+    body = queries.readings_body(where, order, limit, after)
+    hits = (await store.search(readings_pattern(settings), body))["hits"]["hits"]
+    next_cursor = (
+        queries.encode_cursor(queries.sort_values(hits[-1])) if len(hits) == limit else None
+    )
+    return ReadingPage(
+        items=[Reading.model_validate(source(h)) for h in hits], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/readings/latest",
+    response_model=LatestReadings,
+    summary="The latest reading of every sensor (the live view)",
+)
+async def latest_readings(
+    *,
+    metric: Metrics = None,
+    district: Districts = None,
+    include_invalid: Annotated[
+        bool, Query(description="Also consider readings that do not enter the aggregates.")
+    ] = False,
+    within_hours: Annotated[
+        float, Query(gt=0, le=24 * 31, description="Only sensors heard from in this window.")
+    ] = 24.0,
+    store: Store,
+    settings: Conf,
+) -> LatestReadings:
+    check_values("district", district)
+    now = datetime.now(UTC)
+    where = queries.ReadingFilter(
+        district=district,
+        metric=list(metric or []),
+        start=now - timedelta(hours=within_hours),
+        end=now + timedelta(minutes=5),
+        quality="all" if include_invalid else "valid",
+    )
+    body = queries.latest_body(where, settings.api_max_limit)
+    hits = (await store.search(readings_pattern(settings), body))["hits"]["hits"]
+    return LatestReadings(items=[Reading.model_validate(source(h)) for h in hits])

@@ -1,0 +1,72 @@
+"""The API's search bodies and cursors (pure logic)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import get_args
+
+import pytest
+
+from iot_pipeline.api import queries
+from iot_pipeline.api.routers.readings import FlagName, MetricName
+from iot_pipeline.cleaning.rules import INVALIDATING, UNIT_CONVERTED
+from iot_pipeline.schema import METRICS
+
+
+def test_the_documented_enumerations_match_the_rules() -> None:
+    assert set(get_args(MetricName)) == set(METRICS)
+    assert set(get_args(FlagName)) == INVALIDATING | {UNIT_CONVERTED}
+
+
+def test_cursor_round_trip_and_refusals() -> None:
+    cursor = queries.encode_cursor([1_764_000_000_000, "e-1"])
+    assert queries.decode_cursor(cursor, queries.READING_SORT_SHAPE) == [1_764_000_000_000, "e-1"]
+    for bad in ("%%%", "bm90IGpzb24", queries.encode_cursor(["x", "y"]),
+                queries.encode_cursor([1, "a", 2]), queries.encode_cursor([True, "a"]),
+                queries.encode_cursor({"a": 1})):  # fmt: skip
+        with pytest.raises(queries.BadCursor):
+            queries.decode_cursor(bad, queries.READING_SORT_SHAPE)
+
+
+def test_user_values_only_reach_terms_and_ranges() -> None:
+    hostile = 'Anfa" OR *:* OR "x'
+    where = queries.ReadingFilter(
+        district=[hostile],
+        metric=["pm25"],
+        start=datetime(2026, 11, 1, tzinfo=UTC),
+        end=datetime(2026, 11, 2),  # naive: UTC
+        quality="valid",
+        flag="spike",
+    )
+    body = queries.readings_body(where, "desc", 50, [1, "e"])
+    filters = body["query"]["bool"]["filter"]
+    assert {"terms": {"district": [hostile]}} in filters
+    assert {"term": {"valid": True}} in filters
+    assert {"term": {"flags": "spike"}} in filters
+    rng = next(f["range"]["event_time"] for f in filters if "range" in f)
+    assert rng == {"gte": 1_793_491_200_000, "lt": 1_793_577_600_000, "format": "epoch_millis"}
+    assert "query_string" not in json.dumps(body)
+    assert body["search_after"] == [1, "e"]
+    assert body["size"] == 50
+    assert [list(s) for s in body["sort"]] == [["event_time"], ["event_id"]]
+
+
+def test_quality_filters() -> None:
+    assert queries.quality_filter("all", None) == []
+    assert queries.quality_filter("invalid", None) == [{"term": {"valid": False}}]
+    assert queries.quality_filter("flagged", None) == [{"exists": {"field": "flags"}}]
+
+
+def test_latest_collapses_per_sensor_and_aggregates_sort_totally() -> None:
+    latest = queries.latest_body(queries.ReadingFilter(metric=["no2"]), 500)
+    assert latest["collapse"] == {"field": "sensor_id"}
+    assert latest["size"] == 500
+    agg = queries.aggregates_body("pm10", "district", ["Anfa"], None, None, 10, None)
+    assert {"term": {"scope": "district"}} in agg["query"]["bool"]["filter"]
+    assert [list(s) for s in agg["sort"]] == [["window_start"], ["key"]]
+
+
+def test_sort_values_are_ints_for_the_cursor() -> None:
+    assert queries.sort_values({"sort": ["1764000000000", "e"]}) == [1_764_000_000_000, "e"]
+    assert queries.sort_values({"sort": [1764000000000, "e"]}) == [1_764_000_000_000, "e"]
