@@ -26,9 +26,14 @@ def expected_ids(produced: list[tuple[int, int, bytes]], partition: int | None =
 
 
 def snapshot(store: SearchStore, prefix: str) -> dict[str, Any]:
-    """Every stored reading by id (at most 10,000: tests stay small)."""
+    """Every stored reading by id (paged by event id)."""
     index = f"{prefix}-readings-*"
     store.refresh(index)
-    hits = store.search(index, {"size": 10000, "sort": [{"event_id": "asc"}]})["hits"]["hits"]
-    assert len(hits) < 10000
-    return {h["_id"]: h["_source"] for h in hits}
+    docs: dict[str, Any] = {}
+    body: dict[str, Any] = {"size": 5000, "sort": [{"event_id": "asc"}]}
+    while True:
+        hits = store.search(index, body)["hits"]["hits"]
+        docs.update({h["_id"]: h["_source"] for h in hits})
+        if len(hits) < body["size"]:
+            return docs
+        body["search_after"] = hits[-1]["sort"]

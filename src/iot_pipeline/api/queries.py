@@ -109,7 +109,7 @@ def readings_body(
         "size": limit,
         "query": {"bool": {"filter": where.clauses()}},
         "sort": [
-            {"event_time": {"order": order, "format": "epoch_millis"}},
+            {"event_time": {"order": order}},
             {"event_id": {"order": order}},
         ],
         "track_total_hits": False,
@@ -176,7 +176,7 @@ def aggregates_body(
             }
         },
         "sort": [
-            {"window_start": {"order": "asc", "format": "epoch_millis"}},
+            {"window_start": {"order": "asc"}},
             {"key": {"order": "asc"}},
         ],
         "track_total_hits": False,

@@ -1,0 +1,408 @@
+"""The REST API as a real process over a real search node, on data written by Processing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from api_process import start_api, stop_api
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from ground_truth import expected_ids, snapshot
+from kafka_io import consume_all
+from tcp_proxy import TcpProxy
+from workers import ROOT, settings_env
+
+from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
+from iot_pipeline.processing.pipeline import process_range
+from iot_pipeline.processing.ranges import OffsetRange, RangeTask
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import load_templates, make_store
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def settings(test_settings: Settings) -> Iterator[Settings]:
+    own = test_settings.model_copy(
+        update={
+            "kafka_sensor_data_topic": test_settings.kafka_sensor_data_topic + ".api",
+            "kafka_dlq_topic": test_settings.dead_letter_topic + ".api",
+            "search_index_prefix": test_settings.search_index_prefix + "-api",
+            "etl_consumer_group": f"{test_settings.search_index_prefix}.api",
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": own.kafka_brokers})
+    topics = [
+        NewTopic(own.kafka_sensor_data_topic, num_partitions=6, replication_factor=1),
+        NewTopic(own.dead_letter_topic, num_partitions=1, replication_factor=1),
+    ]
+    for future in admin.create_topics(topics).values():
+        future.result(30)
+    store = make_store(own)
+    store.ensure_templates(load_templates(own.search_templates_dir, own.search_index_prefix))
+    store.close()
+    yield own
+    for future in admin.delete_topics([t.topic for t in topics]).values():
+        future.result(30)
+    store = make_store(own)
+    store.delete_indices(store.list_indices(f"{own.search_index_prefix}-*"))
+    store.close()
+    state = redis.Redis.from_url(own.redis_url)
+    for key in state.scan_iter(f"{own.search_index_prefix}:*"):
+        state.delete(key)
+
+
+def _produce(settings: Settings, start: datetime, count: int, seed: int) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "data_generator/producer.py"),
+            "backfill",
+            "--start",
+            start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "--interval",
+            "5",
+            "--count",
+            str(count),
+            "--seed",
+            str(seed),
+            "--topic",
+            settings.kafka_sensor_data_topic,
+            "--progress-every",
+            "0",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        env=settings_env(settings),
+    )
+
+
+def _process_new(settings: Settings, batch: str) -> list[OffsetRange]:
+    """Index everything not yet processed (the DAG's job, done here directly)."""
+    ranges = plan_ranges(
+        settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group, 10**9
+    )
+    store = make_store(settings)
+    state = redis.Redis.from_url(settings.redis_url)
+    for offsets in ranges:
+        process_range(settings, store, state, RangeTask.of(batch, datetime.now(UTC), offsets))
+    commit_ranges(settings, settings.etl_consumer_group, ranges)
+    store.close()
+    return ranges
+
+
+@pytest.fixture(scope="module")
+def stored(settings: Settings) -> dict[str, Any]:
+    """About 4 minutes of the simulated network up to now, processed and indexed."""
+    _produce(settings, NOW - timedelta(minutes=4), 9800, seed=31)
+    _process_new(settings, "api-batch-1")
+    store = make_store(settings)
+    docs = snapshot(store, settings.search_index_prefix)
+    store.close()
+    messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
+    assert set(docs) == expected_ids([(m.partition(), m.offset(), m.value()) for m in messages])
+    return docs
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings, stored: dict[str, Any]) -> Iterator[httpx.Client]:
+    process, url = start_api(settings)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+    stop_api(process)
+
+
+def _problem(response: httpx.Response, status: int, parameter: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+    if parameter is not None:
+        assert parameter in [e["parameter"] for e in body["errors"]], body
+
+
+def test_health_ready_request_ids_and_metrics(api: httpx.Client) -> None:
+    assert api.get("/health").json() == {"status": "ok"}
+    assert api.get("/ready").json() == {"status": "ready", "engine": "opensearch"}
+    echoed = api.get("/health", headers={"X-Request-ID": "req-42"})
+    assert echoed.headers["x-request-id"] == "req-42"
+    generated = api.get("/health", headers={"X-Request-ID": "bad id <script>"})
+    assert len(generated.headers["x-request-id"]) == 32
+    metrics = api.get("/metrics").text
+    assert 'api_requests_total{method="GET",route="/health",status="200"}' in metrics
+    assert api.get("/openapi.json").json()["info"]["title"] == "IoT sensor pipeline API"
+
+
+def test_sensors_list_filters_and_one_sensor(api: httpx.Client, stored: dict[str, Any]) -> None:
+    horizon = datetime.now(UTC) + timedelta(minutes=5)
+    newest: dict[str, datetime] = {}
+    for doc in stored.values():
+        moment = datetime.fromisoformat(doc["event_time"])
+        if moment <= horizon and moment > newest.get(
+            doc["sensor_id"], datetime.min.replace(tzinfo=UTC)
+        ):
+            newest[doc["sensor_id"]] = moment
+    sensors = api.get("/sensors").json()["items"]
+    now = datetime.now(UTC)
+    assert {s["sensor_id"] for s in sensors} == set(newest)
+    for sensor in sensors:
+        assert datetime.fromisoformat(sensor["last_seen"]) == newest[sensor["sensor_id"]]
+        age = (now - newest[sensor["sensor_id"]]).total_seconds()
+        if abs(age - 60) > 5:  # away from the threshold, whatever the request's timing
+            assert sensor["status"] == ("online" if age < 60 else "offline"), sensor
+    offline = api.get("/sensors", params={"status": "offline"}).json()["items"]
+    assert {s["status"] for s in offline} <= {"offline"}
+    anfa = api.get("/sensors", params={"district": "Anfa", "metric": ["pm25", "no2"]}).json()
+    assert anfa["items"]
+    assert {(s["district"], s["metric"]) for s in anfa["items"]} <= {
+        ("Anfa", "pm25"),
+        ("Anfa", "no2"),
+    }
+    one = sensors[0]
+    assert api.get(f"/sensors/{one['sensor_id']}").json()["last_seen"] == one["last_seen"]
+    _problem(api.get("/sensors/casa-nowhere-99-co"), 404)
+    _problem(api.get("/sensors", params={"status": "sleepy"}), 422, "status")
+
+
+def _walk(api: httpx.Client, params: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = api.get("/readings", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def test_readings_filters_match_the_store(api: httpx.Client, stored: dict[str, Any]) -> None:
+    sensor = sorted({d["sensor_id"] for d in stored.values()})[5]
+    mine = {i for i, d in stored.items() if d["sensor_id"] == sensor}
+    walked = _walk(api, {"sensor_id": sensor, "limit": 7})
+    assert [r["event_id"] for r in walked] == sorted(
+        mine, key=lambda i: (stored[i]["event_time"], i), reverse=True
+    )
+    assert walked[0]["kafka"]["topic"].endswith(".api")  # provenance is served
+
+    start = NOW - timedelta(minutes=2)
+    end = NOW - timedelta(minutes=1)
+    district = sorted({d["district"] for d in stored.values()})[-1]
+    window = _walk(
+        api,
+        {
+            "district": district,
+            "metric": "temperature",
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "order": "asc",
+            "limit": 1000,
+        },
+    )
+    expected = {
+        i
+        for i, d in stored.items()
+        if d["district"] == district
+        and d["metric"] == "temperature"
+        and start <= datetime.fromisoformat(d["event_time"]) < end
+    }
+    assert {r["event_id"] for r in window} == expected
+    assert expected
+
+    invalid = _walk(api, {"quality": "invalid", "limit": 1000})
+    assert {r["event_id"] for r in invalid} == {i for i, d in stored.items() if not d["valid"]}
+    spikes = _walk(api, {"flag": "spike", "limit": 1000})
+    assert {r["event_id"] for r in spikes} == {
+        i for i, d in stored.items() if "spike" in d["flags"]
+    }
+
+
+def test_bad_parameters_are_422_naming_them(api: httpx.Client) -> None:
+    _problem(api.get("/readings", params={"limit": 5000}), 422, "limit")
+    _problem(api.get("/readings", params={"limit": 0}), 422, "limit")
+    _problem(api.get("/readings", params={"start": "yesterday"}), 422, "start")
+    _problem(
+        api.get("/readings", params={"start": NOW.isoformat(), "end": NOW.isoformat()}), 422, "end"
+    )
+    _problem(api.get("/readings", params={"metric": "radon"}), 422, "metric.0")
+    _problem(api.get("/readings", params={"cursor": "not-a-cursor"}), 422, "cursor")
+    _problem(api.get("/readings", params={"sensor_id": "x" * 65}), 422, "sensor_id")
+    _problem(api.get("/aggregates", params={"metric": "pm25", "resolution": "5m"}), 422)
+    _problem(api.get("/aggregates"), 422, "metric")
+    _problem(api.post("/readings"), 405)
+
+
+def test_pagination_neither_skips_nor_repeats_while_data_arrives(
+    settings: Settings, api: httpx.Client, stored: dict[str, Any]
+) -> None:
+    params = {"metric": "humidity", "limit": 50}
+    before = {i for i, d in stored.items() if d["metric"] == "humidity"}
+    first = api.get("/readings", params=params).json()
+    seen = [r["event_id"] for r in first["items"]]
+    # newer readings arrive between two pages (another batch is indexed)
+    _produce(settings, NOW + timedelta(seconds=5), 980, seed=32)
+    assert _process_new(settings, "api-batch-2")
+    store = make_store(settings)
+    arrived = set(snapshot(store, settings.search_index_prefix)) - set(stored)
+    store.close()
+    assert arrived
+    cursor = first["next_cursor"]
+    while cursor:
+        page = api.get("/readings", params={**params, "cursor": cursor}).json()
+        seen += [r["event_id"] for r in page["items"]]
+        cursor = page["next_cursor"]
+    assert len(seen) == len(set(seen))  # nothing repeated
+    assert before <= set(seen)  # nothing skipped
+    assert set(seen) - before <= arrived  # new ones only where they sort after the cursor
+
+
+def test_latest_is_the_newest_valid_reading_of_each_sensor(
+    api: httpx.Client, settings: Settings
+) -> None:
+    store = make_store(settings)
+    docs = snapshot(store, settings.search_index_prefix)
+    store.close()
+    newest: dict[str, str] = {}
+    horizon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    for i, d in sorted(docs.items(), key=lambda kv: (kv[1]["event_time"], kv[0])):
+        if d["valid"] and d["metric"] == "no2" and d["event_time"] <= horizon:
+            newest[d["sensor_id"]] = i
+    latest = api.get("/readings/latest", params={"metric": "no2"}).json()["items"]
+    assert {r["sensor_id"]: r["event_id"] for r in latest} == newest
+
+
+def test_aggregates_by_scope_key_and_pages(api: httpx.Client, settings: Settings) -> None:
+    store = make_store(settings)
+    stored = snapshot(store, settings.search_index_prefix)
+    store.close()
+    everything: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"metric": "pm25", "resolution": "1m", "limit": 9}
+        page = api.get("/aggregates", params={**params, **({"cursor": cursor} if cursor else {})})
+        body = page.json()
+        everything += body["items"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    keys = [(a["window_start"], a["key"]) for a in everything]
+    assert keys == sorted(keys)
+    assert len(set(keys)) == len(keys)
+    valid: dict[tuple[datetime, str], int] = defaultdict(int)
+    for d in stored.values():
+        if d["valid"] and d["metric"] == "pm25":
+            minute = datetime.fromisoformat(d["event_time"]).replace(second=0, microsecond=0)
+            valid[(minute, d["district"])] += 1
+    served = {(datetime.fromisoformat(a["window_start"]), a["key"]): a["count"] for a in everything}
+    assert {k: v for k, v in served.items() if v} == dict(valid)
+    one = api.get(
+        "/aggregates", params={"metric": "pm25", "scope": "sensor", "key": "casa-anfa-01-pm25"}
+    ).json()["items"]
+    assert one
+    assert {a["key"] for a in one} == {"casa-anfa-01-pm25"}
+    assert {a["resolution"] for a in one} == {"1h"}
+
+
+def test_stream_delivers_readings_produced_after_connecting(
+    settings: Settings, api: httpx.Client
+) -> None:
+    received: list[dict[str, Any]] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        with api.stream("GET", "/stream/readings", params={"metric": "co"}, timeout=60) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            deadline = time.monotonic() + 45
+            for line in response.iter_lines():
+                if line.startswith(": connected"):
+                    connected.set()
+                if line.startswith("data: "):
+                    received.append(json.loads(line.removeprefix("data: ")))
+                if len(received) >= 14 or time.monotonic() > deadline:
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert connected.wait(15)
+    _produce(settings, NOW + timedelta(minutes=2), 196, seed=33)
+    _process_new(settings, "api-batch-3")
+    listener.join(50)
+    assert len(received) >= 14, received
+    assert {r["metric"] for r in received} == {"co"}
+    assert {r["batch_id"] for r in received} == {"api-batch-3"}
+    assert len({r["event_id"] for r in received}) == len(received)
+
+
+def test_pipeline_status_reports_lag_last_batch_and_dead_letters(
+    settings: Settings, api: httpx.Client
+) -> None:
+    status = api.get("/pipeline/status").json()
+    assert status["consumer_group"] == settings.etl_consumer_group
+    assert len(status["partitions"]) == 6
+    assert status["total_lag"] == 0  # _process_new commits what it indexed
+    assert status["last_batch"]["batch_id"].startswith("api-batch-")
+    letters = consume_all(settings, settings.dead_letter_topic, 10**9, idle_seconds=3)
+    assert status["dead_letters"] == len(letters) > 0
+
+
+def test_api_key_cors_and_open_probes(settings: Settings, stored: dict[str, Any]) -> None:
+    process, url = start_api(
+        settings, API_KEY="k3y-for-tests-only", API_CORS_ORIGINS="https://city.example"
+    )
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert client.get("/health").status_code == 200
+            assert client.get("/ready").status_code == 200
+            _problem(client.get("/readings"), 401)
+            _problem(client.get("/metrics", headers={"X-API-Key": "wrong"}), 401)
+            ok = client.get(
+                "/readings",
+                headers={"X-API-Key": "k3y-for-tests-only", "Origin": "https://city.example"},
+            )
+            assert ok.status_code == 200
+            assert ok.headers["access-control-allow-origin"] == "https://city.example"
+            other = client.get("/health", headers={"Origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in other.headers
+    finally:
+        stop_api(process)
+
+
+def test_store_down_gives_503_and_recovers_without_restart(
+    settings: Settings, stored: dict[str, Any]
+) -> None:
+    proxy = TcpProxy(settings.search_address)
+    proxy.start()
+    process, url = start_api(settings, SEARCH_URL=proxy.url)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert client.get("/readings").status_code == 200
+            proxy.stop()
+            _problem(client.get("/ready"), 503)
+            down = client.get("/readings", params={"limit": 5})
+            _problem(down, 503)
+            assert down.headers["retry-after"] == "5"
+            proxy.start()
+            deadline = time.monotonic() + 20
+            while client.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, "no recovery after the store came back"
+                time.sleep(0.5)
+            assert len(client.get("/readings", params={"limit": 5}).json()["items"]) == 5
+    finally:
+        stop_api(process)
+        proxy.stop()
