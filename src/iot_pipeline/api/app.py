@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import PlainTextResponse
 
 from iot_pipeline import __version__
 from iot_pipeline.api import observability, problems
@@ -63,7 +64,13 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
     for module in (sensors, readings, aggregates, stream, pipeline):
         app.include_router(module.router, dependencies=protected)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=protected)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics (text exposition format)",
+        dependencies=protected,
+        response_class=PlainTextResponse,
+    )
     async def metrics(request: Request) -> Response:
         return observability.metrics_response(registry)
 
