@@ -133,3 +133,20 @@ def test_the_engine_setting_picks_the_adapter() -> None:
     assert isinstance(opensearch, OpenSearchStore)
     elastic.close()
     opensearch.close()
+
+
+def test_async_store_follows_the_engine_setting() -> None:
+    import asyncio
+
+    from iot_pipeline.settings import Settings
+    from iot_pipeline.storage.async_store import make_async_store
+
+    async def engines() -> list[str]:
+        names = []
+        for engine in ("opensearch", "elasticsearch"):
+            store = make_async_store(Settings(search_engine=engine))
+            names.append(store.engine)
+            await store.close()
+        return names
+
+    assert asyncio.run(engines()) == ["opensearch", "elasticsearch"]

@@ -92,9 +92,10 @@ class AsyncElasticsearchStore:
             ) from exc
 
     async def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        # the official client takes the body's keys as keyword arguments (as the sync adapter)
         response = await self._call(
             lambda: self.client.search(
-                index=index, body=body, allow_no_indices=True, ignore_unavailable=True
+                index=index, allow_no_indices=True, ignore_unavailable=True, **body
             )
         )
         return dict(response)
