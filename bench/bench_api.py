@@ -212,7 +212,8 @@ def _p(values: list[float], q: float) -> float:
 async def run(settings: Settings, api_url: str, end: datetime, total: int) -> list[tuple[str, ...]]:
     day_start = end - timedelta(hours=24)
     week_start = end - timedelta(days=7)
-    hours_back = (datetime.now(UTC) - end).total_seconds() / 3600 + 24
+    # the default window of /readings/latest (1 h), ending where the dataset ends
+    hours_back = (datetime.now(UTC) - end).total_seconds() / 3600 + 1
     readings = queries.ReadingFilter(start=day_start, end=end)
     latest_where = queries.ReadingFilter(
         start=datetime.now(UTC) - timedelta(hours=hours_back),

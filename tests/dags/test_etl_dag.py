@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 from dag_runs import run_airflow
 from ground_truth import expected_ids, snapshot
+from isolation import own_pipeline
 from kafka_io import consume_all
 from workers import ROOT, settings_env, start_worker, stop, wait_ready
 
@@ -30,28 +29,8 @@ from iot_pipeline.worker.app import create_app
 
 @pytest.fixture(scope="module")
 def settings(test_settings: Settings) -> Iterator[Settings]:
-    own = test_settings.model_copy(
-        update={
-            "kafka_sensor_data_topic": test_settings.kafka_sensor_data_topic + ".etl",
-            "kafka_dlq_topic": test_settings.dead_letter_topic + ".etl",
-            "search_index_prefix": test_settings.search_index_prefix + "-etl",
-            "etl_consumer_group": f"{test_settings.search_index_prefix}.etl",
-            "etl_task_timeout_seconds": 45,
-        }
-    )
-    admin = AdminClient({"bootstrap.servers": own.kafka_brokers})
-    topics = [
-        NewTopic(own.kafka_sensor_data_topic, num_partitions=6, replication_factor=1),
-        NewTopic(own.dead_letter_topic, num_partitions=1, replication_factor=1),
-    ]
-    for future in admin.create_topics(topics).values():
-        future.result(30)
-    yield own
-    for future in admin.delete_topics([t.topic for t in topics]).values():
-        future.result(30)
-    store = make_store(own)
-    store.delete_indices(store.list_indices(f"{own.search_index_prefix}-*"))
-    store.close()
+    with own_pipeline(test_settings, "etl", etl_task_timeout_seconds=45) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ import httpx
 import pytest
 import redis
 from api_process import start_api, stop_api
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 from ground_truth import expected_ids, snapshot
+from isolation import own_pipeline
 from kafka_io import consume_all
 from tcp_proxy import TcpProxy
 from workers import ROOT, settings_env
@@ -27,40 +26,15 @@ from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import load_templates, make_store
+from iot_pipeline.storage import make_store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
 def settings(test_settings: Settings) -> Iterator[Settings]:
-    own = test_settings.model_copy(
-        update={
-            "kafka_sensor_data_topic": test_settings.kafka_sensor_data_topic + ".api",
-            "kafka_dlq_topic": test_settings.dead_letter_topic + ".api",
-            "search_index_prefix": test_settings.search_index_prefix + "-api",
-            "etl_consumer_group": f"{test_settings.search_index_prefix}.api",
-        }
-    )
-    admin = AdminClient({"bootstrap.servers": own.kafka_brokers})
-    topics = [
-        NewTopic(own.kafka_sensor_data_topic, num_partitions=6, replication_factor=1),
-        NewTopic(own.dead_letter_topic, num_partitions=1, replication_factor=1),
-    ]
-    for future in admin.create_topics(topics).values():
-        future.result(30)
-    store = make_store(own)
-    store.ensure_templates(load_templates(own.search_templates_dir, own.search_index_prefix))
-    store.close()
-    yield own
-    for future in admin.delete_topics([t.topic for t in topics]).values():
-        future.result(30)
-    store = make_store(own)
-    store.delete_indices(store.list_indices(f"{own.search_index_prefix}-*"))
-    store.close()
-    state = redis.Redis.from_url(own.redis_url)
-    for key in state.scan_iter(f"{own.search_index_prefix}:*"):
-        state.delete(key)
+    with own_pipeline(test_settings, "api") as own:
+        yield own
 
 
 def _produce(settings: Settings, start: datetime, count: int, seed: int) -> None:
@@ -290,6 +264,8 @@ def test_latest_is_the_newest_valid_reading_of_each_sensor(
 def test_aggregates_by_scope_key_and_pages(api: httpx.Client, settings: Settings) -> None:
     store = make_store(settings)
     stored = snapshot(store, settings.search_index_prefix)
+    # the last batch's window updates become searchable within the refresh interval
+    store.refresh(f"{settings.search_index_prefix}-agg-*")
     store.close()
     everything: list[dict[str, Any]] = []
     cursor = None

@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 from ground_truth import expected_ids, snapshot
+from isolation import own_pipeline
 from kafka_io import consume_all
 from workers import start_worker, stop, wait_ready
 
@@ -40,26 +39,8 @@ BATCH_TIME = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture(scope="module")
 def settings(test_settings: Settings) -> Iterator[Settings]:
-    """Topics of this module's own; created here, deleted at the end."""
-    own = test_settings.model_copy(
-        update={
-            "kafka_sensor_data_topic": test_settings.kafka_sensor_data_topic + ".proc",
-            "kafka_dlq_topic": test_settings.dead_letter_topic + ".proc",
-        }
-    )
-    admin = AdminClient({"bootstrap.servers": own.kafka_brokers})
-    topics = [
-        NewTopic(own.kafka_sensor_data_topic, num_partitions=6, replication_factor=1),
-        NewTopic(own.dead_letter_topic, num_partitions=1, replication_factor=1),
-    ]
-    for future in admin.create_topics(topics).values():
-        future.result(30)
-    yield own
-    for future in admin.delete_topics([t.topic for t in topics]).values():
-        future.result(30)
-    store = make_store(own)
-    store.delete_indices(store.list_indices(f"{own.search_index_prefix}-*"))
-    store.close()
+    with own_pipeline(test_settings, "proc") as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

@@ -105,8 +105,9 @@ async def latest_readings(
         bool, Query(description="Also consider readings that do not enter the aggregates.")
     ] = False,
     within_hours: Annotated[
-        float, Query(gt=0, le=24 * 31, description="Only sensors heard from in this window.")
-    ] = 24.0,
+        float,
+        Query(gt=0, le=24 * 31, description="Only sensors heard from in this many hours."),
+    ] = 1.0,
     store: Store,
     settings: Conf,
 ) -> LatestReadings:
