@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 
+import redis
 from confluent_kafka import KafkaError, Message, Producer
 
 from iot_pipeline.cleaning import DeadLetter
@@ -46,6 +47,31 @@ def _producer(brokers: str) -> Producer:
             "log_level": 3,
         }
     )
+
+
+def _sent_key(prefix: str, topic: str, partition: int) -> str:
+    return f"{prefix}:dead-lettered:{topic}:{partition}"
+
+
+def not_yet_sent(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> list[DeadLetter]:
+    """The letters whose source record was never dead-lettered before (replays, retries)."""
+    if not letters:
+        return []
+    pipe = state.pipeline(transaction=False)
+    for letter in letters:
+        source = letter.record
+        pipe.sismember(_sent_key(prefix, source.topic, source.partition), str(source.offset))
+    seen = pipe.execute()
+    return [letter for letter, was in zip(letters, seen, strict=True) if not was]
+
+
+def remember_sent(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> None:
+    """Record the source offsets whose letters Kafka acknowledged."""
+    pipe = state.pipeline(transaction=False)
+    for letter in letters:
+        source = letter.record
+        pipe.sadd(_sent_key(prefix, source.topic, source.partition), str(source.offset))
+    pipe.execute()
 
 
 def send_dead_letters(

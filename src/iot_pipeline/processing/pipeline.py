@@ -23,7 +23,11 @@ from iot_pipeline.cleaning import (
 )
 from iot_pipeline.cleaning.rules import DUPLICATE
 from iot_pipeline.processing.cross_metric import cross_metric_updates
-from iot_pipeline.processing.dead_letters import send_dead_letters
+from iot_pipeline.processing.dead_letters import (
+    not_yet_sent,
+    remember_sent,
+    send_dead_letters,
+)
 from iot_pipeline.processing.documents import reading_actions
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import read_range
@@ -65,7 +69,8 @@ class RangeReport:
     valid: int
     flagged: int
     duplicates: int
-    dead_letters: int
+    dead_letters: int  # records of the range that are dead letters
+    dead_letters_new: int  # of which written now (the others were, by an earlier run)
     still_dead: int  # records replayed from the dead-letter topic that fail again
     retried_items: int
     windows: int
@@ -119,8 +124,12 @@ def process_range(
     # Replaying the dead-letter topic itself: what still fails is already there, once.
     sent = [d for d in letters if d.record.topic != settings.dead_letter_topic]
     still_dead = len(letters) - len(sent)
-    letters = sent
+    # A record dead-lettered by an earlier run of the same offsets (a replay, a retried
+    # batch) is not written again: one letter per source record, unless a crash falls
+    # between Kafka's acknowledgement and this note in Redis (then at least once).
+    letters = not_yet_sent(state_client, settings.search_index_prefix, sent)
     send_dead_letters(settings, letters, task.batch_id, task.ingest_time)
+    remember_sent(state_client, settings.search_index_prefix, letters)
     clock.lap("dead_letters")
     windows, cross_flagged = (
         _update_aggregates(settings, store, state_client, keep, bulk) if aggregate else (0, 0)
@@ -136,7 +145,8 @@ def process_range(
         valid=sum(1 for r in keep if r.valid),
         flagged=sum(1 for r in keep if r.flags),
         duplicates=len(result.readings) - len(keep),
-        dead_letters=len(letters),
+        dead_letters=len(sent),
+        dead_letters_new=len(letters),
         still_dead=still_dead,
         retried_items=report.retries,
         windows=windows,
