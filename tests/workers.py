@@ -66,3 +66,39 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if process.poll() is None:
         os.killpg(process.pid, sig)
         process.wait(60)
+
+
+def backfill(
+    settings: Settings,
+    start: str,
+    count: int,
+    seed: int,
+    interval: float = 5,
+    faults: tuple[str, ...] = (),
+) -> None:
+    """`data_generator/producer.py backfill` into the settings' topic (faults: `kind=rate`)."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "data_generator/producer.py"),
+            "backfill",
+            "--start",
+            start,
+            "--interval",
+            str(interval),
+            "--count",
+            str(count),
+            "--seed",
+            str(seed),
+            "--topic",
+            settings.kafka_sensor_data_topic,
+            "--progress-every",
+            "0",
+            *(arg for fault in faults for arg in ("--fault-rate", fault)),
+        ],
+        check=True,
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )

@@ -8,8 +8,6 @@ run after recovery leaves the store equal to the ground truth, without duplicate
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +17,7 @@ from dag_runs import run_airflow
 from ground_truth import expected_ids, snapshot
 from isolation import own_pipeline
 from kafka_io import consume_all
-from workers import ROOT, settings_env, start_worker, stop, wait_ready
+from workers import backfill, settings_env, start_worker, stop, wait_ready
 
 from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
@@ -42,32 +40,7 @@ def client(settings: Settings) -> Iterator[Celery]:
 
 
 def _produce(settings: Settings, start: str, count: int, seed: int) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "data_generator/producer.py"),
-            "backfill",
-            "--start",
-            start,
-            "--interval",
-            "30",
-            "--count",
-            str(count),
-            "--seed",
-            str(seed),
-            "--topic",
-            settings.kafka_sensor_data_topic,
-            "--progress-every",
-            "0",
-            "--fault-rate",
-            "malformed_json=0.01",
-        ],
-        check=True,
-        env=settings_env(settings),
-        cwd=ROOT,
-        capture_output=True,
-        timeout=120,
-    )
+    backfill(settings, start, count, seed, interval=30, faults=("malformed_json=0.01",))
 
 
 def _run_dag(settings: Settings, airflow_env: dict[str, str]) -> dict[str, Any]:

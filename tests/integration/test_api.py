@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -20,7 +18,7 @@ from ground_truth import expected_ids, snapshot
 from isolation import own_pipeline
 from kafka_io import consume_all
 from tcp_proxy import TcpProxy
-from workers import ROOT, settings_env
+from workers import backfill
 
 from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
 from iot_pipeline.processing.pipeline import process_range
@@ -38,30 +36,7 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
 
 
 def _produce(settings: Settings, start: datetime, count: int, seed: int) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "data_generator/producer.py"),
-            "backfill",
-            "--start",
-            start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "--interval",
-            "5",
-            "--count",
-            str(count),
-            "--seed",
-            str(seed),
-            "--topic",
-            settings.kafka_sensor_data_topic,
-            "--progress-every",
-            "0",
-        ],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-        timeout=120,
-        env=settings_env(settings),
-    )
+    backfill(settings, start.strftime("%Y-%m-%dT%H:%M:%SZ"), count, seed)
 
 
 def _process_new(settings: Settings, batch: str) -> list[OffsetRange]:

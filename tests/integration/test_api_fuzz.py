@@ -3,8 +3,6 @@ process and search node: no input gives a 5xx or a response outside the document
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from workers import ROOT, settings_env
+from workers import backfill
 
 from iot_pipeline.orchestration.offsets import plan_ranges
 from iot_pipeline.processing.pipeline import process_range
@@ -34,12 +32,7 @@ from iot_pipeline.storage import make_store
 def fuzz_settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "fuzz") as own:
         start = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        subprocess.run(
-            [sys.executable, str(ROOT / "data_generator/producer.py"), "backfill", "--start",
-             start, "--interval", "5", "--count", "1960", "--seed", "41", "--topic",
-             own.kafka_sensor_data_topic, "--progress-every", "0"],
-            check=True, capture_output=True, cwd=ROOT, timeout=120, env=settings_env(own),
-        )  # fmt: skip
+        backfill(own, start, 1960, seed=41)
         store = make_store(own)
         state = redis.Redis.from_url(own.redis_url)
         ranges = plan_ranges(own, own.kafka_sensor_data_topic, own.etl_consumer_group, 10**9)

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ground_truth import expected_ids, snapshot
 from isolation import own_pipeline
 from kafka_io import consume_all
-from workers import start_worker, stop, wait_ready
+from workers import backfill, start_worker, stop, wait_ready
 
 from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
@@ -54,34 +51,13 @@ def client(settings: Settings) -> Iterator[Celery]:
 @pytest.fixture(scope="module")
 def produced(settings: Settings) -> list[tuple[int, int, bytes]]:
     """A labelled simulator run in this module's topic: (partition, offset, value)."""
-    env = {**os.environ, "KAFKA_BROKERS": settings.kafka_brokers}
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "data_generator/producer.py"),
-            "backfill",
-            "--start",
-            "2026-11-27T00:00Z",
-            "--interval",
-            "30",
-            "--count",
-            "8000",
-            "--seed",
-            "8",
-            "--topic",
-            settings.kafka_sensor_data_topic,
-            "--progress-every",
-            "0",
-            "--fault-rate",
-            "clock_skew=0.01",
-            "--fault-rate",
-            "malformed_json=0.01",
-        ],
-        check=True,
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        timeout=120,
+    backfill(
+        settings,
+        "2026-11-27T00:00Z",
+        8000,
+        seed=8,
+        interval=30,
+        faults=("clock_skew=0.01", "malformed_json=0.01"),
     )
     messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
     return [(m.partition(), m.offset(), m.value()) for m in messages]

@@ -14,12 +14,10 @@ import os
 import secrets
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from iot_pipeline.settings import Settings, child_environment
-from iot_pipeline.stack.probes import Health, port_open
+from iot_pipeline.stack.probes import Health, local_json
 
 ADMIN_USER = "admin"
 
@@ -106,17 +104,11 @@ def admin_password(stack_root: Path) -> str | None:
 
 def airflow_health(settings: Settings) -> Health:
     """The API server's own health report (metadata DB, scheduler, triggerer, dag-processor)."""
-    host, port = "127.0.0.1", settings.airflow_port
-    if not port_open(host, port):
-        return Health(False, f"nothing listening on {host}:{port}")
-    url = f"http://{host}:{port}/api/v2/monitor/health"
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            body = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return Health(False, f"{url} does not answer as Airflow: {exc}")
+    body, failed = local_json(settings.airflow_port, "/api/v2/monitor/health", "Airflow")
+    if failed is not None:
+        return failed
     parts = {name: (body.get(name) or {}).get("status") for name in body}
     if parts.get("metadatabase") != "healthy":
         return Health(False, f"metadata DB {parts.get('metadatabase')}")
     detail = ", ".join(f"{k} {v}" for k, v in sorted(parts.items()) if k != "metadatabase")
-    return Health(True, f"http://{host}:{port} ({detail})")
+    return Health(True, f"http://127.0.0.1:{settings.airflow_port} ({detail})")

@@ -8,6 +8,7 @@ import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from iot_pipeline.settings import Settings
 
@@ -85,17 +86,26 @@ def search_health(settings: Settings) -> Health:
     return Health(status in ("green", "yellow"), f"{settings.search_url}, cluster {status}")
 
 
-def api_health(settings: Settings) -> Health:
-    """The REST API's /ready: the process answers and so does its search store."""
-    host, port = "127.0.0.1", settings.api_port
+def local_json(port: int, path: str, what: str) -> tuple[Any, Health | None]:
+    """GET a JSON document from a loopback HTTP service: (body, None) or (None, why not)."""
+    host = "127.0.0.1"
     if not port_open(host, port):
-        return Health(False, f"nothing listening on {host}:{port}")
-    url = f"http://{host}:{port}/ready"
+        return None, Health(False, f"nothing listening on {host}:{port}")
+    url = f"http://{host}:{port}{path}"
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
-            body = json.loads(response.read())
+            return json.loads(response.read()), None
     except urllib.error.HTTPError as exc:
-        return Health(False, f"{url} answered {exc.code}")
+        return None, Health(False, f"{url} answered {exc.code}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return Health(False, f"{url} does not answer as the API: {exc}")
-    return Health(body.get("status") == "ready", f"http://{host}:{port} (docs at /docs)")
+        return None, Health(False, f"{url} does not answer as {what}: {exc}")
+
+
+def api_health(settings: Settings) -> Health:
+    """The REST API's /ready: the process answers and so does its search store."""
+    body, failed = local_json(settings.api_port, "/ready", "the API")
+    if failed is not None:
+        return failed
+    return Health(
+        body.get("status") == "ready", f"http://127.0.0.1:{settings.api_port} (docs at /docs)"
+    )

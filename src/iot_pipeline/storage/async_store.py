@@ -27,7 +27,22 @@ class AsyncSearchStore(Protocol):
         """Release connections."""
 
 
-class AsyncOpenSearchStore:
+class _AsyncClientStore:
+    """What both official async clients do alike."""
+
+    client: Any
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except Exception:  # any failure means "not ready"
+            return False
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class AsyncOpenSearchStore(_AsyncClientStore):
     engine = "opensearch"
 
     def __init__(self, url: str, username: str = "", password: str = "", timeout: float = 10):
@@ -57,17 +72,8 @@ class AsyncOpenSearchStore:
         )
         return dict(response)
 
-    async def ping(self) -> bool:
-        try:
-            return bool(await self.client.ping())
-        except Exception:  # any failure means "not ready"
-            return False
 
-    async def close(self) -> None:
-        await self.client.close()
-
-
-class AsyncElasticsearchStore:
+class AsyncElasticsearchStore(_AsyncClientStore):
     engine = "elasticsearch"
 
     def __init__(self, url: str, username: str = "", password: str = "", timeout: float = 10):
@@ -99,15 +105,6 @@ class AsyncElasticsearchStore:
             )
         )
         return dict(response)
-
-    async def ping(self) -> bool:
-        try:
-            return bool(await self.client.ping())
-        except Exception:  # any failure means "not ready"
-            return False
-
-    async def close(self) -> None:
-        await self.client.close()
 
 
 def make_async_store(settings: Settings) -> AsyncSearchStore:
