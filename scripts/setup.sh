@@ -52,7 +52,7 @@ else
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    -c constraints.txt -e ".[generator,worker,api,airflow,stack,dev]"
+    -c constraints.txt -e ".[generator,worker,api,airflow,stack,flower,dev]"
   echo "$want" > "$VENV/.setup-stamp"
 fi
 

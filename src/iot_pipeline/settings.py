@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         "local", description="Deployment kind; outside `local`, placeholder secrets are refused."
     )
 
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Process logs: one JSON object per line, or plain text."
+    )
+
     # Kafka
     kafka_brokers: str = Field(
         "127.0.0.1:9092", description="Comma-separated bootstrap servers (host:port)."
@@ -72,6 +76,9 @@ class Settings(BaseSettings):
     )
     data_generator_enabled: bool = Field(
         True, description="Whether `make up` runs the simulator in live mode."
+    )
+    data_generator_heartbeat_file: Path | None = Field(
+        None, description="File the simulator touches every round (container health); unset: none."
     )
 
     # Search engine

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.security import APIKeyHeader
@@ -20,33 +17,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 access_log = logging.getLogger("iot_pipeline.api.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
-
-
-class JsonLines(logging.Formatter):
-    """One JSON object per line: what `docker compose logs` and log shippers read well."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "service": "api",
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        line.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
-
-
-def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonLines())
-    root = logging.getLogger("iot_pipeline")
-    if not any(isinstance(h.formatter, JsonLines) for h in root.handlers):
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 def install(app: FastAPI) -> CollectorRegistry:

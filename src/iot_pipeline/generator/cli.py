@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from iot_pipeline.generator.faults import FaultRates
 from iot_pipeline.generator.runner import Generator, GeneratorError, RunConfig
+from iot_pipeline.logs import configure as configure_logging
 from iot_pipeline.settings import Settings
 
 EXAMPLES = """\
@@ -147,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()
+        configure_logging("generator", settings.log_format)
         config = config_from_args(args, settings)
         stats = Generator(settings, config).run()
     except ValidationError as exc:

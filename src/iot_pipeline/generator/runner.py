@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from iot_pipeline.generator.stream import ReadingStream, Round
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.settings import Settings
 
+log = logging.getLogger("iot_pipeline.generator")
 Mode = Literal["live", "backfill"]
 BACKFILL_CHUNK_READINGS = 20_000
 
@@ -149,10 +150,9 @@ def _round_times(config: RunConfig, network_size: int) -> Iterator[np.ndarray]:
 class Generator:
     """One simulator run: build the network, stream rounds into Kafka, report."""
 
-    def __init__(self, settings: Settings, config: RunConfig, out: TextIO = sys.stderr) -> None:
+    def __init__(self, settings: Settings, config: RunConfig) -> None:
         self.settings = settings
         self.config = config
-        self.out = out
         self.stats = RunStats()
         self.stop = _StopFlag()
         network = build_network(
@@ -204,12 +204,17 @@ class Generator:
         bound = f", stop after {config.count:,} readings" if config.count else ""
         if config.mode == "live" and config.duration:
             bound += f", stop after {config.duration:g}s"
-        print(
-            f"[generator] {config.mode}: {sensors} sensors at "
-            f"{sensors // 7} stations, {pace}{bound}; topic {config.topic} "
-            f"({partitions} partitions), seed {config.seed}",
-            file=self.out,
-            flush=True,
+        log.info(
+            "%s: %d sensors at %d stations, %s%s; topic %s (%d partitions), seed %d",
+            config.mode,
+            sensors,
+            sensors // 7,
+            pace,
+            bound,
+            config.topic,
+            partitions,
+            config.seed,
+            extra={"fields": {"mode": config.mode, "topic": config.topic}},
         )
 
     def _bound_reached(self, started: float) -> bool:
@@ -266,6 +271,7 @@ class Generator:
         self.stats.faulty += len(batch.labels)
         if labels is not None and batch.labels:
             labels.write("".join(json.dumps(lbl.to_json()) + "\n" for lbl in batch.labels))
+        self._beat()
         self._progress(producer)
 
     def _progress(self, producer: Producer) -> None:
@@ -275,10 +281,23 @@ class Generator:
             return
         self._last_progress = now
         elapsed = now - self._started
-        print(
-            f"[generator] sent {self.stats.sent:,} ({self.stats.sent / elapsed:,.0f}/s), "
-            f"failed {self.stats.failed}, queued {len(producer):,}, "
-            f"held back {self.stream.pending}, faulty {self.stats.faulty:,}",
-            file=self.out,
-            flush=True,
+        log.info(
+            "sent %s (%s/s), failed %d, queued %s, held back %d, faulty %s",
+            f"{self.stats.sent:,}",
+            f"{self.stats.sent / elapsed:,.0f}",
+            self.stats.failed,
+            f"{len(producer):,}",
+            self.stream.pending,
+            f"{self.stats.faulty:,}",
+            extra={"fields": {"sent": self.stats.sent, "failed": self.stats.failed}},
         )
+
+    def _beat(self) -> None:
+        """Touch the heartbeat file (the container's liveness signal), if configured."""
+        path = self.settings.data_generator_heartbeat_file
+        if path is None:
+            return
+        try:
+            path.touch()
+        except OSError as exc:
+            log.warning("cannot touch heartbeat file %s: %s", path, exc)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import setup_logging
 
+from iot_pipeline.logs import configure
 from iot_pipeline.settings import Settings, get_settings
 
 PROCESSING_QUEUE = "processing"
@@ -40,3 +42,9 @@ def create_app(settings: Settings) -> Celery:
 
 
 app = create_app(get_settings())
+
+
+@setup_logging.connect
+def _configure_logging(**_: object) -> None:
+    """Our log lines instead of Celery's (connecting here turns Celery's own setup off)."""
+    configure("worker", get_settings().log_format)

@@ -10,6 +10,7 @@ import redis
 from celery import Task
 from celery.signals import worker_process_init
 
+from iot_pipeline.logs import bound
 from iot_pipeline.processing.dead_letters import DeadLetterError
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import RangeTask
@@ -58,4 +59,5 @@ def _prepare_process(**_: object) -> None:
 def process_range_task(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
     """Process one offset range; `task` is a RangeTask as JSON (keys, not payloads)."""
     range_task = RangeTask.model_validate(task)
-    return process_range(get_settings(), _store(), _state_client(), range_task).as_dict()
+    with bound(batch_id=range_task.batch_id, range=str(range_task.range)):
+        return process_range(get_settings(), _store(), _state_client(), range_task).as_dict()

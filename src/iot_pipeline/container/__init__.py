@@ -1,0 +1,1 @@
+"""What the container deployment adds around the entry points: secrets and health checks."""
