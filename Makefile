@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m iot_pipeline.stack
 
-.PHONY: help setup up down status test bench lint format logs clean
+.PHONY: help setup up down status test bench lint format logs clean secrets
 
 help:
 	@echo "make setup   install everything (virtualenv, Kafka and OpenSearch jars, redis-server)"
@@ -14,6 +14,7 @@ help:
 	@echo "make test    lint + unit + integration tests (starts the stack if needed)"
 	@echo "make bench   benchmarks with their baselines (starts the stack if needed)"
 	@echo "make logs    follow the stack's logs"
+	@echo "make secrets generate the container deployment's secrets into secrets/ (once)"
 
 setup:
 	@bash scripts/setup.sh
@@ -41,6 +42,9 @@ lint: setup
 format:
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+secrets: setup
+	@$(PY) -m iot_pipeline.container.secrets generate --dir secrets
 
 logs:
 	@tail -n 20 -F .stack/logs/*.log
