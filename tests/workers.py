@@ -32,8 +32,12 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def start_worker(settings: Settings, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
-    """`celery/tasks/worker.py` as `make up` runs it, one process, with these settings."""
+def start_worker(
+    settings: Settings, name: str, log: Path | None = None, **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """`celery/tasks/worker.py` as `make up` runs it, one process, with these settings;
+    its output goes to `log` when given."""
+    output = log.open("ab") if log is not None else subprocess.DEVNULL
     return subprocess.Popen(
         [
             sys.executable,
@@ -47,8 +51,8 @@ def start_worker(settings: Settings, name: str, **extra_env: str) -> subprocess.
         ],
         cwd=ROOT,
         env=settings_env(settings, **extra_env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
         start_new_session=True,
     )
 

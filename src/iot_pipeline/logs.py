@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,14 +23,23 @@ _context: ContextVar[Mapping[str, Any] | None] = ContextVar("iot_log_context", d
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "fields"}
 
 
+def bind(**fields: Any) -> Token[Mapping[str, Any] | None]:
+    """Add `fields` to every line logged from now on in this context; `unbind` undoes it."""
+    return _context.set({**(_context.get() or {}), **fields})
+
+
+def unbind(token: Token[Mapping[str, Any] | None]) -> None:
+    _context.reset(token)
+
+
 @contextmanager
 def bound(**fields: Any) -> Iterator[None]:
     """Add `fields` (e.g. batch_id) to every line logged inside the block."""
-    token = _context.set({**(_context.get() or {}), **fields})
+    token = bind(**fields)
     try:
         yield
     finally:
-        _context.reset(token)
+        unbind(token)
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -100,8 +109,10 @@ def configure(service: str, log_format: LogFormat = "json", level: int = logging
     # Servers that install their own handlers (uvicorn does before importing the app):
     # route them through ours so every line of the process has the same shape.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+        logger = logging.getLogger(name)
+        if logger.handlers:  # a disabled access log has none and does not propagate
+            logger.handlers.clear()
+            logger.propagate = True
     # Third-party chatter at INFO drowns the pipeline's own lines.
     for noisy in ("elastic_transport", "opensearch", "urllib3", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

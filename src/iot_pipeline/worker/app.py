@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import celeryd_after_setup, setup_logging
 
 from iot_pipeline.logs import configure
 from iot_pipeline.settings import Settings, get_settings
 
+log = logging.getLogger("iot_pipeline.worker")
 PROCESSING_QUEUE = "processing"
 PROCESS_RANGE = "iot.process_range"
 
@@ -48,3 +52,16 @@ app = create_app(get_settings())
 def _configure_logging(**_: object) -> None:
     """Our log lines instead of Celery's (connecting here turns Celery's own setup off)."""
     configure("worker", get_settings().log_format)
+
+
+@celeryd_after_setup.connect
+def _announce(sender: str, instance: Any, **_: object) -> None:
+    """What Celery's banner says, as one log line: who, how many processes, which queues."""
+    queues = sorted(instance.app.amqp.queues.consume_from or instance.app.amqp.queues)
+    log.info(
+        "worker %s ready: %s processes, queues %s",
+        sender,
+        instance.concurrency,
+        ", ".join(queues),
+        extra={"fields": {"hostname": sender, "concurrency": instance.concurrency}},
+    )

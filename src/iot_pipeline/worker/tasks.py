@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+from contextvars import Token
 from functools import cache
 from typing import Any
 
 import redis
 from celery import Task
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_process_init
 
-from iot_pipeline.logs import bound
+from iot_pipeline.logs import bind, unbind
 from iot_pipeline.processing.dead_letters import DeadLetterError
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import RangeTask
@@ -47,6 +48,29 @@ def _prepare_process(**_: object) -> None:
         log.warning("index templates not applied yet: %s", exc)
 
 
+_log_tokens: dict[str, Token[Any]] = {}
+
+
+@task_prerun.connect
+def _bind_batch(task_id: str, args: tuple[Any, ...] = (), **_: object) -> None:
+    """Every line logged while a task runs (Celery's own included) names its batch."""
+    task = args[0] if args and isinstance(args[0], dict) else {}
+    fields = {"batch_id": task.get("batch_id"), "task_id": task_id}
+    if isinstance(task.get("range"), dict):
+        part = task["range"]
+        fields["range"] = (
+            f"{part.get('topic')}[{part.get('partition')}]:{part.get('start')}-{part.get('end')}"
+        )
+    _log_tokens[task_id] = bind(**fields)
+
+
+@task_postrun.connect
+def _unbind_batch(task_id: str, **_: object) -> None:
+    token = _log_tokens.pop(task_id, None)
+    if token is not None:
+        unbind(token)
+
+
 @app.task(
     name=PROCESS_RANGE,
     bind=True,
@@ -59,5 +83,4 @@ def _prepare_process(**_: object) -> None:
 def process_range_task(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
     """Process one offset range; `task` is a RangeTask as JSON (keys, not payloads)."""
     range_task = RangeTask.model_validate(task)
-    with bound(batch_id=range_task.batch_id, range=str(range_task.range)):
-        return process_range(get_settings(), _store(), _state_client(), range_task).as_dict()
+    return process_range(get_settings(), _store(), _state_client(), range_task).as_dict()
