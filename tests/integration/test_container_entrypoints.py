@@ -123,6 +123,7 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield log
     finally:
         stop(process)
+        client.control.purge()
         client.close()
 
 
