@@ -216,3 +216,20 @@ def test_container_module_imports_with_only_its_image_dependencies(name: str) ->
         targets.append(("module", command[command.index("--app-dir") + 2].split(":")[0]))
     allowed = _closure(_requirements(_extras(service))) | {OUR_PACKAGE}
     _import_as_in_image(targets, app_dir, allowed)
+
+
+@pytest.mark.parametrize(
+    ("name", "folders"),
+    [
+        ("kafka-topics", ["kafka"]),
+        ("search-templates", ["elasticsearch"]),
+        ("worker", ["elasticsearch"]),
+    ],
+)
+def test_files_read_at_run_time_are_in_the_image(name: str, folders: list[str]) -> None:
+    """Topic definitions and index templates are read from the working directory."""
+    service = _built_services()[name]
+    instructions = dockerfile(ROOT / service["build"]["dockerfile"])
+    copied = [i.arguments.split() for i in instructions if i.keyword == "COPY"]
+    for folder in folders:
+        assert [folder, f"./{folder}"] in copied, f"{name}: {folder}/ is not copied to the workdir"
