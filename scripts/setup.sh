@@ -4,6 +4,7 @@
 #  - redis-server through apt when it is missing
 #  - the virtualenv (.venv) with the package, every service's dependencies and dev tools
 #  - Kafka and OpenSearch jars from Maven Central into $STACK_DIR/lib
+#  - tools/composecheck (the Compose loader, for the container checks) into $STACK_DIR/bin
 # Each step is skipped when what it installs is already there and up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,5 +78,24 @@ for component in kafka opensearch; do
   echo "$want" > "$dest/.setup-stamp"
   step "$component jars: $(ls "$dest"/*.jar | wc -l) jars in $dest"
 done
+
+# --- composecheck: the Compose loader (compose-go) for the static checks of the containers ---
+checker=$stack_dir/bin/composecheck
+if ! command -v go >/dev/null 2>&1; then
+  step "composecheck: skipped (no Go toolchain; the compose tests that need it will say so)"
+else
+  want=$(stamp_of tools/composecheck/go.mod tools/composecheck/go.sum tools/composecheck/main.go)
+  if [ -x "$checker" ] && [ "$(cat "$checker.stamp" 2>/dev/null)" = "$want" ]; then
+    step "composecheck: up to date ($checker)"
+  else
+    step "composecheck: building tools/composecheck from the Go module proxy"
+    mkdir -p "$stack_dir/bin" "$stack_dir/logs"
+    go_log=$stack_dir/logs/setup-go-composecheck.log
+    (cd tools/composecheck && go build -mod=readonly -o "$checker" .) > "$go_log" 2>&1 \
+      || { tail -n 20 "$go_log" >&2; fail "could not build tools/composecheck (is the Go module proxy reachable?); full log: $go_log"; }
+    echo "$want" > "$checker.stamp"
+    step "composecheck: built $checker"
+  fi
+fi
 
 step "done in $((SECONDS - t0))s"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -317,3 +318,47 @@ def test_native_versions_match_the_images(model: dict[str, Any]) -> None:
     )
     airflow = re.search(r'"apache-airflow==([\d.]+)"', pins).group(1)  # type: ignore[union-attr]
     assert f"ARG AIRFLOW_VERSION={airflow}" in (ROOT / "airflow/Dockerfile").read_text()
+
+
+def _composecheck(*files: Path) -> dict[str, Any]:
+    """The project as Docker Compose's own loader (compose-go, tools/composecheck) sees it."""
+    checker = ROOT / ".stack" / "bin" / "composecheck"
+    if not checker.is_file():
+        if shutil.which("go") is None:
+            pytest.skip("no Go toolchain: tools/composecheck cannot be built here")
+        pytest.fail("tools/composecheck is not built: run `make setup`")
+    done = subprocess.run(
+        [str(checker), *(str(f.relative_to(ROOT)) for f in files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "level=warning" not in done.stderr, done.stderr
+    project: dict[str, Any] = json.loads(done.stdout)
+    return project
+
+
+@pytest.mark.parametrize("paths", [(COMPOSE,), (COMPOSE, OPENSEARCH_OVERRIDE)], ids=["es", "os"])
+def test_composes_own_loader_accepts_the_project_and_agrees(paths: tuple[Path, ...]) -> None:
+    """compose-go loads, interpolates, merges and validates like `docker compose config`;
+    its resolved project must be the one the checks above reason about."""
+    project = _composecheck(*paths)
+    ours = _services(compose(*paths)[0])
+    theirs = project["services"]
+    assert set(theirs) == set(ours)
+    for name, service in ours.items():
+        resolved = theirs[name]
+        assert resolved.get("image") == service.get("image"), name
+        assert (resolved.get("environment") or {}) == environment(service), name
+        assert set(resolved.get("depends_on") or {}) == set(service.get("depends_on") or {}), name
+        assert sorted(s["source"] for s in resolved.get("secrets") or []) == sorted(
+            service.get("secrets") or []
+        ), name
+        published = sorted(
+            f"{p.get('host_ip')}:{p['published']}:{p['target']}"
+            for p in resolved.get("ports") or []
+        )
+        assert published == sorted(service.get("ports") or []), name
