@@ -116,11 +116,6 @@ class Interpolation:
         return node
 
 
-def interpolate(document: Any, env: dict[str, str]) -> tuple[Any, Interpolation]:
-    interpolation = Interpolation(env, set(), set())
-    return interpolation.document(document), interpolation
-
-
 def strip_tags(node: Any) -> Any:
     """The document as plain data (tags applied as if nothing were merged)."""
     if isinstance(node, Override):
@@ -148,8 +143,8 @@ def merge(base: Any, override: Any, key: str = "") -> Any:
             if isinstance(value, Reset):
                 merged.pop(name, None)
             else:
-                merged[name] = merge(base.get(name), value, name) if name in base else value
-        return strip_tags(merged)
+                merged[name] = merge(base[name], value, name) if name in base else strip_tags(value)
+        return merged
     if isinstance(base, list) and isinstance(override, list) and key in _APPENDED:
         return base + [v for v in override if v not in base]
     return strip_tags(override)
@@ -192,8 +187,6 @@ def dockerfile(path: Path) -> list[Instruction]:
     logical: list[str] = []
     pending = ""
     for raw in path.read_text(encoding="utf-8").splitlines():
-        if raw.lstrip().startswith("#") and not pending:
-            continue
         if raw.lstrip().startswith("#"):
             continue
         if raw.rstrip().endswith("\\"):

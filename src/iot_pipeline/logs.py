@@ -20,7 +20,6 @@ LogFormat = Literal["json", "text"]
 
 # Fields bound to everything logged in the current context (a task, a request).
 _context: ContextVar[Mapping[str, Any] | None] = ContextVar("iot_log_context", default=None)
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "fields"}
 
 
 def bind(**fields: Any) -> Token[Mapping[str, Any] | None]:
@@ -45,10 +44,6 @@ def bound(**fields: Any) -> Iterator[None]:
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = dict(_context.get() or {})
     fields.update(getattr(record, "fields", {}))
-    # Celery passes its task data through `extra=` as plain attributes.
-    for key in ("task_id", "task_name"):
-        if key in record.__dict__ and key not in _STANDARD:
-            fields.setdefault(key, record.__dict__[key])
     return fields
 
 

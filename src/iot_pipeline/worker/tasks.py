@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from contextvars import Token
 from functools import cache
 from typing import Any
@@ -10,11 +11,12 @@ from typing import Any
 import redis
 from celery import Task
 from celery.signals import task_postrun, task_prerun, worker_process_init
+from pydantic import ValidationError
 
 from iot_pipeline.logs import bind, unbind
 from iot_pipeline.processing.dead_letters import DeadLetterError
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import RangeTask
+from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.processing.reader import KafkaReadError
 from iot_pipeline.settings import get_settings
 from iot_pipeline.storage import SearchStore, TransientStoreError, load_templates, make_store
@@ -55,12 +57,9 @@ _log_tokens: dict[str, Token[Any]] = {}
 def _bind_batch(task_id: str, args: tuple[Any, ...] = (), **_: object) -> None:
     """Every line logged while a task runs (Celery's own included) names its batch."""
     task = args[0] if args and isinstance(args[0], dict) else {}
-    fields = {"batch_id": task.get("batch_id"), "task_id": task_id}
-    if isinstance(task.get("range"), dict):
-        part = task["range"]
-        fields["range"] = (
-            f"{part.get('topic')}[{part.get('partition')}]:{part.get('start')}-{part.get('end')}"
-        )
+    fields: dict[str, object] = {"batch_id": task.get("batch_id"), "task_id": task_id}
+    with suppress(ValidationError):  # the task itself reports a malformed range
+        fields["range"] = str(OffsetRange.model_validate(task.get("range")))
     _log_tokens[task_id] = bind(**fields)
 
 
