@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -108,6 +109,17 @@ class Settings(BaseSettings):
         24.0, gt=0, description="Readings older than this behind their sensor are flagged late."
     )
 
+    event_time_earliest: date = Field(
+        date(2000, 1, 1),
+        description="Earliest plausible event time (UTC day); earlier ones are dead letters.",
+    )
+    event_time_max_ahead_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Event times further than this ahead of the record's Kafka time are "
+        "dead letters (`time_out_of_range`); a few minutes ahead is flagged `future_timestamp`.",
+    )
+
     retention_days: int = Field(
         30, ge=1, description="Days of raw readings kept (whole daily indices are deleted)."
     )
@@ -130,6 +142,30 @@ class Settings(BaseSettings):
     )
     etl_max_records_per_partition: int = Field(
         20_000, ge=1, description="Cap of one batch's offset range per partition."
+    )
+    etl_max_bytes_per_range: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Cap of the record bytes one range task holds; a larger range is cut short "
+        "and the rest left to the next run.",
+    )
+    etl_quarantine_after_failures: int = Field(
+        3,
+        ge=1,
+        description="Failed attempts after which a range is quarantined (its records "
+        "dead-lettered as `range_failed`) so that its partition moves on.",
+    )
+    etl_stall_seconds: int = Field(
+        300,
+        ge=10,
+        description="A partition with lag whose last commit is older than this is stalled "
+        "(`make status`, `/health/pipeline`, `/pipeline/status`).",
+    )
+    worker_max_deliveries: int = Field(
+        3,
+        ge=1,
+        description="Times a range task may be started (redelivered after its worker died) "
+        "before it fails for good and counts as a failed attempt.",
     )
     etl_task_timeout_seconds: int = Field(
         900, ge=30, description="How long the DAG waits for a batch's processing tasks."

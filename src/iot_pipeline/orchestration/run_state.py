@@ -1,0 +1,215 @@
+"""What the ETL remembers between runs, in Redis: commit times, range failures, quarantines.
+
+Written by the orchestrator (plan, commit, quarantine, run outcome) and read by everything
+that reports health (`make status`, the API's `/pipeline/status`, `/health/pipeline`,
+`/metrics`). Keys live under `<prefix>:pipeline:` so a test's own pipeline has its own.
+
+- `commits` (hash): `<topic>:<partition>` -> JSON {offset, at}; `at` is epoch seconds of the
+  last commit, or of the first plan that saw the partition (a baseline, so a partition that
+  never committed still ages).
+- `range-failures` (hash): `<topic>:<partition>:<start>` -> JSON {count, error, at}: failed
+  attempts of the range starting there; cleared when the partition moves past it.
+- `failed-runs` (string): consecutive runs with a failed or quarantined range; 0 after a clean run.
+- `quarantine` (list, newest first, bounded) and `quarantined-ranges` /
+  `quarantined-records` (counters).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from iot_pipeline.processing.ranges import OffsetRange
+
+QUARANTINE_KEPT = 200  # entries of the quarantine log kept in Redis
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}:pipeline:{name}"
+
+
+def _partition_field(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def _range_field(offsets: OffsetRange) -> str:
+    return f"{offsets.topic}:{offsets.partition}:{offsets.start}"
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """A range set aside after failing `attempts` times: its records are dead letters now."""
+
+    range: str
+    topic: str
+    partition: int
+    start: int
+    end: int
+    records: int
+    attempts: int
+    error: str
+    batch_id: str
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RangeFailure:
+    """Failed attempts so far of the range that starts at an offset."""
+
+    count: int
+    error: str
+    at: float
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Everything health reports need, read at once."""
+
+    last_commit: dict[int, float] = field(default_factory=dict)  # partition -> epoch seconds
+    committed_offset: dict[int, int] = field(default_factory=dict)
+    failing: dict[str, RangeFailure] = field(default_factory=dict)  # "<topic>:<p>:<start>"
+    consecutive_failed_runs: int = 0
+    quarantined_ranges: int = 0
+    quarantined_records: int = 0
+    quarantines: list[Quarantine] = field(default_factory=list)  # newest first
+
+
+def note_planned(client: redis.Redis, prefix: str, ranges: list[OffsetRange], at: float) -> None:
+    """Start the commit clock of partitions seen for the first time (never overwrites)."""
+    if not ranges:
+        return
+    pipe = client.pipeline(transaction=False)
+    for r in ranges:
+        baseline = json.dumps({"offset": r.start, "at": at})
+        pipe.hsetnx(_key(prefix, "commits"), _partition_field(r.topic, r.partition), baseline)
+    pipe.execute()
+
+
+def note_committed(client: redis.Redis, prefix: str, ranges: list[OffsetRange], at: float) -> None:
+    """The ranges' partitions committed now: their clocks restart, their failures are over."""
+    if not ranges:
+        return
+    pipe = client.pipeline(transaction=False)
+    for r in ranges:
+        value = json.dumps({"offset": r.end, "at": at})
+        pipe.hset(_key(prefix, "commits"), _partition_field(r.topic, r.partition), value)
+        pipe.hdel(_key(prefix, "range-failures"), _range_field(r))
+    pipe.execute()
+
+
+def note_range_failed(
+    client: redis.Redis, prefix: str, offsets: OffsetRange, error: str, at: float
+) -> int:
+    """Count one more failed attempt of the range (by its start); returns the count."""
+    key, name = _key(prefix, "range-failures"), _range_field(offsets)
+    raw = client.hget(key, name)
+    count = 1 + (int(json.loads(raw)["count"]) if raw else 0)
+    client.hset(key, name, json.dumps({"count": count, "error": error[:500], "at": at}))
+    return count
+
+
+def note_quarantined(client: redis.Redis, prefix: str, entry: Quarantine) -> None:
+    """Log a quarantine (bounded list) and count it."""
+    pipe = client.pipeline(transaction=True)
+    pipe.lpush(_key(prefix, "quarantine"), json.dumps(entry.as_dict()))
+    pipe.ltrim(_key(prefix, "quarantine"), 0, QUARANTINE_KEPT - 1)
+    pipe.incr(_key(prefix, "quarantined-ranges"))
+    pipe.incrby(_key(prefix, "quarantined-records"), entry.records)
+    pipe.execute()
+
+
+def note_run(client: redis.Redis, prefix: str, clean: bool) -> int:
+    """Count consecutive unclean runs; returns the count after this run."""
+    key = _key(prefix, "failed-runs")
+    if clean:
+        client.set(key, 0)
+        return 0
+    return int(client.incr(key))
+
+
+def _int(raw: Any) -> int:
+    return int(raw) if raw is not None else 0
+
+
+def parse_state(
+    commits: dict[Any, Any],
+    failures: dict[Any, Any],
+    failed_runs: Any,
+    ranges: Any,
+    records: Any,
+    quarantine: list[Any],
+    topic: str,
+) -> RunState:
+    """The state from the raw Redis answers (shared by the sync and async readers)."""
+    last_commit: dict[int, float] = {}
+    committed: dict[int, int] = {}
+    for name, raw in commits.items():
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        owner, _, partition = name.rpartition(":")
+        if owner != topic:
+            continue
+        value = json.loads(raw)
+        last_commit[int(partition)] = float(value["at"])
+        committed[int(partition)] = int(value["offset"])
+    failing = {}
+    for name, raw in failures.items():
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        value = json.loads(raw)
+        failing[name] = RangeFailure(int(value["count"]), str(value["error"]), float(value["at"]))
+    return RunState(
+        last_commit=last_commit,
+        committed_offset=committed,
+        failing=failing,
+        consecutive_failed_runs=_int(failed_runs),
+        quarantined_ranges=_int(ranges),
+        quarantined_records=_int(records),
+        quarantines=[Quarantine(**json.loads(raw)) for raw in quarantine],
+    )
+
+
+def state_commands(pipe: Any, prefix: str, recent: int) -> None:
+    """Queue the reads of `read_state` on a (sync or async) Redis pipeline."""
+    pipe.hgetall(_key(prefix, "commits"))
+    pipe.hgetall(_key(prefix, "range-failures"))
+    pipe.get(_key(prefix, "failed-runs"))
+    pipe.get(_key(prefix, "quarantined-ranges"))
+    pipe.get(_key(prefix, "quarantined-records"))
+    pipe.lrange(_key(prefix, "quarantine"), 0, recent - 1)
+
+
+def read_state(client: redis.Redis, prefix: str, topic: str, recent: int = 20) -> RunState:
+    """Everything above, for the sensor topic `topic`, with the `recent` newest quarantines."""
+    pipe = client.pipeline(transaction=False)
+    state_commands(pipe, prefix, recent)
+    return parse_state(*pipe.execute(), topic=topic)
+
+
+@dataclass(frozen=True)
+class PartitionHealth:
+    """One partition as a stall detector sees it."""
+
+    partition: int
+    lag: int
+    last_commit_age: float | None  # seconds; None when never seen
+    stalled: bool
+
+
+def partition_health(
+    state: RunState, lags: dict[int, int], stall_after: float, now: float | None = None
+) -> list[PartitionHealth]:
+    """A partition is stalled when it has lag and its last commit is older than `stall_after`."""
+    now = time.time() if now is None else now
+    result = []
+    for partition, lag in sorted(lags.items()):
+        at = state.last_commit.get(partition)
+        age = None if at is None else max(0.0, now - at)
+        stalled = lag > 0 and age is not None and age > stall_after
+        result.append(PartitionHealth(partition, lag, age, stalled))
+    return result
