@@ -122,14 +122,14 @@ def load(settings: Settings) -> datetime:
                 hourly[(r.district, r.metric, hour)].append(r.value)
         pending += fresh
         if len(pending) >= 4000:
-            queue.put(bulk_body(reading_actions(PREFIX, pending, "bench", end)))
+            queue.put(bulk_body(reading_actions(PREFIX, pending, "bench", end).actions))
             loaded += len(pending)
             pending = []
             if loaded % 500_000 < 4000:
                 rate = loaded / (time.monotonic() - started)
                 print(f"  {loaded:,} readings ({rate:,.0f}/s)", flush=True)
     if pending:
-        queue.put(bulk_body(reading_actions(PREFIX, pending, "bench", end)))
+        queue.put(bulk_body(reading_actions(PREFIX, pending, "bench", end).actions))
         loaded += len(pending)
     for _ in senders:
         queue.put(None)

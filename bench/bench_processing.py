@@ -108,7 +108,7 @@ def raw_bulk_load(settings: Settings, ends: dict[int, int]) -> tuple[float, int]
         records = read_range(settings, task.range)
         result = clean_batch(records, {}, now, CleaningPolicy())
         fresh = [c for c in result.readings if DUPLICATE not in c.flags]
-        for action in reading_actions(settings.search_index_prefix, fresh, "raw", now):
+        for action in reading_actions(settings.search_index_prefix, fresh, "raw", now).actions:
             lines.append(json.dumps({"index": {"_index": action.index, "_id": action.id}}).encode())
             lines.append(json.dumps(action.document).encode())
     bodies = [

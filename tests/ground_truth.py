@@ -10,6 +10,12 @@ from iot_pipeline.schema import METRICS, SensorReading
 from iot_pipeline.storage import SearchStore
 
 
+def document_id(sensor_id: str, event_id: str) -> str:
+    """The documented id of a stored reading: `<sensor_id>:<event_id>`, with `%` and `:` of
+    the sensor id percent-encoded."""
+    return sensor_id.replace("%", "%25").replace(":", "%3A") + ":" + event_id
+
+
 def expected_ids(produced: list[tuple[int, int, bytes]], partition: int | None = None) -> set[str]:
     """Events the store must hold: parseable, in a known unit (partition, offset, value)."""
     ids = set()
@@ -21,7 +27,7 @@ def expected_ids(produced: list[tuple[int, int, bytes]], partition: int | None =
         except ValidationError:
             continue
         if reading.unit == METRICS[reading.metric].unit or reading.unit == "°F":
-            ids.add(reading.event_id)
+            ids.add(document_id(reading.sensor_id, reading.event_id))
     return ids
 
 

@@ -55,7 +55,7 @@ class SensorReading(BaseModel):
     value: float = Field(allow_inf_nan=False, description="The measured value, in `unit`.")
     unit: Unit = Field(description="Unit of `value` (legacy sensors may report °F).")
     event_time: AwareDatetime = Field(description="When it was measured (UTC, ISO 8601).")
-    seq: int = Field(ge=0, description="Per-sensor sequence number.")
+    seq: int = Field(ge=0, le=2**63 - 1, description="Per-sensor sequence number (int64).")
     lat: float = Field(ge=-90, le=90, description="Station latitude (WGS84).")
     lon: float = Field(ge=-180, le=180, description="Station longitude (WGS84).")
     battery_pct: float = Field(ge=0, le=100, description="Battery charge of the station.")

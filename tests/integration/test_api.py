@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 from api_process import start_api, stop_api
-from ground_truth import expected_ids, snapshot
+from ground_truth import document_id, expected_ids, snapshot
 from isolation import own_pipeline
 from kafka_io import consume_all
 from tcp_proxy import TcpProxy
@@ -30,6 +30,11 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
+def _id(reading: dict[str, Any]) -> str:
+    """The stored document id of a reading the API served."""
+    return document_id(reading["sensor_id"], reading["event_id"])
+
+
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "api") as own:
         yield own
@@ -145,7 +150,7 @@ def test_readings_filters_match_the_store(api: httpx.Client, stored: dict[str, A
     sensor = sorted({d["sensor_id"] for d in stored.values()})[5]
     mine = {i for i, d in stored.items() if d["sensor_id"] == sensor}
     walked = _walk(api, {"sensor_id": sensor, "limit": 7})
-    assert [r["event_id"] for r in walked] == sorted(
+    assert [_id(r) for r in walked] == sorted(
         mine, key=lambda i: (stored[i]["event_time"], i), reverse=True
     )
     assert walked[0]["kafka"]["topic"].endswith(".api")  # provenance is served
@@ -171,15 +176,13 @@ def test_readings_filters_match_the_store(api: httpx.Client, stored: dict[str, A
         and d["metric"] == "temperature"
         and start <= datetime.fromisoformat(d["event_time"]) < end
     }
-    assert {r["event_id"] for r in window} == expected
+    assert {_id(r) for r in window} == expected
     assert expected
 
     invalid = _walk(api, {"quality": "invalid", "limit": 1000})
-    assert {r["event_id"] for r in invalid} == {i for i, d in stored.items() if not d["valid"]}
+    assert {_id(r) for r in invalid} == {i for i, d in stored.items() if not d["valid"]}
     spikes = _walk(api, {"flag": "spike", "limit": 1000})
-    assert {r["event_id"] for r in spikes} == {
-        i for i, d in stored.items() if "spike" in d["flags"]
-    }
+    assert {_id(r) for r in spikes} == {i for i, d in stored.items() if "spike" in d["flags"]}
 
 
 def test_bad_parameters_are_422_naming_them(api: httpx.Client) -> None:
@@ -203,7 +206,7 @@ def test_pagination_neither_skips_nor_repeats_while_data_arrives(
     params = {"metric": "humidity", "limit": 50}
     before = {i for i, d in stored.items() if d["metric"] == "humidity"}
     first = api.get("/readings", params=params).json()
-    seen = [r["event_id"] for r in first["items"]]
+    seen = [_id(r) for r in first["items"]]
     # newer readings arrive between two pages (another batch is indexed)
     _produce(settings, NOW + timedelta(seconds=5), 980, seed=32)
     assert _process_new(settings, "api-batch-2")
@@ -214,7 +217,7 @@ def test_pagination_neither_skips_nor_repeats_while_data_arrives(
     cursor = first["next_cursor"]
     while cursor:
         page = api.get("/readings", params={**params, "cursor": cursor}).json()
-        seen += [r["event_id"] for r in page["items"]]
+        seen += [_id(r) for r in page["items"]]
         cursor = page["next_cursor"]
     assert len(seen) == len(set(seen))  # nothing repeated
     assert before <= set(seen)  # nothing skipped
@@ -233,7 +236,7 @@ def test_latest_is_the_newest_valid_reading_of_each_sensor(
         if d["valid"] and d["metric"] == "no2" and d["event_time"] <= horizon:
             newest[d["sensor_id"]] = i
     latest = api.get("/readings/latest", params={"metric": "no2"}).json()["items"]
-    assert {r["sensor_id"]: r["event_id"] for r in latest} == newest
+    assert {r["sensor_id"]: _id(r) for r in latest} == newest
 
 
 def test_aggregates_by_scope_key_and_pages(api: httpx.Client, settings: Settings) -> None:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from iot_pipeline.cleaning.rules import (
     INVALIDATING,
+    UNPROCESSABLE,
     Rejection,
+    key_matches,
     normalise_time,
     normalise_unit,
     not_in_future,
     parse,
     physical_range,
+    plausible_time,
 )
 from iot_pipeline.cleaning.state import SensorState, sequential_checks
 from iot_pipeline.schema import SensorReading
@@ -27,6 +30,19 @@ class RawRecord:
     topic: str
     partition: int
     offset: int
+    key: bytes | None = None
+    timestamp: float | None = None  # when it reached Kafka (epoch seconds), if known
+
+    def reference_time(self, ingest_time: datetime) -> datetime:
+        """The clock a reading is judged against: when its record reached Kafka (so a replay
+        judges it as the first run did), never later than the batch's own clock."""
+        if self.timestamp is None or self.timestamp <= 0:
+            return ingest_time
+        try:
+            produced = datetime.fromtimestamp(self.timestamp, UTC)
+        except (OverflowError, OSError, ValueError):
+            return ingest_time
+        return min(produced, ingest_time)
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,7 @@ class DeadLetter:
     reason: str
     stage: str
     detail: str
+    error_type: str | None = None  # the exception's class, for `unprocessable` letters
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,8 @@ class CleaningPolicy:
 
     allowed_lateness: timedelta = timedelta(hours=24)
     max_clock_skew: timedelta = timedelta(minutes=5)
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_ahead: timedelta = timedelta(hours=24)
 
 
 @dataclass
@@ -76,36 +95,85 @@ def clean_batch(
     ingest_time: datetime,
     policy: CleaningPolicy = CleaningPolicy(),
 ) -> BatchResult:
-    """Apply every rule, in Kafka order; `states` is read and updated per sensor."""
+    """Apply every rule, in Kafka order; `states` is read and updated per sensor.
+
+    Each record is guarded: whatever a step raises, that record becomes an `unprocessable`
+    dead letter naming the step and the exception, and the batch goes on.
+    """
     result = BatchResult()
-    lateness = policy.allowed_lateness.total_seconds()
     for record in records:
-        parsed = parse(record.value)
-        if isinstance(parsed, Rejection):
-            result.dead_letters.append(_dead(record, parsed))
+        step = Step()
+        try:
+            outcome = _clean_one(record, states, ingest_time, policy, step)
+        except Exception as exc:  # the guard: nothing a record does stops a batch
+            result.dead_letters.append(unprocessable(record, step.name, exc))
             continue
-        normalised = normalise_unit(parsed)
-        if isinstance(normalised, Rejection):
-            result.dead_letters.append(_dead(record, normalised))
-            continue
-        reading, flags = normalised
-        reading = normalise_time(reading)
-        flags += physical_range(reading)
-        flags += not_in_future(reading, ingest_time, policy.max_clock_skew)
-        state = states.get(reading.sensor_id)
-        if state is None:
-            state = states[reading.sensor_id] = SensorState()
-        flags += sequential_checks(
-            state,
-            reading.event_id,
-            reading.metric,
-            reading.event_time.timestamp(),
-            reading.value,
-            lateness,
-            trusted=not INVALIDATING.intersection(flags),
-        )
-        result.readings.append(CleanReading(reading, flags, record, parsed.value, parsed.unit))
+        if isinstance(outcome, DeadLetter):
+            result.dead_letters.append(outcome)
+        else:
+            result.readings.append(outcome)
     return result
+
+
+class Step:
+    """The step a record is in, named in its dead letter if that step raises."""
+
+    __slots__ = ("name",)
+
+    def __init__(self) -> None:
+        self.name = "parse"
+
+
+def unprocessable(record: RawRecord, stage: str, exc: BaseException) -> DeadLetter:
+    """The dead letter of a record whose processing raised `exc` in `stage`."""
+    message = str(exc).replace("\n", " ")[:300]
+    return DeadLetter(
+        record, UNPROCESSABLE, stage, f"{type(exc).__name__}: {message}", type(exc).__name__
+    )
+
+
+def _clean_one(
+    record: RawRecord,
+    states: MutableMapping[str, SensorState],
+    ingest_time: datetime,
+    policy: CleaningPolicy,
+    step: Step,
+) -> CleanReading | DeadLetter:
+    parsed = parse(record.value)
+    if isinstance(parsed, Rejection):
+        return _dead(record, parsed)
+    step.name = "key"
+    mismatch = key_matches(record.key, parsed)
+    if mismatch is not None:
+        return _dead(record, mismatch)
+    step.name = "time"
+    reference = record.reference_time(ingest_time)
+    implausible = plausible_time(parsed, policy.earliest, reference, policy.max_ahead)
+    if implausible is not None:
+        return _dead(record, implausible)
+    step.name = "normalise"
+    normalised = normalise_unit(parsed)
+    if isinstance(normalised, Rejection):
+        return _dead(record, normalised)
+    reading, flags = normalised
+    reading = normalise_time(reading)
+    step.name = "rules"
+    flags += physical_range(reading)
+    flags += not_in_future(reading, reference, policy.max_clock_skew)
+    step.name = "state"
+    state = states.get(reading.sensor_id)
+    if state is None:
+        state = states[reading.sensor_id] = SensorState()
+    flags += sequential_checks(
+        state,
+        reading.event_id,
+        reading.metric,
+        reading.event_time.timestamp(),
+        reading.value,
+        policy.allowed_lateness.total_seconds(),
+        trusted=not INVALIDATING.intersection(flags),
+    )
+    return CleanReading(reading, flags, record, parsed.value, parsed.unit)
 
 
 def _dead(record: RawRecord, rejection: Rejection) -> DeadLetter:

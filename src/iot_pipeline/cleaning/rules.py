@@ -18,6 +18,9 @@ from iot_pipeline.schema import METRICS, SensorReading
 MALFORMED_JSON = "malformed_json"
 SCHEMA_INVALID = "schema_invalid"
 UNIT_MISMATCH = "unit_mismatch"
+TIME_OUT_OF_RANGE = "time_out_of_range"  # before the plausible start, or far in the future
+KEY_MISMATCH = "key_mismatch"  # the Kafka key names another sensor
+UNPROCESSABLE = "unprocessable"  # a step raised: a bug or an input no rule foresaw
 
 # Quality flags of kept readings. INVALIDATING ones keep a reading out of the aggregates.
 UNIT_CONVERTED = "unit_converted"
@@ -63,6 +66,9 @@ def parse(raw: bytes) -> SensorReading | Rejection:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection(MALFORMED_JSON, "parse", str(exc)[:200])
+    except (RecursionError, ValueError) as exc:
+        # nested deeper than the interpreter's stack, or an integer beyond Python's digit limit
+        return Rejection(MALFORMED_JSON, "parse", f"{type(exc).__name__}: {str(exc)[:200]}")
     if not isinstance(document, dict):
         return Rejection(SCHEMA_INVALID, "schema", "a reading is a JSON object")
     problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in errors)
@@ -79,6 +85,40 @@ def normalise_unit(reading: SensorReading) -> tuple[SensorReading, tuple[str, ..
         return reading.model_copy(update={"value": celsius, "unit": canonical}), (UNIT_CONVERTED,)
     return Rejection(
         UNIT_MISMATCH, "normalise", f"{reading.metric} cannot be in {reading.unit} ({canonical})"
+    )
+
+
+def plausible_time(
+    reading: SensorReading, earliest: datetime, reference: datetime, max_ahead: timedelta
+) -> Rejection | None:
+    """Refuse event times no sensor of ours can have: before `earliest`, or more than
+    `max_ahead` after `reference` (when the record reached Kafka). Checked before any
+    conversion: the calendar's edges overflow once shifted to UTC."""
+    if reading.event_time < earliest:
+        return Rejection(
+            TIME_OUT_OF_RANGE,
+            "time",
+            f"event_time {reading.event_time.isoformat()} is before {earliest.isoformat()}",
+        )
+    if reading.event_time - reference > max_ahead:
+        return Rejection(
+            TIME_OUT_OF_RANGE,
+            "time",
+            f"event_time {reading.event_time.isoformat()} is more than {max_ahead} after "
+            f"the record reached Kafka ({reference.isoformat()})",
+        )
+    return None
+
+
+def key_matches(key: bytes | None, reading: SensorReading) -> Rejection | None:
+    """The Kafka key is the sensor id: it decides the partition, hence the sensor's order and
+    which partition's cleaner state holds it. A record keyed for another sensor is refused;
+    one without a key (a console producer) is accepted as it is."""
+    if key is None or key == reading.sensor_id.encode():
+        return None
+    shown = key[:80].decode("utf-8", "replace")
+    return Rejection(
+        KEY_MISMATCH, "key", f"Kafka key {shown!r} is not sensor_id {reading.sensor_id!r}"
     )
 
 

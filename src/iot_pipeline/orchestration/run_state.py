@@ -7,8 +7,9 @@ that reports health (`make status`, the API's `/pipeline/status`, `/health/pipel
 - `commits` (hash): `<topic>:<partition>` -> JSON {offset, at}; `at` is epoch seconds of the
   last commit, or of the first plan that saw the partition (a baseline, so a partition that
   never committed still ages).
-- `range-failures` (hash): `<topic>:<partition>:<start>` -> JSON {count, error, at}: failed
-  attempts of the range starting there; cleared when the partition moves past it.
+- `range-failures` (hash): `<topic>:<partition>:<start>` -> JSON {count, error, at, since}:
+  failed attempts of the range starting there (`at` the latest, `since` the first); cleared
+  when the partition moves past it.
 - `failed-runs` (string): consecutive runs with a failed or quarantined range; 0 after a clean run.
 - `quarantine` (list, newest first, bounded) and `quarantined-ranges` /
   `quarantined-records` (counters).
@@ -65,7 +66,8 @@ class RangeFailure:
 
     count: int
     error: str
-    at: float
+    at: float  # the latest failed attempt
+    since: float | None = None  # the first one (None in entries written before it was kept)
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,11 @@ def note_range_failed(
     """Count one more failed attempt of the range (by its start); returns the count."""
     key, name = _key(prefix, "range-failures"), _range_field(offsets)
     raw = client.hget(key, name)
-    count = 1 + (int(json.loads(raw)["count"]) if raw else 0)
-    client.hset(key, name, json.dumps({"count": count, "error": error[:500], "at": at}))
+    previous = json.loads(raw) if raw else {}
+    count = 1 + int(previous.get("count", 0))
+    since = previous.get("since", previous.get("at", at))
+    value = {"count": count, "error": error[:500], "at": at, "since": since}
+    client.hset(key, name, json.dumps(value))
     return count
 
 
@@ -162,7 +167,13 @@ def parse_state(
     for name, raw in failures.items():
         name = name.decode() if isinstance(name, bytes) else str(name)
         value = json.loads(raw)
-        failing[name] = RangeFailure(int(value["count"]), str(value["error"]), float(value["at"]))
+        since = value.get("since")
+        failing[name] = RangeFailure(
+            int(value["count"]),
+            str(value["error"]),
+            float(value["at"]),
+            None if since is None else float(since),
+        )
     return RunState(
         last_commit=last_commit,
         committed_offset=committed,
@@ -188,7 +199,8 @@ def read_state(client: redis.Redis, prefix: str, topic: str, recent: int = 20) -
     """Everything above, for the sensor topic `topic`, with the `recent` newest quarantines."""
     pipe = client.pipeline(transaction=False)
     state_commands(pipe, prefix, recent)
-    return parse_state(*pipe.execute(), topic=topic)
+    commits, failures, failed_runs, ranges, records, quarantine = pipe.execute()
+    return parse_state(commits, failures, failed_runs, ranges, records, quarantine, topic)
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 from functools import cache
 
 import redis
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from iot_pipeline.cleaning import DeadLetter
+from iot_pipeline.processing.reader import SOURCE_KEY_HEADER, SOURCE_TIME_HEADER
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 
@@ -22,7 +26,7 @@ def dead_letter_headers(
 ) -> list[tuple[str, str | bytes | None]]:
     """Reason, stage, detail, source coordinates, batch and time of one dead letter."""
     source = letter.record
-    return [
+    headers: list[tuple[str, str | bytes | None]] = [
         ("dlq.reason", letter.reason.encode()),
         ("dlq.stage", letter.stage.encode()),
         ("dlq.detail", letter.detail.encode()[:2000]),
@@ -32,10 +36,45 @@ def dead_letter_headers(
         ("dlq.batch_id", batch_id.encode()),
         ("dlq.time", format_event_time(at).encode()),
     ]
+    if letter.error_type:
+        headers.append(("dlq.exception", letter.error_type.encode()[:200]))
+    if source.key is not None:
+        headers.append((SOURCE_KEY_HEADER, source.key[:1024]))
+    if source.timestamp is not None:
+        headers.append((SOURCE_TIME_HEADER, repr(source.timestamp).encode()))
+    return headers
+
+
+# Room left in a record for its headers and the batch framing around it.
+FRAMING_BYTES = 4096
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # the broker's default `max.message.bytes`
 
 
 @cache
-def _producer(brokers: str) -> Producer:
+def topic_max_bytes(brokers: str, topic: str) -> int:
+    """The dead-letter topic's `max.message.bytes` (the broker's default when it cannot say)."""
+    admin = AdminClient({"bootstrap.servers": brokers, "log_level": 3})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource])[resource].result(timeout=10)
+        return int(configs["max.message.bytes"].value)
+    except Exception:  # any doubt: the broker's default, which is safe
+        return DEFAULT_MAX_MESSAGE_BYTES
+
+
+def fit_value(value: bytes, limit: int) -> tuple[bytes, int | None]:
+    """The value to send within `limit` bytes, and the original size when it had to be cut.
+
+    Values are sent gzip-compressed, so one that compresses below the limit goes whole; only
+    what cannot fit even compressed is truncated (the header says so and keeps its size)."""
+    budget = limit - FRAMING_BYTES
+    if len(value) <= budget or len(zlib.compress(value, 1)) <= budget * 0.9:
+        return value, None
+    return value[:budget], len(value)
+
+
+@cache
+def _producer(brokers: str, max_bytes: int) -> Producer:
     # One per process (created after the worker forks): starting an idempotent producer costs
     # a round of metadata and id requests, half a second on every batch otherwise.
     return Producer(
@@ -44,6 +83,9 @@ def _producer(brokers: str) -> Producer:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            "compression.type": "gzip",
+            # the request may hold one record as large as the topic accepts
+            "message.max.bytes": max_bytes + 2 * FRAMING_BYTES,
             "log_level": 3,
         }
     )
@@ -77,27 +119,61 @@ def remember_sent(state: redis.Redis, prefix: str, letters: list[DeadLetter]) ->
 def send_dead_letters(
     settings: Settings, letters: list[DeadLetter], batch_id: str, at: datetime
 ) -> None:
-    """Produce and flush; raises unless every dead letter was acknowledged."""
+    """Produce and flush; raises unless every dead letter was acknowledged.
+
+    A value larger than the topic takes is truncated (header `dlq.truncated`: the original
+    size) rather than failing the range; a letter the broker still finds too large is sent
+    again cut to a quarter of the limit.
+    """
     if not letters:
         return
+    limit = topic_max_bytes(settings.kafka_brokers, settings.dead_letter_topic)
+    producer = _producer(settings.kafka_brokers, limit)
     failures: list[str] = []
+    too_large: list[DeadLetter] = []
 
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    producer = _producer(settings.kafka_brokers)
-    for letter in letters:
+    def produce(letter: DeadLetter, value_limit: int) -> None:
         source = letter.record
-        producer.produce(
-            settings.dead_letter_topic,
-            value=source.value,
-            key=f"{source.topic}:{source.partition}:{source.offset}".encode(),
-            headers=dead_letter_headers(letter, batch_id, at),
-            on_delivery=on_delivery,
-        )
+        value, original = fit_value(source.value, value_limit)
+        headers = dead_letter_headers(letter, batch_id, at)
+        if original is not None:
+            headers.append(("dlq.truncated", str(original).encode()))
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                return
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and value_limit == limit:
+                too_large.append(letter)
+            else:
+                failures.append(str(err))
+
+        key = f"{source.topic}:{source.partition}:{source.offset}".encode()
+        while True:
+            try:
+                producer.produce(
+                    settings.dead_letter_topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.5)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or value_limit != limit:
+                    raise DeadLetterError(f"dead letter refused by the producer: {exc}") from exc
+                on_delivery(exc.args[0], None)  # type: ignore[arg-type]
+                break
         producer.poll(0)
+
+    for letter in letters:
+        produce(letter, limit)
     remaining = producer.flush(30)
+    for letter in too_large:
+        produce(letter, limit // 4 + FRAMING_BYTES)
+    if too_large:
+        remaining = producer.flush(30)
     if remaining or failures:
         raise DeadLetterError(
             f"{remaining} dead letters unconfirmed, {len(failures)} failed: "

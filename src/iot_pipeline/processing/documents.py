@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from iot_pipeline import __version__
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.storage import IndexAction, readings_index
+from iot_pipeline.storage.base import encoded_action
 
 
 def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> dict[str, Any]:
@@ -44,19 +46,41 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
     }
 
 
+def reading_id(sensor_id: str, event_id: str) -> str:
+    """A reading's document id: its event id within its sensor, so two sensors that happen to
+    use the same event id never overwrite each other (`%` and `:` escaped in the sensor id,
+    so the first `:` always ends it)."""
+    return f"{sensor_id.replace('%', '%25').replace(':', '%3A')}:{event_id}"
+
+
+@dataclass
+class Actions:
+    """Index actions of readings, and the readings whose document could not be built."""
+
+    actions: list[IndexAction] = field(default_factory=list)
+    failed: list[tuple[CleanReading, Exception]] = field(default_factory=list)
+
+
 def reading_actions(
     prefix: str, readings: Iterable[CleanReading], batch_id: str, ingest_time: datetime
-) -> list[IndexAction]:
-    """Index each reading under its event id: replays overwrite, never duplicate."""
+) -> Actions:
+    """Index each reading under its id (replays overwrite, never duplicate), serialised now:
+    a reading whose document cannot be built or encoded is returned apart, not sent."""
     ingest = format_event_time(ingest_time)
     indices: dict[date, str] = {}  # formatting a date costs more than the rest of the action
-    actions = []
+    out = Actions()
     for clean in readings:
-        day = clean.reading.event_time.date()
-        index = indices.get(day)
-        if index is None:
-            index = indices[day] = readings_index(prefix, clean.reading.event_time)
-        actions.append(
-            IndexAction(index, clean.reading.event_id, reading_document(clean, batch_id, ingest))
-        )
-    return actions
+        try:
+            day = clean.reading.event_time.date()
+            index = indices.get(day)
+            if index is None:
+                index = indices[day] = readings_index(prefix, clean.reading.event_time)
+            action = IndexAction(
+                index,
+                reading_id(clean.reading.sensor_id, clean.reading.event_id),
+                reading_document(clean, batch_id, ingest),
+            )
+            out.actions.append(replace(action, encoded=encoded_action(action)))
+        except Exception as exc:  # one reading's document never stops a range
+            out.failed.append((clean, exc))
+    return out

@@ -7,7 +7,7 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -21,6 +21,7 @@ from iot_pipeline.cleaning import (
     SensorState,
     clean_batch,
 )
+from iot_pipeline.cleaning.batch import unprocessable
 from iot_pipeline.cleaning.rules import DUPLICATE
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import (
@@ -28,7 +29,7 @@ from iot_pipeline.processing.dead_letters import (
     remember_sent,
     send_dead_letters,
 )
-from iot_pipeline.processing.documents import reading_actions
+from iot_pipeline.processing.documents import reading_actions, reading_id
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import read_range
 from iot_pipeline.processing.state_store import load_states, save_states
@@ -64,6 +65,7 @@ class RangeReport:
 
     batch_id: str
     range: str
+    end: int  # where the range really ended: the planned end, or less when cut by bytes
     records: int
     indexed: int
     valid: int
@@ -80,6 +82,15 @@ class RangeReport:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def cleaning_policy(settings: Settings) -> CleaningPolicy:
+    """The cleaner's tolerances from the settings."""
+    return CleaningPolicy(
+        allowed_lateness=timedelta(hours=settings.allowed_lateness_hours),
+        earliest=datetime.combine(settings.event_time_earliest, datetime.min.time(), UTC),
+        max_ahead=timedelta(hours=settings.event_time_max_ahead_hours),
+    )
 
 
 def process_range(
@@ -99,17 +110,18 @@ def process_range(
     started = time.monotonic()
     clock = _Stopwatch()
     offsets = task.range
-    records = read_range(settings, offsets)
+    records = read_range(settings, offsets, max_bytes=settings.etl_max_bytes_per_range)
+    if records and sum(len(r.value) for r in records) >= settings.etl_max_bytes_per_range:
+        # cut short by the byte cap: this task owns the prefix it holds, the rest waits
+        offsets = offsets.model_copy(update={"end": records[-1].offset + 1})
     clock.lap("read")
     states = load_states(state_client, settings.search_index_prefix, offsets)
     before = copy.deepcopy(states)
-    policy = policy or CleaningPolicy(
-        allowed_lateness=timedelta(hours=settings.allowed_lateness_hours)
-    )
+    policy = policy or cleaning_policy(settings)
     bulk = bulk or BulkPolicy()
     result, keep, report = _clean_and_index(settings, store, task, records, states, policy, bulk)
     clock.lap("clean_index")
-    by_id = {r.reading.event_id: r for r in keep}
+    by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in keep}
     letters = list(result.dead_letters)
     for failure in report.rejected:
         rejected = by_id[failure.action.id]
@@ -140,6 +152,7 @@ def process_range(
     outcome = RangeReport(
         batch_id=task.batch_id,
         range=str(offsets),
+        end=offsets.end,
         records=len(records),
         indexed=report.indexed,
         valid=sum(1 for r in keep if r.valid),
@@ -191,11 +204,17 @@ def _clean_and_index(
                 result.dead_letters += part.dead_letters
                 # A duplicate is the same event again: the store already holds it under its id.
                 fresh = [r for r in part.readings if DUPLICATE not in r.flags]
-                keep += fresh
-                actions = reading_actions(
+                built = reading_actions(
                     settings.search_index_prefix, fresh, task.batch_id, task.ingest_time
                 )
-                pending.append(sender.submit(index_all, store, actions, bulk))
+                if built.failed:
+                    broken = {id(clean) for clean, _ in built.failed}
+                    fresh = [r for r in fresh if id(r) not in broken]
+                    result.dead_letters += [
+                        unprocessable(clean.source, "document", exc) for clean, exc in built.failed
+                    ]
+                keep += fresh
+                pending.append(sender.submit(index_all, store, built.actions, bulk))
             for done in pending:
                 part_report = done.result()
                 report.indexed += part_report.indexed

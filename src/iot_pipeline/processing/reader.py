@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import suppress
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 
 from iot_pipeline.cleaning import RawRecord
 from iot_pipeline.kafka_config import consumer_config
@@ -17,10 +18,44 @@ class KafkaReadError(RuntimeError):
     """The range could not be read completely (transient: retry the task)."""
 
 
-def read_range(settings: Settings, offsets: OffsetRange, timeout: float = 60.0) -> list[RawRecord]:
-    """The records of [start, end): assign and seek, never subscribe or commit."""
+# Headers a dead letter keeps of its source record, restored when the dead-letter topic is
+# replayed so that the record is judged as it was the first time.
+SOURCE_KEY_HEADER = "dlq.source.key"
+SOURCE_TIME_HEADER = "dlq.source.timestamp"
+
+
+def _timestamp(message: Message) -> float | None:
+    kind, millis = message.timestamp()
+    return millis / 1000.0 if kind != TIMESTAMP_NOT_AVAILABLE and millis > 0 else None
+
+
+def _record(message: Message, offsets: OffsetRange, offset: int, from_dlq: bool) -> RawRecord:
+    key, stamp = message.key(), _timestamp(message)
+    if from_dlq:
+        headers = dict(message.headers() or [])
+        source_key = headers.get(SOURCE_KEY_HEADER)
+        key = source_key if isinstance(source_key, bytes) else None
+        source_time = headers.get(SOURCE_TIME_HEADER)
+        with suppress(ValueError):
+            stamp = float(source_time) if source_time else stamp
+    return RawRecord(message.value() or b"", offsets.topic, offsets.partition, offset, key, stamp)
+
+
+def read_range(
+    settings: Settings,
+    offsets: OffsetRange,
+    timeout: float = 60.0,
+    max_bytes: int | None = None,
+) -> list[RawRecord]:
+    """The records of [start, end): assign and seek, never subscribe or commit.
+
+    With `max_bytes`, reading stops after the record that reaches it (at least one record is
+    always read): the caller processes that prefix and leaves the rest to the next range.
+    """
     if offsets.size == 0:
         return []
+    from_dlq = offsets.topic == settings.dead_letter_topic
+    held = 0
     # A throwaway group id: the batch's offsets are committed by the orchestrator, not here.
     consumer = Consumer(
         consumer_config(
@@ -54,10 +89,12 @@ def read_range(settings: Settings, offsets: OffsetRange, timeout: float = 60.0) 
                 offset = message.offset()
                 if offset is None or offset < next_offset or offset >= offsets.end:
                     continue
-                records.append(
-                    RawRecord(message.value() or b"", offsets.topic, offsets.partition, offset)
-                )
+                record = _record(message, offsets, offset, from_dlq)
+                records.append(record)
                 next_offset = offset + 1
+                held += len(record.value)
+                if max_bytes is not None and held >= max_bytes:
+                    return records
     finally:
         consumer.close()
     return records

@@ -49,6 +49,8 @@ class IndexAction:
     id: str
     document: dict[str, Any]
     op: str = "index"
+    # The action's bulk lines when already serialised (checked per record, sent as they are).
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ BULK_FILTER = "errors,items.*.status,items.*.error"
 
 def encoded_action(action: IndexAction) -> bytes:
     """One action's two NDJSON lines of a bulk body (orjson: several times `json`'s speed)."""
+    if action.encoded is not None:
+        return action.encoded
     meta = orjson.dumps({action.op: {"_index": action.index, "_id": action.id}})
     return meta + b"\n" + orjson.dumps(action.document) + b"\n"
 
