@@ -10,8 +10,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 
 from iot_pipeline import __version__
-from iot_pipeline.api import observability, problems
+from iot_pipeline.api import observability, pipeline_metrics, problems
 from iot_pipeline.api.routers import aggregates, health, pipeline, readings, sensors, stream
+from iot_pipeline.api.upstream import make_state_client
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage.async_store import AsyncSearchStore, make_async_store
 
@@ -23,7 +24,7 @@ Raw (cleaned) and aggregated readings of Casablanca's sensor network, live and h
   while new readings arrive.
 * Errors are RFC 9457 problem details (`application/problem#json`) with the request id.
 * When the deployment sets an API key, send it in the `X-API-Key` header (all routes but
-  `/health` and `/ready`).
+  `/health`, `/health/pipeline` and `/ready`).
 """.replace("problem#json", "problem+json")
 
 
@@ -35,9 +36,11 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # created inside the server's event loop: the async clients bind to it
         app.state.store = store or make_async_store(settings)
+        app.state.run_state = make_state_client(settings)
         try:
             yield
         finally:
+            await app.state.run_state.aclose()
             if store is None:
                 await app.state.store.close()
 
@@ -60,6 +63,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
             expose_headers=["X-Request-ID"],
         )
     protected = [Depends(observability.require_api_key(settings.api_key.get_secret_value()))]
+    lags = pipeline_metrics.LagReader(settings)
     app.include_router(health.router)
     for module in (sensors, readings, aggregates, stream, pipeline):
         app.include_router(module.router, dependencies=protected)
@@ -72,6 +76,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
         response_class=PlainTextResponse,
     )
     async def metrics(request: Request) -> Response:
-        return observability.metrics_response(registry)
+        own = await pipeline_metrics.scrape(request.app.state.run_state, lags, settings)
+        return observability.metrics_response(registry, own)
 
     return app

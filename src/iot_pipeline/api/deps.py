@@ -1,10 +1,11 @@
-"""What the routes share: the app's store and settings, and parameter checks."""
+"""What the routes share: the app's store, run-state client and settings, parameter checks."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
 
+import redis.asyncio
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
@@ -22,8 +23,14 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_state_client(request: Request) -> redis.asyncio.Redis:
+    client: redis.asyncio.Redis = request.app.state.run_state
+    return client
+
+
 Store = Annotated[AsyncSearchStore, Depends(get_store)]
 Conf = Annotated[Settings, Depends(get_settings)]
+StateClient = Annotated[redis.asyncio.Redis, Depends(get_state_client)]
 
 
 def readings_pattern(settings: Settings) -> str:

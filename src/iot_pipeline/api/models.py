@@ -155,6 +155,11 @@ class PartitionLag(BaseModel):
     committed: int
     high_watermark: int
     lag: int
+    last_commit_age_seconds: float | None = Field(
+        description="Since the ETL last committed the partition (or first planned it); "
+        "null when the ETL has not seen it yet."
+    )
+    stalled: bool = Field(description="Lag and no commit for longer than the stall age.")
 
 
 class LastBatch(BaseModel):
@@ -162,18 +167,64 @@ class LastBatch(BaseModel):
     ingest_time: datetime
 
 
+class FailingRange(BaseModel):
+    """A range that failed and has not been committed or quarantined yet."""
+
+    range: str = Field(description="`<topic>:<partition>:<start offset>`.")
+    attempts: int
+    error: str = Field(description="The latest attempt's error.")
+    since: datetime = Field(description="The first failed attempt.")
+
+
+class QuarantineEntry(BaseModel):
+    """A range set aside after repeated failures: its records went to the dead letters."""
+
+    range: str
+    records: int
+    attempts: int
+    error: str
+    batch_id: str
+    at: datetime
+
+
 class PipelineStatus(BaseModel):
     topic: str
     consumer_group: str
     partitions: list[PartitionLag]
     total_lag: int
+    stalled: bool = Field(description="Whether any partition is stalled.")
+    stall_after_seconds: int = Field(description="The stall age (`ETL_STALL_SECONDS`).")
     last_batch: LastBatch | None = Field(description="Newest batch with indexed readings.")
     dead_letter_topic: str
     dead_letters: int = Field(description="Records in the dead-letter topic.")
+    consecutive_failed_runs: int = Field(
+        description="ETL runs in a row with a failed or quarantined range."
+    )
+    quarantined_ranges: int = Field(description="Ranges quarantined so far.")
+    quarantined_records: int = Field(description="Records of the quarantined ranges.")
+    failing_ranges: list[FailingRange]
+    quarantines: list[QuarantineEntry] = Field(description="The newest quarantines first.")
 
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class StalledPartition(BaseModel):
+    partition: int
+    lag: int
+    last_commit_age_seconds: float
+
+
+class PipelineHealth(BaseModel):
+    """Whether the ETL keeps up: `stalled` when a partition has lag and no recent commit."""
+
+    status: Literal["ok", "stalled"]
+    detail: str
+    stall_after_seconds: int
+    stalled_partitions: list[StalledPartition]
+    total_lag: int
+    consecutive_failed_runs: int
 
 
 class Ready(BaseModel):

@@ -72,8 +72,9 @@ def install(app: FastAPI) -> CollectorRegistry:
     return registry
 
 
-def metrics_response(registry: CollectorRegistry) -> Response:
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+def metrics_response(registry: CollectorRegistry, extra: bytes = b"") -> Response:
+    """The registry's metrics, followed by `extra` (metrics collected for this scrape)."""
+    return Response(generate_latest(registry) + extra, media_type=CONTENT_TYPE_LATEST)
 
 
 def require_api_key(expected: str) -> Callable[..., Awaitable[None]]:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iot_pipeline.api.queries import BadCursor
+from iot_pipeline.api.upstream import KafkaUnavailable, RedisUnavailable
 from iot_pipeline.storage import PermanentStoreError, StoreError, TransientStoreError
 
 log = logging.getLogger("iot_pipeline.api")
@@ -32,10 +33,11 @@ def problem(
     detail: str,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    title: str | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
-        "title": _TITLES.get(status, "Error"),
+        "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
         "instance": request.url.path,
@@ -72,6 +74,29 @@ def install(app: FastAPI) -> None:
             503,
             "the search store does not answer; retry shortly",
             headers={"Retry-After": "5"},
+        )
+
+    # not the store's 503: the title says which dependency to look at
+    @app.exception_handler(KafkaUnavailable)
+    async def _kafka_down(request: Request, exc: KafkaUnavailable) -> JSONResponse:
+        log.warning("Kafka unavailable: %s", exc)
+        return problem(
+            request,
+            503,
+            "Kafka does not answer; retry shortly",
+            headers={"Retry-After": "5"},
+            title="Kafka unavailable",
+        )
+
+    @app.exception_handler(RedisUnavailable)
+    async def _redis_down(request: Request, exc: RedisUnavailable) -> JSONResponse:
+        log.warning("Redis unavailable: %s", exc)
+        return problem(
+            request,
+            503,
+            "Redis (the ETL's run state) does not answer; retry shortly",
+            headers={"Retry-After": "5"},
+            title="Redis unavailable",
         )
 
     @app.exception_handler(PermanentStoreError)

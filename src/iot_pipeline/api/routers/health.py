@@ -1,11 +1,22 @@
-"""Liveness and readiness (open even when an API key is configured: for probes)."""
+"""Liveness, readiness and pipeline health (open even when an API key is configured: for
+probes). `/ready` says whether this API can answer; `/health/pipeline` whether the ETL keeps up."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
-from iot_pipeline.api.deps import Store
-from iot_pipeline.api.models import Health, Ready, problem_schema
+from iot_pipeline.api.deps import Conf, StateClient, Store
+from iot_pipeline.api.models import (
+    Health,
+    PipelineHealth,
+    Ready,
+    StalledPartition,
+    problem_schema,
+)
+from iot_pipeline.api.upstream import kafka_positions, read_run_state
+from iot_pipeline.orchestration.run_state import partition_health
 
 router = APIRouter(tags=["health"])
 
@@ -27,3 +38,47 @@ async def ready(store: Store) -> Ready:
             status_code=503, detail="the search store does not answer", headers={"Retry-After": "5"}
         )
     return Ready(status="ready", engine=store.engine)
+
+
+@router.get(
+    "/health/pipeline",
+    response_model=PipelineHealth,
+    summary="The ETL keeps up: no partition has lag without a recent commit",
+    responses={
+        503: {
+            "description": "A partition is stalled (application/json, the same body as 200), "
+            "or Kafka or Redis is down (a problem)",
+            "model": PipelineHealth,
+            **problem_schema(),
+        }
+    },
+)
+async def pipeline_health(
+    settings: Conf, state_client: StateClient
+) -> PipelineHealth | JSONResponse:
+    state = await read_run_state(state_client, settings, recent=1)
+    group = await run_in_threadpool(kafka_positions, settings, settings.kafka_sensor_data_topic)
+    lags = {p.partition: p.lag for p in group}
+    stalled = [
+        StalledPartition(
+            partition=h.partition, lag=h.lag, last_commit_age_seconds=h.last_commit_age
+        )
+        for h in partition_health(state, lags, settings.etl_stall_seconds)
+        if h.stalled and h.last_commit_age is not None
+    ]
+    after = settings.etl_stall_seconds
+    answer = PipelineHealth(
+        status="stalled" if stalled else "ok",
+        detail=(
+            f"{len(stalled)} partition(s) with lag and no commit for more than {after}s"
+            if stalled
+            else f"every partition with lag committed within {after}s"
+        ),
+        stall_after_seconds=after,
+        stalled_partitions=stalled,
+        total_lag=sum(lags.values()),
+        consecutive_failed_runs=state.consecutive_failed_runs,
+    )
+    if stalled:
+        return JSONResponse(answer.model_dump(mode="json"), status_code=503)
+    return answer

@@ -1,48 +1,103 @@
-"""The pipeline's state: consumer lag per partition, last batch, dead letters."""
+"""The pipeline's state: consumer lag and stalls per partition, last batch, dead letters,
+failing and quarantined ranges."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from iot_pipeline.api.deps import Conf, Store, readings_pattern
-from iot_pipeline.api.models import LastBatch, PartitionLag, PipelineStatus, problem_schema
+from iot_pipeline.api.deps import Conf, StateClient, Store, readings_pattern
+from iot_pipeline.api.models import (
+    FailingRange,
+    LastBatch,
+    PartitionLag,
+    PipelineStatus,
+    QuarantineEntry,
+    problem_schema,
+)
+from iot_pipeline.api.upstream import kafka_positions, read_run_state
+from iot_pipeline.orchestration.offsets import PartitionPosition
+from iot_pipeline.orchestration.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import TransientStoreError
 
 router = APIRouter(
     tags=["pipeline"],
-    responses={503: {"description": "Kafka or the search store is down", **problem_schema()}},
+    responses={
+        503: {"description": "Kafka, Redis or the search store is down", **problem_schema()}
+    },
 )
 
 
-def _kafka_view(settings: Settings) -> tuple[list[PartitionLag], int]:
-    from iot_pipeline.orchestration.offsets import OffsetsError, positions
+def _kafka_view(settings: Settings) -> tuple[list[PartitionPosition], int]:
+    group = kafka_positions(settings, settings.kafka_sensor_data_topic)
+    letters = kafka_positions(settings, settings.dead_letter_topic)
+    return group, sum(p.high - p.low for p in letters)
 
-    try:
-        group = positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
-        letters = positions(settings, settings.dead_letter_topic, settings.etl_consumer_group)
-    except OffsetsError as exc:
-        # the same answer as a store outage: a dependency is down, retry later
-        raise TransientStoreError(f"Kafka: {exc}") from exc
-    lags = [
-        PartitionLag(partition=p.partition, committed=p.committed, high_watermark=p.high, lag=p.lag)
-        for p in group
+
+def _moment(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _partitions(
+    group: list[PartitionPosition], state: RunState, settings: Settings
+) -> list[PartitionLag]:
+    health = partition_health(
+        state, {p.partition: p.lag for p in group}, settings.etl_stall_seconds
+    )
+    return [
+        PartitionLag(
+            partition=p.partition,
+            committed=p.committed,
+            high_watermark=p.high,
+            lag=p.lag,
+            last_commit_age_seconds=h.last_commit_age,
+            stalled=h.stalled,
+        )
+        for p, h in zip(group, health, strict=True)  # both ordered by partition
     ]
-    return lags, sum(p.high - p.low for p in letters)
+
+
+def _failing(state: RunState) -> list[FailingRange]:
+    return [
+        FailingRange(
+            range=name,
+            attempts=failure.count,
+            error=failure.error,
+            since=_moment(failure.at if failure.since is None else failure.since),
+        )
+        for name, failure in sorted(state.failing.items())
+    ]
+
+
+def _quarantines(state: RunState) -> list[QuarantineEntry]:
+    return [
+        QuarantineEntry(
+            range=q.range,
+            records=q.records,
+            attempts=q.attempts,
+            error=q.error,
+            batch_id=q.batch_id,
+            at=_moment(q.at),
+        )
+        for q in state.quarantines
+    ]
 
 
 @router.get(
-    "/pipeline/status", response_model=PipelineStatus, summary="Lag, last batch, dead letters"
+    "/pipeline/status",
+    response_model=PipelineStatus,
+    summary="Lag and stalls, last batch, dead letters, failing and quarantined ranges",
 )
 async def pipeline_status(
     *,
     store: Store,
+    state_client: StateClient,
     settings: Conf,
 ) -> PipelineStatus:
-    partitions, dead_letters = await run_in_threadpool(_kafka_view, settings)
+    state = await read_run_state(state_client, settings)
+    group, dead_letters = await run_in_threadpool(_kafka_view, settings)
     body = {
         "size": 1,
         "_source": ["batch_id", "ingest_time"],
@@ -58,12 +113,20 @@ async def pipeline_status(
         if hits
         else None
     )
+    partitions = _partitions(sorted(group, key=lambda p: p.partition), state, settings)
     return PipelineStatus(
         topic=settings.kafka_sensor_data_topic,
         consumer_group=settings.etl_consumer_group,
         partitions=partitions,
         total_lag=sum(p.lag for p in partitions),
+        stalled=any(p.stalled for p in partitions),
+        stall_after_seconds=settings.etl_stall_seconds,
         last_batch=last,
         dead_letter_topic=settings.dead_letter_topic,
         dead_letters=dead_letters,
+        consecutive_failed_runs=state.consecutive_failed_runs,
+        quarantined_ranges=state.quarantined_ranges,
+        quarantined_records=state.quarantined_records,
+        failing_ranges=_failing(state),
+        quarantines=_quarantines(state),
     )
