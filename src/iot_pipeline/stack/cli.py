@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from iot_pipeline.settings import Settings
+from iot_pipeline.stack import pipeline_report
 from iot_pipeline.stack.airflow_services import ADMIN_USER, admin_password
 from iot_pipeline.stack.probes import Health, port_open
 from iot_pipeline.stack.services import Service, StackError, StackPaths, native_services
@@ -179,7 +180,8 @@ def down(settings: Settings) -> int:
 
 
 def status(settings: Settings) -> int:
-    """Print each service's process state, health and memory; exit 0 only if all are ready."""
+    """Print each service's process state, health and memory, then the pipeline's lag, stalls
+    and quarantines; exit 0 only if all are ready and no partition is stalled."""
     import psutil
 
     services = native_services(settings)
@@ -210,8 +212,11 @@ def status(settings: Settings) -> int:
             f"{mark}: {health.detail}"
         )
     print(f"{'total':<21} {'':<9} {'':>7} {total_rss / 2**20:>8.0f}")
+    report = pipeline_report.gather(settings)
+    now = time.time()
+    print("\n".join(pipeline_report.render(report, now)))
     _print_airflow_login(settings, supervisor.paths)
-    return 0 if all_ok else 3
+    return 0 if all_ok and not report.stalled(now) else 3
 
 
 def is_up(settings: Settings) -> int:
