@@ -3,11 +3,17 @@ their own topic names, index prefix, consumer groups and Redis database."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from iot_pipeline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Redis keeps the live pipeline in database 0 (REDIS_URL); tests use this one.
 TEST_REDIS_DB = 15
@@ -55,3 +61,28 @@ def stack_ready(base_settings: Settings) -> None:
     ]
     if down:
         pytest.fail("the native stack is not ready (run `make up`): " + "; ".join(down))
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment of an isolated Airflow (SQLite metadata, our DAGs folder), migrated."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow" / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env={**_base_env(), **env},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return env
+
+
+def _base_env() -> dict[str, str]:
+    return dict(os.environ)

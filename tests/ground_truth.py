@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from pydantic import ValidationError
 
 from iot_pipeline.schema import METRICS, SensorReading
@@ -43,3 +48,55 @@ def snapshot(store: SearchStore, prefix: str) -> dict[str, Any]:
         if len(hits) < body["size"]:
             return docs
         body["search_after"] = hits[-1]["sort"]
+
+
+def aggregates(store: SearchStore, prefix: str) -> dict[str, Any]:
+    """Every stored aggregate by id (all resolutions)."""
+    docs: dict[str, Any] = {}
+    for resolution in ("1m", "1h", "1d"):
+        index = f"{prefix}-agg-{resolution}"
+        store.refresh(index)
+        hits = store.search(index, {"size": 10000})["hits"]["hits"]
+        assert len(hits) < 10000
+        docs.update({h["_id"]: h["_source"] for h in hits})
+    return docs
+
+
+def offline_windows(readings: dict[str, Any]) -> dict[tuple[str, str, str, str, str], list[float]]:
+    """Valid readings grouped per window, computed here with plain Python."""
+    sizes = {"1m": 60, "1h": 3600, "1d": 86400}
+    groups: dict[tuple[str, str, str, str, str], list[float]] = defaultdict(list)
+    for doc in readings.values():
+        if not doc["valid"]:
+            continue
+        epoch = datetime.fromisoformat(doc["event_time"]).timestamp()
+        for resolution, size in sizes.items():
+            start = datetime.fromtimestamp(epoch // size * size, UTC)
+            stamp = start.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            groups[("sensor", doc["sensor_id"], doc["metric"], resolution, stamp)].append(
+                doc["value"]
+            )
+            groups[("district", doc["district"], doc["metric"], resolution, stamp)].append(
+                doc["value"]
+            )
+    return groups
+
+
+def assert_aggregates_match(store: SearchStore, prefix: str) -> int:
+    """Every window with valid readings equals the offline computation over the stored valid
+    readings, and no other window has values; returns how many windows were compared."""
+    truth = offline_windows(snapshot(store, prefix))
+    with_values = {
+        (a["scope"], a["key"], a["metric"], a["resolution"], a["window_start"]): a
+        for a in aggregates(store, prefix).values()
+        if a["count"] > 0
+    }
+    assert set(with_values) == set(truth)
+    for window, values in truth.items():
+        doc = with_values[window]
+        assert doc["count"] == len(values), window
+        assert doc["min"] == min(values), window
+        assert doc["max"] == max(values), window
+        assert doc["sum"] == pytest.approx(math.fsum(values), rel=1e-12, abs=1e-6), window
+        assert doc["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9, abs=1e-9)
+    return len(truth)

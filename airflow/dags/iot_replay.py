@@ -8,13 +8,17 @@ either may be left empty for the log start/end) **or** by **Kafka timestamps**
 under the same ids and windows recomputed; the ETL's consumer group is never touched.
 
 Typical uses: after a fix to the cleaning rules, or to rebuild an index deleted by mistake.
+A replay runs on the workers' `replay` queue (the ETL's ranges never wait behind it), the
+ranges of a partition in order, and cleans with the state the original run had: it starts
+from the nearest checkpoint at or before its first offset and keeps its own state, so its
+flags equal the original run's and the live pipeline's checkpoint is never touched.
 
 ### iot_dead_letter_replay — re-run the dead-letter topic after a fix
 
 Reprocesses the dead-letter topic (`KAFKA_DLQ_TOPIC`, which holds the original bytes) through
 the same pipeline. Records that now pass are indexed under their event ids (replaying twice
 changes nothing); records that still fail stay in the dead-letter topic once and are counted
-as `still_dead`.
+as `still_dead`. Quarantined ranges (reason `range_failed`) come back this way.
 """
 
 from __future__ import annotations
@@ -31,11 +35,9 @@ _TIME = {"type": ["null", "string"], "format": "date-time"}
 
 
 def _summary_of(plan: dict[str, Any]) -> dict[str, Any]:
-    from iot_pipeline.orchestration.etl import process_batch
+    from iot_pipeline.orchestration.etl import process_replay
 
-    summary = process_batch(get_settings(), plan)
-    summary.pop("per_range", None)
-    return summary
+    return process_replay(get_settings(), plan)
 
 
 @dag(

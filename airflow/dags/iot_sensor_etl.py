@@ -9,12 +9,16 @@ Every run (schedule `ETL_SCHEDULE`, default every minute, one run at a time):
    on exactly the same ranges.
 2. **process** — one Celery task `iot.process_range` per range (batch keys, not payloads):
    the workers read, clean, index, dead-letter and recompute the touched windows. Waits up to
-   `ETL_TASK_TIMEOUT_SECONDS`.
-3. **commit** — only when every range succeeded: the end offsets go to the consumer group.
-   If any range failed, nothing is committed and the next run processes the same records
-   again (documents have deterministic ids: nothing is duplicated).
-4. **report** — the run summary (records read, valid, flagged, dead-lettered, lag after the
-   run, duration): the return value of this task (XCom tab) and its log.
+   `ETL_TASK_TIMEOUT_SECONDS`, then revokes what still runs. A range that failed
+   `ETL_QUARANTINE_AFTER_FAILURES` runs in a row is **quarantined**: its records go to the
+   dead-letter topic as `range_failed` (replay them with `iot_dead_letter_replay`).
+3. **commit** — per partition: each partition whose ranges succeeded (or were quarantined)
+   commits its end offset, whatever happened to the others. A failed range's partition stays
+   where it was and is retried by the next run (deterministic ids: nothing is duplicated).
+4. **report** — the run summary (records read, valid, flagged, dead-lettered, failed and
+   quarantined ranges, lag after the run, duration): the return value (XCom tab) and its log.
+5. **verdict** — fails the run (red in the grid, the reason in its log) when a range failed
+   or was quarantined; `make status` and `/pipeline/status` show the same.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ def iot_sensor_etl() -> None:
 
         return plan_batch(get_settings(), str(get_current_context()["run_id"]))
 
-    # A failed batch is not retried inside the run: the next run plans from the same
-    # committed offsets, and the workers already retry transient errors per range.
+    # Failed ranges are not retried inside the run: the next run plans from the same
+    # committed offsets (and counts towards quarantine); workers retry transient errors.
     @task(retries=0)
     def process(plan: dict[str, Any]) -> dict[str, Any]:
         from iot_pipeline.orchestration.etl import process_batch
@@ -54,10 +58,10 @@ def iot_sensor_etl() -> None:
         return process_batch(get_settings(), plan)
 
     @task
-    def commit(plan: dict[str, Any], summary: dict[str, Any]) -> int:
+    def commit(summary: dict[str, Any]) -> int:
         from iot_pipeline.orchestration.etl import commit_batch
 
-        return commit_batch(get_settings(), plan)
+        return commit_batch(get_settings(), summary)
 
     @task
     def report(plan: dict[str, Any], summary: dict[str, Any], committed: int) -> dict[str, Any]:
@@ -65,9 +69,15 @@ def iot_sensor_etl() -> None:
 
         return report_batch(get_settings(), plan, summary)
 
+    @task(retries=0)
+    def verdict(report: dict[str, Any]) -> str:
+        from iot_pipeline.orchestration.etl import verdict
+
+        return verdict(report)
+
     planned = plan()
     summary = process(planned)
-    report(planned, summary, commit(planned, summary))
+    verdict(report(planned, summary, commit(summary)))
 
 
 iot_sensor_etl()

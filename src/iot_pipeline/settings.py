@@ -167,6 +167,12 @@ class Settings(BaseSettings):
         description="Times a range task may be started (redelivered after its worker died) "
         "before it fails for good and counts as a failed attempt.",
     )
+    fault_injection_marker: str = Field(
+        "",
+        max_length=200,
+        description="Tests and drills only: a range task fails while one of its records "
+        "contains this text (empty: off).",
+    )
     etl_task_timeout_seconds: int = Field(
         900, ge=30, description="How long the DAG waits for a batch's processing tasks."
     )

@@ -31,6 +31,7 @@ def test_each_dag_has_tags_retries_docs_and_one_active_run(
     assert dag["max_active_runs"] == 1
     assert dag["default_retries"] >= 1
     # every task has an explicit retry policy; only the ETL's processing step opts out
-    # (a failed batch is retried by the next run from the same committed offsets)
+    # (a failed range is retried by the next run from the same committed offsets) and its
+    # verdict (which fails the run on purpose when a range failed or was quarantined)
     opted_out = {task for task, retries in dag["retries"].items() if retries == 0}
-    assert opted_out == ({"process"} if dag_id == "iot_sensor_etl" else set())
+    assert opted_out == ({"process", "verdict"} if dag_id == "iot_sensor_etl" else set())

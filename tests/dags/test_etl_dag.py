@@ -96,7 +96,7 @@ def test_a_run_indexes_the_batch_commits_and_a_second_run_changes_nothing(
         stop(worker)
 
 
-def test_a_failed_batch_commits_nothing_and_the_next_run_catches_up(
+def test_failed_ranges_commit_nothing_and_the_next_run_catches_up(
     settings: Settings, client: Celery, airflow_env: dict[str, str]
 ) -> None:
     before = _committed(settings)
@@ -111,9 +111,14 @@ def test_a_failed_batch_commits_nothing_and_the_next_run_catches_up(
         # its retries, handed back to the queue at shutdown, would run later in this module
         # and make the dead-letter counts below move; they are harmless, but not ours
         client.control.purge()
+    # the run fails visibly (its verdict), and no partition whose range failed moves
     assert failed["state"] == "failed", failed
-    assert failed["tasks"]["process"]["state"] == "failed"
-    assert failed["tasks"]["commit"]["state"] == "upstream_failed"
+    assert failed["tasks"]["process"]["state"] == "success"
+    assert failed["tasks"]["commit"]["xcom"] == 0
+    assert failed["tasks"]["verdict"]["state"] == "failed"
+    report = failed["tasks"]["report"]["xcom"]
+    assert len(report["failed_ranges"]) == 6
+    assert report["quarantined_ranges"] == []  # one failure is not enough to quarantine
     assert _committed(settings) == before
 
     worker = start_worker(settings, "etl-b")

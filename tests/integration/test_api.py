@@ -29,12 +29,12 @@ from iot_pipeline.storage import make_store
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture(scope="module")
 def _id(reading: dict[str, Any]) -> str:
     """The stored document id of a reading the API served."""
     return document_id(reading["sensor_id"], reading["event_id"])
 
 
+@pytest.fixture(scope="module")
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "api") as own:
         yield own

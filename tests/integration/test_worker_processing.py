@@ -9,7 +9,6 @@ import math
 import signal
 import statistics
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
-from ground_truth import expected_ids, snapshot
+from ground_truth import aggregates, document_id, expected_ids, offline_windows, snapshot
 from isolation import own_pipeline
 from kafka_io import consume_all
 from workers import backfill, start_worker, stop, wait_ready
@@ -26,7 +25,7 @@ from workers import backfill, start_worker, stop, wait_ready
 from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import SearchStore, make_store
+from iot_pipeline.storage import make_store
 from iot_pipeline.worker.app import PROCESS_RANGE, create_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,37 +81,6 @@ def _run(client: Celery, tasks: list[RangeTask]) -> list[dict[str, Any]]:
     return [r.get(timeout=180) for r in results]
 
 
-def _aggregates(store: SearchStore, prefix: str) -> dict[str, Any]:
-    docs: dict[str, Any] = {}
-    for resolution in ("1m", "1h", "1d"):
-        index = f"{prefix}-agg-{resolution}"
-        store.refresh(index)
-        hits = store.search(index, {"size": 10000})["hits"]["hits"]
-        assert len(hits) < 10000
-        docs.update({h["_id"]: h["_source"] for h in hits})
-    return docs
-
-
-def _offline_windows(readings: dict[str, Any]) -> dict[tuple[str, str, str, str, str], list[float]]:
-    """Valid readings grouped per window, computed here with plain Python."""
-    sizes = {"1m": 60, "1h": 3600, "1d": 86400}
-    groups: dict[tuple[str, str, str, str, str], list[float]] = defaultdict(list)
-    for doc in readings.values():
-        if not doc["valid"]:
-            continue
-        epoch = datetime.fromisoformat(doc["event_time"]).timestamp()
-        for resolution, size in sizes.items():
-            start = datetime.fromtimestamp(epoch // size * size, UTC)
-            stamp = start.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            groups[("sensor", doc["sensor_id"], doc["metric"], resolution, stamp)].append(
-                doc["value"]
-            )
-            groups[("district", doc["district"], doc["metric"], resolution, stamp)].append(
-                doc["value"]
-            )
-    return groups
-
-
 def test_ranges_are_indexed_and_rejects_dead_lettered(
     settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
@@ -162,11 +130,11 @@ def test_replaying_the_same_ranges_leaves_the_store_identical(
         wait_ready(client, "proc-b")
         _run(client, _tasks(settings, produced))
         before = snapshot(store, settings.search_index_prefix)
-        aggregates_before = _aggregates(store, settings.search_index_prefix)
+        aggregates_before = aggregates(store, settings.search_index_prefix)
         letters_before = len(consume_all(settings, settings.dead_letter_topic, 10**9, 3))
         replay = _run(client, _tasks(settings, produced))
         after = snapshot(store, settings.search_index_prefix)
-        aggregates_after = _aggregates(store, settings.search_index_prefix)
+        aggregates_after = aggregates(store, settings.search_index_prefix)
         letters_after = len(consume_all(settings, settings.dead_letter_topic, 10**9, 3))
     finally:
         stop(worker)
@@ -183,12 +151,12 @@ def test_replaying_the_same_ranges_leaves_the_store_identical(
 def test_aggregates_equal_an_offline_computation(settings: Settings) -> None:
     store = make_store(settings)
     readings = snapshot(store, settings.search_index_prefix)
-    aggregates = _aggregates(store, settings.search_index_prefix)
+    stored_aggregates = aggregates(store, settings.search_index_prefix)
     store.close()
-    truth = _offline_windows(readings)
+    truth = offline_windows(readings)
     with_values = {
         (a["scope"], a["key"], a["metric"], a["resolution"], a["window_start"]): a
-        for a in aggregates.values()
+        for a in stored_aggregates.values()
         if a["count"] > 0
     }
     assert set(with_values) == set(truth)
@@ -202,8 +170,8 @@ def test_aggregates_equal_an_offline_computation(settings: Settings) -> None:
         assert doc["std"] == pytest.approx(statistics.pstdev(values), rel=1e-6, abs=1e-6)
     # a sensor's windows were complete after its partition's one task (replays were no-ops);
     # a district's grew as each partition's task added its sensors
-    assert {a["revision"] for a in aggregates.values() if a["scope"] == "sensor"} == {1}
-    assert max(a["revision"] for a in aggregates.values()) > 1
+    assert {a["revision"] for a in stored_aggregates.values() if a["scope"] == "sensor"} == {1}
+    assert max(a["revision"] for a in stored_aggregates.values()) > 1
 
 
 def test_a_late_reading_changes_exactly_its_windows(
@@ -211,7 +179,7 @@ def test_a_late_reading_changes_exactly_its_windows(
 ) -> None:
     store = make_store(settings)
     readings = snapshot(store, settings.search_index_prefix)
-    before = _aggregates(store, settings.search_index_prefix)
+    before = aggregates(store, settings.search_index_prefix)
     # a valid reading of a busy sensor, late by a quarter of an hour, in the middle of a minute
     target = sorted(
         (d for d in readings.values() if d["valid"] and d["metric"] == "no2"),
@@ -250,11 +218,11 @@ def test_a_late_reading_changes_exactly_its_windows(
         (report,) = _run(client, [task])
     finally:
         stop(worker)
-    after = _aggregates(store, settings.search_index_prefix)
+    after = aggregates(store, settings.search_index_prefix)
     stored = snapshot(store, settings.search_index_prefix)
     store.close()
     assert report["records"] == end - start == 1
-    assert stored["late-reading-1"]["valid"]
+    assert stored[document_id(target["sensor_id"], "late-reading-1")]["valid"]
     changed = {k for k in after if after[k] != before.get(k)}
     expected = {
         f"{scope}:{key}:no2:{resolution}:{start_of(moment, resolution)}"

@@ -1,5 +1,14 @@
 """A batch, end to end from the orchestrator's side: dispatch its ranges to the Celery
-workers, wait for all of them, and summarise what they did.
+workers, wait for them, and say per partition how far it got.
+
+The ranges of one partition run in order, one at a time (the cleaner's state flows from one
+to the next); partitions run in parallel. A range cut short by the byte cap is continued in
+the same batch. A failed range stops its own partition only: the others go on, and the
+result says which offsets each partition may commit.
+
+Task ids are deterministic (`RangeTask.task_id`): a retried orchestrator finds the results of
+ranges that already succeeded, and when it gives up waiting it revokes what is still running,
+so the same range never runs twice at once.
 
 Nothing here depends on Airflow: the DAGs are thin wrappers, and the same functions serve
 tests and scripts.
@@ -10,6 +19,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,14 +29,14 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
-from iot_pipeline.worker.app import PROCESS_RANGE
+from iot_pipeline.worker.app import PROCESS_RANGE, PROCESSING_QUEUE
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
 
 
 class BatchFailed(RuntimeError):
-    """At least one range failed or did not finish in time: nothing may be committed."""
+    """At least one range failed or did not finish in time."""
 
 
 def batch_id_for(run_id: str) -> str:
@@ -33,8 +44,18 @@ def batch_id_for(run_id: str) -> str:
     return _UNSAFE.sub("_", run_id)[:128] or "batch"
 
 
-def range_tasks(batch_id: str, ingest_time: datetime, ranges: list[OffsetRange]) -> list[RangeTask]:
-    return [RangeTask.of(batch_id, ingest_time, r) for r in ranges]
+def range_tasks(
+    batch_id: str, ingest_time: datetime, ranges: list[OffsetRange], replay: bool = False
+) -> list[RangeTask]:
+    return [RangeTask.of(batch_id, ingest_time, r, replay) for r in ranges]
+
+
+@dataclass(frozen=True)
+class RangeFailure:
+    """A range that failed (or timed out): its offsets and the error."""
+
+    range: OffsetRange
+    error: str
 
 
 @dataclass
@@ -53,6 +74,9 @@ class BatchSummary:
     windows: int = 0
     task_seconds: float = 0.0
     per_range: list[str] = field(default_factory=list)
+    # per partition, the offsets processed from the planned start without a gap (committable)
+    done: list[OffsetRange] = field(default_factory=list)
+    failures: list[RangeFailure] = field(default_factory=list)
 
     def add(self, report: dict[str, Any]) -> None:
         self.ranges += 1
@@ -71,45 +95,112 @@ class BatchSummary:
         self.per_range.append(f"{report.get('range')}: {report.get('records')} records")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["done"] = [r.model_dump() for r in self.done]
+        out["failures"] = [{"range": f.range.model_dump(), "error": f.error} for f in self.failures]
+        return out
+
+
+@dataclass
+class _Partition:
+    """One partition's ranges still to run, and how far it got."""
+
+    queue: deque[RangeTask]
+    start: int
+    reached: int
+    running: tuple[RangeTask, AsyncResult[Any]] | None = None
+    failed: bool = False
+
+
+def _dispatch(app: Celery, task: RangeTask, queue: str) -> AsyncResult[Any]:
+    """Send the range's task, unless a task under its id already succeeded or is running."""
+    task_id = task.task_id
+    earlier: AsyncResult[Any] = app.AsyncResult(task_id)
+    if earlier.state in ("SUCCESS", "STARTED", "RETRY"):
+        log.info("range %s: task %s already %s", task.range, task_id, earlier.state)
+        return earlier
+    if str(earlier.state) == "REVOKED":  # workers discard a revoked id for good: take a new one
+        task_id = f"{task_id}:{uuid.uuid4().hex[:8]}"
+    return app.send_task(
+        PROCESS_RANGE, args=[task.model_dump(mode="json")], task_id=task_id, queue=queue
+    )
 
 
 def run_tasks(
-    app: Celery, tasks: list[RangeTask], timeout: float, poll: float = 0.5
+    app: Celery,
+    tasks: list[RangeTask],
+    timeout: float,
+    poll: float = 0.5,
+    queue: str = PROCESSING_QUEUE,
 ) -> BatchSummary:
-    """Dispatch every range (keys, not payloads) and wait for all; raise unless all succeed."""
+    """Dispatch every range (keys, not payloads), partition by partition in offset order, and
+    wait; failures and timeouts are returned in the summary, never raised."""
     summary = BatchSummary(tasks[0].batch_id if tasks else "empty")
-    if not tasks:
-        return summary
-    results: list[tuple[RangeTask, AsyncResult[Any]]] = [
-        (t, app.send_task(PROCESS_RANGE, args=[t.model_dump(mode="json")])) for t in tasks
-    ]
-    log.info("dispatched %d ranges of batch %s", len(results), summary.batch_id)
+    partitions: dict[tuple[str, int], _Partition] = {}
+    for task in sorted(tasks, key=lambda t: (t.range.topic, t.range.partition, t.range.start)):
+        key = (task.range.topic, task.range.partition)
+        if key not in partitions:
+            partitions[key] = _Partition(deque(), task.range.start, task.range.start)
+        partitions[key].queue.append(task)
+    log.info("dispatching %d ranges of batch %s", len(tasks), summary.batch_id)
     deadline = time.monotonic() + timeout
-    pending = dict(enumerate(results))
-    failures: list[str] = []
-    while pending:
-        for key, (task, result) in list(pending.items()):
-            if not result.ready():
+
+    def start_next(part: _Partition) -> None:
+        part.running = None
+        if part.queue and not part.failed:
+            task = part.queue.popleft()
+            part.running = (task, _dispatch(app, task, queue))
+
+    for part in partitions.values():
+        start_next(part)
+    while any(p.running for p in partitions.values()):
+        for part in partitions.values():
+            if part.running is None or not part.running[1].ready():
                 continue
-            del pending[key]
+            task, result = part.running
             if result.successful():
                 report = result.get()
                 summary.add(report)
                 log.info("range %s done: %s", task.range, _short(report))
+                part.reached = int(report.get("end", task.range.end))
+                if part.reached < task.range.end:  # cut short by the byte cap: go on
+                    rest = task.range.model_copy(update={"start": part.reached})
+                    part.queue.appendleft(task.model_copy(update={"range": rest}))
             else:
-                failures.append(f"{task.range}: {result.result!r}"[:500])
-                log.error("range %s failed: %r", task.range, result.result)
-        if pending and time.monotonic() > deadline:
-            late = ", ".join(str(t.range) for t, _ in pending.values())
-            raise BatchFailed(
-                f"{len(pending)} of {len(tasks)} ranges not done after {timeout:.0f}s: {late}"
-            )
-        if pending:
-            time.sleep(poll)
-    if failures:
-        raise BatchFailed(f"{len(failures)} of {len(tasks)} ranges failed: " + "; ".join(failures))
+                error = f"{type(result.result).__name__}: {result.result}"[:500]
+                summary.failures.append(RangeFailure(task.range, error))
+                part.failed = True
+                log.error("range %s failed: %s", task.range, error)
+            start_next(part)
+        if time.monotonic() > deadline:
+            _give_up(app, partitions, summary, timeout)
+            break
+        time.sleep(poll)
+    summary.done = [
+        OffsetRange(topic=topic, partition=partition, start=p.start, end=p.reached)
+        for (topic, partition), p in sorted(partitions.items())
+        if p.reached > p.start
+    ]
     return summary
+
+
+def _give_up(
+    app: Celery,
+    partitions: dict[tuple[str, int], _Partition],
+    summary: BatchSummary,
+    timeout: float,
+) -> None:
+    """Revoke what still runs (terminating it) and count it as failed."""
+    for part in partitions.values():
+        if part.running is None:
+            continue
+        task, _ = part.running
+        app.control.revoke(task.task_id, terminate=True, signal="SIGKILL")
+        error = f"Timeout: not done after {timeout:.0f}s (task revoked)"
+        summary.failures.append(RangeFailure(task.range, error))
+        log.error("range %s: %s", task.range, error)
+        part.running = None
+        part.failed = True
 
 
 def _short(report: dict[str, Any]) -> str:

@@ -1,25 +1,38 @@
 """The steps of the DAGs, as plain functions over JSON-able values (what Airflow passes
 between tasks through XCom).
 
-`iot_sensor_etl`: plan -> process -> commit -> report. A plan is fixed once per run, so a
-retried `process` works on exactly the same ranges; `commit` only runs when every range
-succeeded, so a failed batch leaves the group's offsets where they were and the next run
-processes the same records again (idempotent ids make that safe).
+`iot_sensor_etl`: plan -> process -> commit -> report -> verdict. A plan is fixed once per
+run, so a retried `process` works on exactly the same ranges. Partitions are isolated: each
+one commits as far as its ranges succeeded, whatever happens to the others. A range that
+failed `ETL_QUARANTINE_AFTER_FAILURES` times is quarantined (its records dead-lettered as
+`range_failed`) and its partition commits past it. `verdict` fails the run, visibly in the
+Airflow UI, when a range failed or was quarantined.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from iot_pipeline.orchestration.batches import batch_id_for, range_tasks, run_tasks
+import redis
+
+from iot_pipeline.orchestration.batches import BatchFailed, batch_id_for, range_tasks, run_tasks
 from iot_pipeline.orchestration.offsets import (
     commit_ranges,
     plan_ranges,
     positions,
     ranges_for_times,
+)
+from iot_pipeline.orchestration.quarantine import quarantine_range
+from iot_pipeline.orchestration.run_state import (
+    note_committed,
+    note_planned,
+    note_range_failed,
+    note_run,
 )
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
@@ -33,12 +46,15 @@ def plan_batch(settings: Settings, run_id: str, topic: str | None = None) -> dic
     ranges = plan_ranges(
         settings, topic, settings.etl_consumer_group, settings.etl_max_records_per_partition
     )
+    planned_at = time.time()
     plan = {
         "batch_id": batch_id_for(run_id),
         "ingest_time": datetime.now(UTC).isoformat(),
-        "planned_at": time.time(),
+        "planned_at": planned_at,
         "ranges": [r.model_dump() for r in ranges],
     }
+    with _state(settings) as client:
+        note_planned(client, settings.search_index_prefix, ranges, planned_at)
     total = sum(r.size for r in ranges)
     log.info(
         "batch %s: %d records in %d ranges (%s)",
@@ -50,37 +66,112 @@ def plan_batch(settings: Settings, run_id: str, topic: str | None = None) -> dic
     return plan
 
 
-def _ranges(plan: dict[str, Any]) -> list[OffsetRange]:
-    return [OffsetRange.model_validate(r) for r in plan["ranges"]]
+@contextmanager
+def _state(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _ranges(items: list[dict[str, Any]]) -> list[OffsetRange]:
+    return [OffsetRange.model_validate(r) for r in items]
 
 
 def process_batch(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
-    """Run every range of the plan on the Celery workers; raises BatchFailed unless all pass."""
+    """Run every range of the plan on the Celery workers; quarantine ranges that keep failing.
+
+    Never raises for a failed range: the summary's `done` says what each partition may
+    commit, `failures` and `quarantined` what went wrong (the verdict task fails the run)."""
     from iot_pipeline.worker.app import create_app
 
-    tasks = range_tasks(
-        plan["batch_id"], datetime.fromisoformat(plan["ingest_time"]), _ranges(plan)
-    )
+    ingest_time = datetime.fromisoformat(plan["ingest_time"])
+    tasks = range_tasks(plan["batch_id"], ingest_time, _ranges(plan["ranges"]))
     summary = run_tasks(create_app(settings), tasks, timeout=settings.etl_task_timeout_seconds)
-    return summary.as_dict()
+    quarantined: list[dict[str, Any]] = []
+    now = time.time()
+    with _state(settings) as client:
+        for failure in summary.failures:
+            attempts = note_range_failed(
+                client, settings.search_index_prefix, failure.range, failure.error, now
+            )
+            if attempts < settings.etl_quarantine_after_failures:
+                log.warning(
+                    "range %s failed (attempt %d of %d before quarantine): %s",
+                    failure.range,
+                    attempts,
+                    settings.etl_quarantine_after_failures,
+                    failure.error,
+                )
+                continue
+            entry = quarantine_range(
+                settings,
+                client,
+                failure.range,
+                failure.error,
+                attempts,
+                plan["batch_id"],
+                ingest_time,
+            )
+            quarantined.append(entry.as_dict())
+            summary.done = _extend(summary.done, failure.range)
+    result = summary.as_dict()
+    result["quarantined"] = quarantined
+    return result
 
 
-def commit_batch(settings: Settings, plan: dict[str, Any]) -> int:
-    """Commit the end offsets of the plan's ranges; returns how many partitions moved."""
-    ranges = _ranges(plan)
+def _extend(done: list[OffsetRange], quarantined: OffsetRange) -> list[OffsetRange]:
+    """The committable ranges once a quarantined range counts as done (it follows on from
+    its partition's done range, or starts where nothing was done)."""
+    out = [r for r in done if r.partition != quarantined.partition]
+    before = next((r for r in done if r.partition == quarantined.partition), None)
+    start = before.start if before is not None else quarantined.start
+    out.append(quarantined.model_copy(update={"start": start}))
+    return sorted(out, key=lambda r: r.partition)
+
+
+def process_replay(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
+    """Run a replay's ranges on the replay queue; raises BatchFailed if any range failed."""
+    from iot_pipeline.worker.app import REPLAY_QUEUE, create_app
+
+    ingest_time = datetime.fromisoformat(plan["ingest_time"])
+    tasks = range_tasks(plan["batch_id"], ingest_time, _ranges(plan["ranges"]), replay=True)
+    summary = run_tasks(
+        create_app(settings), tasks, timeout=settings.etl_task_timeout_seconds, queue=REPLAY_QUEUE
+    )
+    if summary.failures:
+        raise BatchFailed(
+            f"{len(summary.failures)} ranges of the replay failed: "
+            + "; ".join(f"{f.range}: {f.error}" for f in summary.failures)
+        )
+    result = summary.as_dict()
+    for name in ("per_range", "done", "failures"):
+        result.pop(name, None)
+    return result
+
+
+def commit_batch(settings: Settings, summary: dict[str, Any]) -> int:
+    """Commit, per partition, the end of what was done; returns how many partitions moved."""
+    ranges = _ranges(summary.get("done", []))
     commit_ranges(settings, settings.etl_consumer_group, ranges)
-    log.info("batch %s: committed %s", plan["batch_id"], ", ".join(map(str, ranges)) or "-")
+    with _state(settings) as client:
+        note_committed(client, settings.search_index_prefix, ranges, time.time())
+    log.info("batch %s: committed %s", summary["batch_id"], ", ".join(map(str, ranges)) or "-")
     return len(ranges)
 
 
 def report_batch(
     settings: Settings, plan: dict[str, Any], summary: dict[str, Any]
 ) -> dict[str, Any]:
-    """The run's summary: records read, valid, flagged, dead-lettered, lag after, duration."""
+    """The run's summary: records read, valid, flagged, dead-lettered, failed and quarantined
+    ranges, lag after, duration."""
     lag = {
         p.partition: p.lag
         for p in positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
     }
+    failures = summary.get("failures", [])
+    quarantined = summary.get("quarantined", [])
     result = {
         "batch_id": plan["batch_id"],
         "records_read": summary.get("records", 0),
@@ -90,12 +181,39 @@ def report_batch(
         "duplicates": summary.get("duplicates", 0),
         "dead_lettered": summary.get("dead_letters", 0),
         "windows_updated": summary.get("windows", 0),
+        "partitions_committed": len(summary.get("done", [])),
+        "failed_ranges": [
+            f"{OffsetRange.model_validate(f['range'])}: {f['error']}" for f in failures
+        ],
+        "quarantined_ranges": [f"{q['range']} ({q['records']} records)" for q in quarantined],
         "lag_after": sum(lag.values()),
         "lag_per_partition": lag,
         "duration_seconds": round(time.time() - float(plan["planned_at"]), 1),
     }
+    with _state(settings) as client:
+        result["consecutive_failed_runs"] = note_run(
+            client, settings.search_index_prefix, clean=not failures
+        )
     log.info("batch summary: %s", result)
     return result
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """Raise (failing the run) when a range failed or was quarantined; else say all is well."""
+    if report["failed_ranges"] or report["quarantined_ranges"]:
+        raise BatchFailed(
+            f"{len(report['failed_ranges'])} ranges failed"
+            + (
+                f" ({len(report['quarantined_ranges'])} quarantined: "
+                + ", ".join(report["quarantined_ranges"])
+                + ")"
+                if report["quarantined_ranges"]
+                else ""
+            )
+            + "; other partitions committed. "
+            + "; ".join(report["failed_ranges"])
+        )
+    return f"ok: {report['partitions_committed']} partitions committed"
 
 
 def plan_replay(

@@ -98,11 +98,18 @@ def note_committed(client: redis.Redis, prefix: str, ranges: list[OffsetRange], 
     """The ranges' partitions committed now: their clocks restart, their failures are over."""
     if not ranges:
         return
+    failing = [
+        f.decode() if isinstance(f, bytes) else str(f)
+        for f in client.hkeys(_key(prefix, "range-failures"))
+    ]
     pipe = client.pipeline(transaction=False)
     for r in ranges:
         value = json.dumps({"offset": r.end, "at": at})
         pipe.hset(_key(prefix, "commits"), _partition_field(r.topic, r.partition), value)
-        pipe.hdel(_key(prefix, "range-failures"), _range_field(r))
+        for name in failing:
+            owner, _, start = name.rpartition(":")
+            if owner == _partition_field(r.topic, r.partition) and int(start) < r.end:
+                pipe.hdel(_key(prefix, "range-failures"), name)
     pipe.execute()
 
 

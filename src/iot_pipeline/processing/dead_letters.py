@@ -8,7 +8,6 @@ from functools import cache
 
 import redis
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from iot_pipeline.cleaning import DeadLetter

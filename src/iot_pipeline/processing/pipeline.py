@@ -30,9 +30,14 @@ from iot_pipeline.processing.dead_letters import (
     send_dead_letters,
 )
 from iot_pipeline.processing.documents import reading_actions, reading_id
-from iot_pipeline.processing.ranges import RangeTask
-from iot_pipeline.processing.reader import read_range
-from iot_pipeline.processing.state_store import load_states, save_states
+from iot_pipeline.processing.ranges import OffsetRange, RangeTask
+from iot_pipeline.processing.reader import log_start, read_range
+from iot_pipeline.processing.state_store import (
+    load_replay_states,
+    load_states,
+    save_replay_states,
+    save_states,
+)
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import (
     BulkPolicy,
@@ -84,6 +89,10 @@ class RangeReport:
         return asdict(self)
 
 
+class InjectedFault(RuntimeError):
+    """A failure asked for by FAULT_INJECTION_MARKER (tests and drills)."""
+
+
 def cleaning_policy(settings: Settings) -> CleaningPolicy:
     """The cleaner's tolerances from the settings."""
     return CleaningPolicy(
@@ -114,10 +123,18 @@ def process_range(
     if records and sum(len(r.value) for r in records) >= settings.etl_max_bytes_per_range:
         # cut short by the byte cap: this task owns the prefix it holds, the rest waits
         offsets = offsets.model_copy(update={"end": records[-1].offset + 1})
+    marker = settings.fault_injection_marker.encode()
+    if marker and any(marker in r.value for r in records):
+        raise InjectedFault(f"{offsets} holds a record with the fault injection marker")
     clock.lap("read")
-    states = load_states(state_client, settings.search_index_prefix, offsets)
-    before = copy.deepcopy(states)
     policy = policy or cleaning_policy(settings)
+    if task.replay:
+        states = _replay_states(settings, state_client, task, policy)
+        before: dict[str, SensorState] = {}
+    else:
+        states = load_states(state_client, settings.search_index_prefix, offsets)
+        before = copy.deepcopy(states)
+    clock.lap("state")
     bulk = bulk or BulkPolicy()
     result, keep, report = _clean_and_index(settings, store, task, records, states, policy, bulk)
     clock.lap("clean_index")
@@ -148,7 +165,12 @@ def process_range(
     )
     clock.lap("aggregate")
     # Only now is every record of the range indexed or dead-lettered: move the state on.
-    save_states(state_client, settings.search_index_prefix, offsets, before, states)
+    if task.replay:
+        save_replay_states(
+            state_client, settings.search_index_prefix, offsets, task.batch_id, states
+        )
+    else:
+        save_states(state_client, settings.search_index_prefix, offsets, before, states)
     outcome = RangeReport(
         batch_id=task.batch_id,
         range=str(offsets),
@@ -169,6 +191,46 @@ def process_range(
     )
     log.info("processed %s", outcome.as_dict())
     return outcome
+
+
+# A replay warms its state up from the nearest checkpoint by cleaning at most this many
+# records it does not store; further back, it starts from empty state (and says so).
+WARM_UP_LIMIT = 500_000
+
+
+def _replay_states(
+    settings: Settings, state_client: redis.Redis, task: RangeTask, policy: CleaningPolicy
+) -> dict[str, SensorState]:
+    """The state the original run had at the replayed range's start (see state_store)."""
+    offsets = task.range
+    origin = load_replay_states(
+        state_client,
+        settings.search_index_prefix,
+        offsets,
+        task.batch_id,
+        lambda: log_start(settings, offsets),
+    )
+    states, position = origin.states, origin.offset
+    if offsets.start - position > WARM_UP_LIMIT:
+        log.warning(
+            "replay of %s: nearest checkpoint is %d records back; starting from empty state "
+            "(flags of the first readings per sensor may differ from the original run)",
+            offsets,
+            offsets.start - position,
+        )
+        return {}
+    while position < offsets.start:
+        before = OffsetRange(
+            topic=offsets.topic, partition=offsets.partition, start=position, end=offsets.start
+        )
+        records = read_range(settings, before, max_bytes=settings.etl_max_bytes_per_range)
+        if not records:
+            break
+        clean_batch(records, states, task.ingest_time, policy)  # state only: nothing stored
+        position = records[-1].offset + 1
+    if origin.offset < offsets.start:
+        log.info("replay of %s: state warmed up from offset %d", offsets, origin.offset)
+    return states
 
 
 # Bulk requests in flight at once: one keeps the engine busy while we clean, the second

@@ -43,7 +43,18 @@ class RangeTask(BaseModel):
     batch_id: str = Field(min_length=1, max_length=128)
     ingest_time: AwareDatetime
     range: OffsetRange
+    # A replay keeps its cleaner state apart from the live pipeline's (and never commits).
+    replay: bool = False
 
     @classmethod
-    def of(cls, batch_id: str, ingest_time: datetime, range_: OffsetRange) -> RangeTask:
-        return cls(batch_id=batch_id, ingest_time=ingest_time, range=range_)
+    def of(
+        cls, batch_id: str, ingest_time: datetime, range_: OffsetRange, replay: bool = False
+    ) -> RangeTask:
+        return cls(batch_id=batch_id, ingest_time=ingest_time, range=range_, replay=replay)
+
+    @property
+    def task_id(self) -> str:
+        """The Celery task id of this range in this batch: deterministic, so the orchestrator
+        can find, reuse or revoke it."""
+        r = self.range
+        return f"range:{self.batch_id}:{r.topic}:{r.partition}:{r.start}-{r.end}"

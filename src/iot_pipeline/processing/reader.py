@@ -6,7 +6,14 @@ import time
 import uuid
 from contextlib import suppress
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from iot_pipeline.cleaning import RawRecord
 from iot_pipeline.kafka_config import consumer_config
@@ -98,3 +105,17 @@ def read_range(
     finally:
         consumer.close()
     return records
+
+
+def log_start(settings: Settings, offsets: OffsetRange) -> int:
+    """The first offset Kafka still holds in the range's partition."""
+    consumer = Consumer(consumer_config(settings, f"iot-reader-{uuid.uuid4().hex[:12]}"))
+    try:
+        low, _ = consumer.get_watermark_offsets(
+            TopicPartition(offsets.topic, offsets.partition), timeout=15
+        )
+    except KafkaException as exc:
+        raise KafkaReadError(f"no watermarks for {offsets}: {exc}") from exc
+    finally:
+        consumer.close()
+    return int(low)

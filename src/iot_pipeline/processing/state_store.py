@@ -1,13 +1,23 @@
 """The cleaner's per-sensor state, checkpointed in Redis per partition and offset.
 
-A partition's key holds two checkpoints: the state before and after the last range processed.
-A retried range finds the state as of its own start offset, so a replay cleans exactly as the
-first run did (duplicates are not mistaken for redeliveries, spikes see the same history).
+The live key of a partition holds two checkpoints: the state before and after the last range
+processed, so a retried range finds the state as of its own start offset and cleans exactly
+as the first run did. Saves are compare-and-set (a range never overwrites a checkpoint that a
+later range already moved past), and only the live pipeline writes the live key.
+
+Every `RING_EVERY` offsets a copy also goes into the partition's ring of older checkpoints
+(the newest `RING_SIZE` kept). A replay starts from the nearest checkpoint at or before its
+first offset (or from empty state at the log start), warms up by cleaning the records in
+between without storing them, and keeps its own state under a key of its own: its flags are
+the original run's, and the live pipeline never sees its state.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -16,10 +26,21 @@ from iot_pipeline.cleaning import SensorState
 from iot_pipeline.processing.ranges import OffsetRange
 
 Sensors = dict[str, SensorState]
+RING_EVERY = 20_000  # offsets between two checkpoints of the ring
+RING_SIZE = 64  # checkpoints kept in a partition's ring
+REPLAY_STATE_SECONDS = 7 * 24 * 3600  # a replay's own checkpoints outlive any replay run
 
 
-def _key(prefix: str, offsets: OffsetRange) -> str:
+def _live_key(prefix: str, offsets: OffsetRange) -> str:
     return f"{prefix}:cleaner-state:{offsets.topic}:{offsets.partition}"
+
+
+def _ring_key(prefix: str, offsets: OffsetRange) -> str:
+    return f"{prefix}:cleaner-ring:{offsets.topic}:{offsets.partition}"
+
+
+def _replay_key(prefix: str, offsets: OffsetRange, scope: str) -> str:
+    return f"{prefix}:cleaner-state:replay:{scope}:{offsets.topic}:{offsets.partition}"
 
 
 def _decode(checkpoint: dict[str, Any]) -> Sensors:
@@ -30,31 +51,120 @@ def _encode(offset: int, sensors: Sensors) -> dict[str, Any]:
     return {"offset": offset, "sensors": {s: state.to_json() for s, state in sensors.items()}}
 
 
-def load_states(client: redis.Redis, prefix: str, offsets: OffsetRange) -> Sensors:
-    """The state as of `offsets.start` (best effort when that exact checkpoint is gone)."""
-    raw = client.get(_key(prefix, offsets))
+def _dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _exact(client: redis.Redis, key: str, start: int) -> Sensors | None:
+    raw = client.get(key)
     if raw is None:
-        return {}
+        return None
     stored = json.loads(raw)
     for name in ("cur", "prev"):
         checkpoint = stored.get(name)
-        if checkpoint and checkpoint["offset"] == offsets.start:
+        if checkpoint and checkpoint["offset"] == start:
             return _decode(checkpoint)
-    current = stored.get("cur")
-    # a gap (offsets skipped or expired): continue from the newest state there is
+    return None
+
+
+def load_states(client: redis.Redis, prefix: str, offsets: OffsetRange) -> Sensors:
+    """The live state as of `offsets.start` (best effort when that exact checkpoint is gone)."""
+    found = _exact(client, _live_key(prefix, offsets), offsets.start)
+    if found is not None:
+        return found
+    raw = client.get(_live_key(prefix, offsets))
+    current = json.loads(raw).get("cur") if raw is not None else None
+    # a gap (offsets skipped, expired or quarantined): continue from the newest state there is
     return _decode(current) if current and current["offset"] < offsets.start else {}
 
 
 def save_states(
     client: redis.Redis, prefix: str, offsets: OffsetRange, before: Sensors, after: Sensors
 ) -> bool:
-    """Checkpoint the states around this range, unless a later range already moved on."""
-    key = _key(prefix, offsets)
-    raw = client.get(key)
-    if raw is not None:
-        current = json.loads(raw).get("cur")
-        if current and current["offset"] > offsets.end:
-            return False
-    document = {"prev": _encode(offsets.start, before), "cur": _encode(offsets.end, after)}
-    client.set(key, json.dumps(document, separators=(",", ":")))
+    """Checkpoint the live states around this range, unless a later range already moved on.
+
+    Compare-and-set: the check and the write are one transaction (WATCH), so two ranges of
+    the same partition finishing together cannot interleave."""
+    key = _live_key(prefix, offsets)
+    document = _dumps({"prev": _encode(offsets.start, before), "cur": _encode(offsets.end, after)})
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                raw = pipe.get(key)
+                if raw is not None:
+                    current = json.loads(raw).get("cur")
+                    if current and current["offset"] > offsets.end:
+                        pipe.unwatch()
+                        return False
+                pipe.multi()
+                pipe.set(key, document)
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    _keep_in_ring(client, prefix, offsets, after)
     return True
+
+
+def _keep_in_ring(client: redis.Redis, prefix: str, offsets: OffsetRange, after: Sensors) -> None:
+    ring = _ring_key(prefix, offsets)
+    held = sorted(int(o) for o in client.hkeys(ring))
+    if held and offsets.end - held[-1] < RING_EVERY:
+        return
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(ring, str(offsets.end), zlib.compress(_dumps(_encode(offsets.end, after)).encode()))
+    for old in held[: max(0, len(held) + 1 - RING_SIZE)]:
+        pipe.hdel(ring, str(old))
+    pipe.execute()
+
+
+@dataclass(frozen=True)
+class ReplayStart:
+    """Where a replayed range's state comes from: a checkpoint at `offset` <= the range's
+    start; the records of [offset, start) are cleaned first to bring it up to the start."""
+
+    states: Sensors
+    offset: int
+
+
+def load_replay_states(
+    client: redis.Redis,
+    prefix: str,
+    offsets: OffsetRange,
+    scope: str,
+    log_start: Callable[[], int],
+) -> ReplayStart:
+    """The state a replay's range starts from: its own previous range's, else the nearest
+    checkpoint at or before its start (live key, ring), else empty state at the log start."""
+    own = _exact(client, _replay_key(prefix, offsets, scope), offsets.start)
+    if own is not None:
+        return ReplayStart(own, offsets.start)
+    best: ReplayStart | None = None
+    raw = client.get(_live_key(prefix, offsets))
+    if raw is not None:
+        stored = json.loads(raw)
+        for name in ("prev", "cur"):
+            checkpoint = stored.get(name)
+            if checkpoint and _better(best, checkpoint["offset"], offsets.start):
+                best = ReplayStart(_decode(checkpoint), checkpoint["offset"])
+    ring = _ring_key(prefix, offsets)
+    candidates = [int(o) for o in client.hkeys(ring) if _better(best, int(o), offsets.start)]
+    if candidates:
+        packed = client.hget(ring, str(max(candidates)))
+        if isinstance(packed, bytes):
+            checkpoint = json.loads(zlib.decompress(packed))
+            best = ReplayStart(_decode(checkpoint), checkpoint["offset"])
+    return best or ReplayStart({}, min(log_start(), offsets.start))
+
+
+def _better(best: ReplayStart | None, offset: int, start: int) -> bool:
+    return offset <= start and (best is None or offset > best.offset)
+
+
+def save_replay_states(
+    client: redis.Redis, prefix: str, offsets: OffsetRange, scope: str, after: Sensors
+) -> None:
+    """The replay's own checkpoint after this range (never the live one)."""
+    document = _dumps({"cur": _encode(offsets.end, after)})
+    client.set(_replay_key(prefix, offsets, scope), document, ex=REPLAY_STATE_SECONDS)

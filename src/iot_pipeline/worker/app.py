@@ -13,6 +13,8 @@ from iot_pipeline.settings import Settings, get_settings
 
 log = logging.getLogger("iot_pipeline.worker")
 PROCESSING_QUEUE = "processing"
+REPLAY_QUEUE = "replay"  # replays wait apart: a long replay never holds the ETL's ranges back
+WORKER_QUEUES = f"{PROCESSING_QUEUE},{REPLAY_QUEUE}"
 PROCESS_RANGE = "iot.process_range"
 
 

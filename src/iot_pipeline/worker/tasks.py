@@ -18,12 +18,28 @@ from iot_pipeline.processing.dead_letters import DeadLetterError
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.processing.reader import KafkaReadError
-from iot_pipeline.settings import get_settings
+from iot_pipeline.settings import Settings, get_settings
 from iot_pipeline.storage import SearchStore, TransientStoreError, load_templates, make_store
 from iot_pipeline.worker.app import PROCESS_RANGE, app
 
 log = logging.getLogger(__name__)
-TRANSIENT = (TransientStoreError, KafkaReadError, DeadLetterError, redis.ConnectionError)
+
+
+class PartitionBusy(RuntimeError):
+    """Another task holds the partition (transient: retried with backoff)."""
+
+
+class RangeRedelivered(RuntimeError):
+    """The task was redelivered too often after its worker died (permanent)."""
+
+
+TRANSIENT = (
+    TransientStoreError,
+    KafkaReadError,
+    DeadLetterError,
+    redis.ConnectionError,
+    PartitionBusy,
+)
 
 
 @cache
@@ -82,4 +98,32 @@ def _unbind_batch(task_id: str, **_: object) -> None:
 def process_range_task(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
     """Process one offset range; `task` is a RangeTask as JSON (keys, not payloads)."""
     range_task = RangeTask.model_validate(task)
-    return process_range(get_settings(), _store(), _state_client(), range_task).as_dict()
+    settings = get_settings()
+    client = _state_client()
+    _count_delivery(client, settings, str(self.request.id), int(self.request.retries or 0))
+    r = range_task.range
+    scope = f"replay:{range_task.batch_id}:" if range_task.replay else ""
+    lock = client.lock(
+        f"{settings.search_index_prefix}:range-lock:{scope}{r.topic}:{r.partition}",
+        timeout=settings.worker_task_time_limit_seconds + 60,
+    )
+    if not lock.acquire(blocking=False):
+        raise PartitionBusy(f"another task is processing {r.topic}[{r.partition}]; retrying")
+    try:
+        return process_range(settings, _store(), client, range_task).as_dict()
+    finally:
+        with suppress(redis.RedisError):
+            lock.release()
+
+
+def _count_delivery(client: redis.Redis, settings: Settings, task_id: str, retry: int) -> None:
+    """Count starts of this attempt: a worker that died mid-task (killed, out of memory)
+    gets the task redelivered, but only `WORKER_MAX_DELIVERIES` times."""
+    key = f"{settings.search_index_prefix}:deliveries:{task_id}:{retry}"
+    starts = int(client.incr(key))
+    client.expire(key, 24 * 3600)
+    if starts > settings.worker_max_deliveries:
+        raise RangeRedelivered(
+            f"started {starts} times without finishing (its worker died each time); "
+            f"given up after WORKER_MAX_DELIVERIES={settings.worker_max_deliveries}"
+        )

@@ -1,0 +1,166 @@
+"""A range that fails the same way every time (the fault injection marker in one reading)
+is quarantined after `ETL_QUARANTINE_AFTER_FAILURES` runs while the other partitions keep
+committing; the run state shows it; once the cause is gone, `iot_dead_letter_replay` brings
+its readings back and the store equals the ground truth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+from confluent_kafka import Producer
+from dag_runs import run_airflow
+from ground_truth import assert_aggregates_match, document_id, expected_ids, snapshot
+from isolation import own_pipeline
+from kafka_io import consume_all
+from workers import backfill, settings_env, start_worker, stop, wait_ready
+
+from iot_pipeline.kafka_config import producer_config
+from iot_pipeline.orchestration.offsets import positions
+from iot_pipeline.orchestration.run_state import read_state
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import make_store
+from iot_pipeline.worker.app import create_app
+
+MARKER = "drill-7f3a"
+BAD_PARTITION = 4
+ATTEMPTS = 3
+
+
+@pytest.fixture(scope="module")
+def settings(test_settings: Settings) -> Iterator[Settings]:
+    with own_pipeline(
+        test_settings,
+        "quarantine",
+        etl_task_timeout_seconds=120,
+        etl_quarantine_after_failures=ATTEMPTS,
+    ) as own:
+        yield own
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[Celery]:
+    app = create_app(settings)
+    app.control.purge()
+    yield app
+    app.control.purge()
+
+
+def _committed(settings: Settings) -> dict[int, int]:
+    group = positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
+    return {p.partition: p.committed for p in group}
+
+
+def _highs(settings: Settings) -> dict[int, int]:
+    group = positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
+    return {p.partition: p.high for p in group}
+
+
+def _marked_reading(settings: Settings) -> dict[str, object]:
+    """A valid reading that carries the marker (in its event id), in the bad partition."""
+    reading = {
+        "schema_version": 1,
+        "event_id": f"{MARKER}-1",
+        "sensor_id": "casa-drill-01-pm25",
+        "station_id": "casa-drill-01",
+        "district": "Anfa",
+        "metric": "pm25",
+        "value": 12.5,
+        "unit": "µg/m³",
+        "event_time": "2026-11-26T00:30:00.000Z",
+        "seq": 1,
+        "lat": 33.59,
+        "lon": -7.65,
+        "battery_pct": 80.0,
+        "firmware": "3.0.2",
+    }
+    producer = Producer(producer_config(settings))
+    producer.produce(
+        settings.kafka_sensor_data_topic,
+        json.dumps(reading).encode(),
+        b"casa-drill-01-pm25",
+        partition=BAD_PARTITION,
+    )
+    assert producer.flush(30) == 0
+    return reading
+
+
+def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
+    settings: Settings, client: Celery, airflow_env: dict[str, str]
+) -> None:
+    backfill(settings, "2026-11-26T00:00Z", 900, seed=51)
+    reading = _marked_reading(settings)
+    backfill(settings, "2026-11-26T01:00Z", 900, seed=52)
+    env = {**settings_env(settings), **airflow_env}
+    highs = _highs(settings)
+
+    faulty = start_worker(settings, "drill-faulty", FAULT_INJECTION_MARKER=MARKER)
+    try:
+        wait_ready(client, "drill-faulty")
+        runs = [run_airflow(env, "test", "iot_sensor_etl") for _ in range(ATTEMPTS)]
+        committed_then = _committed(settings)
+    finally:
+        stop(faulty)
+    state = redis.Redis.from_url(settings.redis_url)
+    try:
+        status = read_state(state, settings.search_index_prefix, settings.kafka_sensor_data_topic)
+    finally:
+        state.close()
+
+    # attempts before the last: the run fails visibly, the other partitions commit
+    for n, run in enumerate(runs[:-1], start=1):
+        assert run["state"] == "failed", run
+        assert run["tasks"]["verdict"]["state"] == "failed"
+        report = run["tasks"]["report"]["xcom"]
+        assert [f.split(":")[0] for f in report["failed_ranges"]] == [
+            f"{settings.kafka_sensor_data_topic}[{BAD_PARTITION}]"
+        ]
+        assert report["consecutive_failed_runs"] == n
+    assert runs[0]["tasks"]["report"]["xcom"]["partitions_committed"] == 5
+    # the last attempt quarantines the range: the run is still red, but every partition moved
+    last = runs[-1]["tasks"]["report"]["xcom"]
+    assert runs[-1]["state"] == "failed"
+    assert len(last["quarantined_ranges"]) == 1
+    assert committed_then == highs
+    assert status.quarantined_ranges == 1
+    assert status.quarantined_records == highs[BAD_PARTITION]
+    (entry,) = status.quarantines
+    assert (entry.partition, entry.start, entry.end) == (BAD_PARTITION, 0, highs[BAD_PARTITION])
+    assert entry.attempts == ATTEMPTS
+    assert "InjectedFault" in entry.error
+    assert status.failing == {}  # the partition moved past it
+    assert status.consecutive_failed_runs == ATTEMPTS
+
+    letters = consume_all(settings, settings.dead_letter_topic, 10**9, idle_seconds=3)
+    quarantined = [
+        m
+        for m in letters
+        if dict(m.headers() or [])["dlq.reason"] == b"range_failed"
+        and dict(m.headers() or [])["dlq.source.partition"] == str(BAD_PARTITION).encode()
+    ]
+    assert len(quarantined) == highs[BAD_PARTITION]  # the partition's whole range, once
+
+    # the cause is gone: the dead-letter replay brings the quarantined readings back
+    fixed = start_worker(settings, "drill-fixed")
+    try:
+        wait_ready(client, "drill-fixed")
+        replay = run_airflow(env, "test", "iot_dead_letter_replay")
+        after = run_airflow(env, "test", "iot_sensor_etl")
+    finally:
+        stop(fixed)
+    assert replay["state"] == "success", replay
+    assert after["state"] == "success", after
+    assert after["tasks"]["report"]["xcom"]["consecutive_failed_runs"] == 0
+    produced = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
+    store = make_store(settings)
+    try:
+        stored = snapshot(store, settings.search_index_prefix)
+        expected = expected_ids([(m.partition(), m.offset(), m.value() or b"") for m in produced])
+        assert set(stored) == expected
+        assert document_id(str(reading["sensor_id"]), str(reading["event_id"])) in stored
+        assert assert_aggregates_match(store, settings.search_index_prefix) > 100
+    finally:
+        store.close()

@@ -1,0 +1,81 @@
+"""Cleaner checkpoints in the real Redis: compare-and-set saves, the ring of older
+checkpoints, and where a replay starts from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from iot_pipeline.cleaning import SensorState
+from iot_pipeline.processing import state_store
+from iot_pipeline.processing.ranges import OffsetRange
+from iot_pipeline.processing.state_store import (
+    load_replay_states,
+    load_states,
+    save_replay_states,
+    save_states,
+)
+from iot_pipeline.settings import Settings
+
+
+@pytest.fixture
+def client(test_settings: Settings) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(test_settings.redis_url)
+    yield connection
+    for key in connection.scan_iter("statetest:*"):
+        connection.delete(key)
+    connection.close()
+
+
+def _range(start: int, end: int) -> OffsetRange:
+    return OffsetRange(topic="t", partition=0, start=start, end=end)
+
+
+def _state(watermark: float) -> dict[str, SensorState]:
+    return {"s": SensorState(watermark=watermark, seen=[f"e{watermark}"])}
+
+
+def _never() -> int:
+    raise AssertionError("the log start is asked only when no checkpoint fits")
+
+
+def test_saves_are_compare_and_set_and_a_range_finds_its_own_start(
+    client: redis.Redis,
+) -> None:
+    assert save_states(client, "statetest", _range(0, 100), {}, _state(1))
+    assert save_states(client, "statetest", _range(100, 200), _state(1), _state(2))
+    # a late finisher of an older range cannot move the checkpoint back
+    assert not save_states(client, "statetest", _range(0, 100), {}, _state(9))
+    assert load_states(client, "statetest", _range(100, 200)) == _state(1)  # a retry
+    assert load_states(client, "statetest", _range(200, 300)) == _state(2)
+    assert load_states(client, "statetest", _range(250, 300)) == _state(2)  # a gap
+
+
+def test_a_replay_starts_from_the_nearest_checkpoint_and_keeps_its_own(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_store, "RING_EVERY", 100)
+    monkeypatch.setattr(state_store, "RING_SIZE", 3)
+    for n in range(6):  # live ranges of 100: ring keeps the last three ends
+        save_states(client, "statetest", _range(n * 100, n * 100 + 100), _state(n), _state(n + 1))
+    ring = sorted(int(o) for o in client.hkeys("statetest:cleaner-ring:t:0"))
+    assert ring == [400, 500, 600]
+    live = client.get("statetest:cleaner-state:t:0")
+
+    # from the ring (the nearest at or before the start), then warm up from there
+    start = load_replay_states(client, "statetest", _range(450, 550), "r1", _never)
+    assert (start.offset, start.states) == (400, _state(4))
+    # the live key's own checkpoints count too
+    start = load_replay_states(client, "statetest", _range(550, 650), "r1", _never)
+    assert (start.offset, start.states) == (500, _state(5))
+    # nothing that old is kept: empty state at the log start
+    start = load_replay_states(client, "statetest", _range(150, 250), "r1", lambda: 0)
+    assert (start.offset, start.states) == (0, {})
+
+    # a replay's next range continues from the replay's own checkpoint, never the live one
+    save_replay_states(client, "statetest", _range(150, 250), "r1", _state(42))
+    start = load_replay_states(client, "statetest", _range(250, 350), "r1", _never)
+    assert (start.offset, start.states) == (250, _state(42))
+    assert client.get("statetest:cleaner-state:t:0") == live
