@@ -79,3 +79,18 @@ def test_a_replay_starts_from_the_nearest_checkpoint_and_keeps_its_own(
     start = load_replay_states(client, "statetest", _range(250, 350), "r1", _never)
     assert (start.offset, start.states) == (250, _state(42))
     assert client.get("statetest:cleaner-state:t:0") == live
+
+
+def test_a_task_is_started_at_most_worker_max_deliveries_times(
+    client: redis.Redis, test_settings: Settings
+) -> None:
+    from iot_pipeline.worker.tasks import RangeRedelivered, _count_delivery
+
+    settings = test_settings.model_copy(
+        update={"search_index_prefix": "statetest", "worker_max_deliveries": 3}
+    )
+    for _ in range(3):  # the first start, then two redeliveries after a dead worker
+        _count_delivery(client, settings, "range:b:t:0:0-10", 0)
+    with pytest.raises(RangeRedelivered, match="started 4 times"):
+        _count_delivery(client, settings, "range:b:t:0:0-10", 0)
+    _count_delivery(client, settings, "range:b:t:0:0-10", 1)  # a Celery retry starts afresh

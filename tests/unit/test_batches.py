@@ -1,0 +1,139 @@
+"""The orchestrator's side of a batch, against a stand-in for Celery: ranges of a partition in
+order, partitions isolated, short ranges continued, timeouts revoked, quarantine accounting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from iot_pipeline.orchestration.batches import range_tasks, run_tasks
+from iot_pipeline.orchestration.etl import _extend, verdict
+from iot_pipeline.processing.ranges import OffsetRange, RangeTask
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+class _Result:
+    def __init__(self, outcome: Any, ready: bool = True) -> None:
+        self._outcome, self._ready = outcome, ready
+        self.state = "SUCCESS" if ready and not isinstance(outcome, Exception) else "PENDING"
+
+    def ready(self) -> bool:
+        return self._ready
+
+    def successful(self) -> bool:
+        return not isinstance(self._outcome, Exception)
+
+    @property
+    def result(self) -> Any:
+        return self._outcome
+
+    def get(self) -> Any:
+        return self._outcome
+
+
+class _App:
+    """Runs each sent range at once through `work(task) -> report | Exception | None`
+    (None: never finishes)."""
+
+    def __init__(self, work: Any) -> None:
+        self.work = work
+        self.sent: list[RangeTask] = []
+        self.revoked: list[str] = []
+        self.results: dict[str, _Result] = {}
+        self.control = self
+
+    def AsyncResult(self, task_id: str) -> _Result:
+        return self.results.get(task_id, _Result(None, ready=False))
+
+    def send_task(self, name: str, args: list[Any], task_id: str, queue: str) -> _Result:
+        task = RangeTask.model_validate(args[0])
+        self.sent.append(task)
+        outcome = self.work(task)
+        result = _Result(outcome, ready=outcome is not None)
+        self.results[task_id] = result
+        return result
+
+    def revoke(self, task_id: str, terminate: bool, signal: str) -> None:
+        self.revoked.append(task_id)
+
+
+def _ranges(*spans: tuple[int, int, int]) -> list[OffsetRange]:
+    return [OffsetRange(topic="t", partition=p, start=a, end=b) for p, a, b in spans]
+
+
+def _report(task: RangeTask, end: int | None = None) -> dict[str, Any]:
+    r = task.range
+    return {"range": str(r), "end": r.end if end is None else end, "records": r.size}
+
+
+def test_partitions_run_in_order_and_a_failure_stops_only_its_own() -> None:
+    def work(task: RangeTask) -> Any:
+        if task.range.partition == 1 and task.range.start == 100:
+            return RuntimeError("boom")
+        return _report(task)
+
+    app = _App(work)
+    tasks = range_tasks(
+        "b", NOW, _ranges((0, 0, 100), (0, 100, 200), (1, 0, 100), (1, 100, 200), (1, 200, 300))
+    )
+    summary = run_tasks(app, tasks, timeout=60, poll=0)  # type: ignore[arg-type]
+    assert [(t.range.partition, t.range.start) for t in app.sent if t.range.partition == 1] == [
+        (1, 0),
+        (1, 100),
+    ]  # nothing after the failed range of its partition
+    assert summary.done == _ranges((0, 0, 200), (1, 0, 100))
+    assert [(f.range.partition, f.range.start) for f in summary.failures] == [(1, 100)]
+    assert "RuntimeError: boom" in summary.failures[0].error
+
+
+def test_a_range_cut_short_by_bytes_is_continued_in_the_same_batch() -> None:
+    app = _App(lambda task: _report(task, end=min(task.range.end, task.range.start + 40)))
+    summary = run_tasks(app, range_tasks("b", NOW, _ranges((3, 0, 100))), timeout=60, poll=0)  # type: ignore[arg-type]
+    assert [(t.range.start, t.range.end) for t in app.sent] == [(0, 100), (40, 100), (80, 100)]
+    assert summary.done == _ranges((3, 0, 100))
+
+
+def test_what_is_not_done_in_time_is_revoked_and_counted_as_failed() -> None:
+    app = _App(lambda task: None if task.range.partition == 2 else _report(task))
+    tasks = range_tasks("b", NOW, _ranges((0, 0, 10), (2, 5, 10)))
+    summary = run_tasks(app, tasks, timeout=0, poll=0)  # type: ignore[arg-type]
+    assert app.revoked == [tasks[1].task_id]
+    assert [f.range.partition for f in summary.failures] == [2]
+    assert "Timeout" in summary.failures[0].error
+
+
+def test_a_retried_orchestrator_reuses_ranges_that_already_succeeded() -> None:
+    app = _App(_report)
+    tasks = range_tasks("b", NOW, _ranges((0, 0, 10)))
+    run_tasks(app, tasks, timeout=60, poll=0)  # type: ignore[arg-type]
+    again = run_tasks(app, tasks, timeout=60, poll=0)  # type: ignore[arg-type]
+    assert len(app.sent) == 1
+    assert again.done == _ranges((0, 0, 10))
+
+
+def test_task_ids_are_deterministic_per_batch_and_range() -> None:
+    (a,) = range_tasks("b1", NOW, _ranges((0, 0, 10)))
+    (b,) = range_tasks("b1", NOW, _ranges((0, 0, 10)))
+    (c,) = range_tasks("b2", NOW, _ranges((0, 0, 10)))
+    assert a.task_id == b.task_id != c.task_id
+
+
+def test_a_quarantined_range_joins_its_partitions_committable_range() -> None:
+    done = _ranges((0, 0, 100), (1, 0, 50))
+    assert _extend(done, _ranges((1, 50, 90))[0]) == _ranges((0, 0, 100), (1, 0, 90))
+    assert _extend(done, _ranges((2, 10, 20))[0]) == _ranges((0, 0, 100), (1, 0, 50), (2, 10, 20))
+
+
+def test_the_verdict_fails_the_run_with_the_reason() -> None:
+    ok = {"failed_ranges": [], "quarantined_ranges": [], "partitions_committed": 6}
+    assert verdict(ok) == "ok: 6 partitions committed"
+    bad = {
+        "failed_ranges": ["t[4]:0-10: InjectedFault: x"],
+        "quarantined_ranges": ["t[4]:0-10 (10 records)"],
+        "partitions_committed": 6,
+    }
+    with pytest.raises(Exception, match=r"1 ranges failed \(1 quarantined: t\[4\]:0-10"):
+        verdict(bad)
