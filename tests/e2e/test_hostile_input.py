@@ -213,7 +213,7 @@ def test_hostile_records_are_dead_lettered_once_and_the_rest_flows(
     reasons: dict[tuple[int, int], str] = {}
     truncated: dict[tuple[int, int], int] = {}
     for letter in letters:
-        headers = {k: v.decode() for k, v in letter.headers() or []}
+        headers = {k: v.decode(errors="replace") for k, v in letter.headers() or []}
         source = (int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
         by_source[source] += 1
         reasons[source] = headers["dlq.reason"]

@@ -91,11 +91,24 @@ def process_batch(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
     summary = run_tasks(create_app(settings), tasks, timeout=settings.etl_task_timeout_seconds)
     quarantined: list[dict[str, Any]] = []
     now = time.time()
+    # When every range of a run fails, the cause is the system (workers gone or broken, a
+    # store refusing everything), not the data: hold the partitions (a stall, visible) rather
+    # than pour every record into the dead-letter topic.
+    systemic = len(tasks) > 1 and len(summary.failures) == len(tasks) and not summary.done
     with _state(settings) as client:
         for failure in summary.failures:
             attempts = note_range_failed(
                 client, settings.search_index_prefix, failure.range, failure.error, now
             )
+            if systemic:
+                log.error(
+                    "range %s failed (attempt %d), like every range of this run: not "
+                    "quarantined, the cause looks systemic: %s",
+                    failure.range,
+                    attempts,
+                    failure.error,
+                )
+                continue
             if attempts < settings.etl_quarantine_after_failures:
                 log.warning(
                     "range %s failed (attempt %d of %d before quarantine): %s",
