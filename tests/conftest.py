@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
 from iot_pipeline.settings import Settings
 
@@ -86,3 +88,15 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _base_env() -> dict[str, str]:
     return dict(os.environ)
+
+
+@pytest.fixture(scope="module")
+def celery_app(settings: Settings) -> Iterator[Celery]:
+    """A Celery app on the module's own settings (its `settings` fixture), queues purged
+    before and after so no task of another module runs on its workers."""
+    from iot_pipeline.worker.app import create_app
+
+    app = create_app(settings)
+    app.control.purge()
+    yield app
+    app.control.purge()

@@ -22,21 +22,12 @@ from workers import backfill, settings_env, start_worker, stop, wait_ready
 from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import create_app
 
 
 @pytest.fixture(scope="module")
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "etl", etl_task_timeout_seconds=45) as own:
         yield own
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[Celery]:
-    app = create_app(settings)
-    app.control.purge()
-    yield app
-    app.control.purge()
 
 
 def _produce(settings: Settings, start: str, count: int, seed: int) -> None:
@@ -67,12 +58,12 @@ def _highs(settings: Settings) -> dict[int, int]:
 
 
 def test_a_run_indexes_the_batch_commits_and_a_second_run_changes_nothing(
-    settings: Settings, client: Celery, airflow_env: dict[str, str]
+    settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
     _produce(settings, "2026-11-25T00:00Z", 3000, seed=21)
     worker = start_worker(settings, "etl-a")
     try:
-        wait_ready(client, "etl-a")
+        wait_ready(celery_app, "etl-a")
         first = _run_dag(settings, airflow_env)
         assert first["state"] == "success", first
         report = first["tasks"]["report"]["xcom"]
@@ -97,20 +88,20 @@ def test_a_run_indexes_the_batch_commits_and_a_second_run_changes_nothing(
 
 
 def test_failed_ranges_commit_nothing_and_the_next_run_catches_up(
-    settings: Settings, client: Celery, airflow_env: dict[str, str]
+    settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
     before = _committed(settings)
     _produce(settings, "2026-11-25T12:00Z", 2000, seed=22)
     # A worker that cannot reach the search node: every range fails (and keeps retrying).
     broken = start_worker(settings, "etl-broken", SEARCH_URL="http://127.0.0.1:9")
     try:
-        wait_ready(client, "etl-broken")
+        wait_ready(celery_app, "etl-broken")
         failed = _run_dag(settings, airflow_env)
     finally:
         stop(broken)
         # its retries, handed back to the queue at shutdown, would run later in this module
         # and make the dead-letter counts below move; they are harmless, but not ours
-        client.control.purge()
+        celery_app.control.purge()
     # the run fails visibly (its verdict), and no partition whose range failed moves
     assert failed["state"] == "failed", failed
     assert failed["tasks"]["process"]["state"] == "success"
@@ -123,7 +114,7 @@ def test_failed_ranges_commit_nothing_and_the_next_run_catches_up(
 
     worker = start_worker(settings, "etl-b")
     try:
-        wait_ready(client, "etl-b")
+        wait_ready(celery_app, "etl-b")
         recovered = _run_dag(settings, airflow_env)
     finally:
         stop(worker)
@@ -140,7 +131,7 @@ def test_failed_ranges_commit_nothing_and_the_next_run_catches_up(
 
 
 def test_replays_reprocess_idempotently_and_dead_letters_stay_once(
-    settings: Settings, client: Celery, airflow_env: dict[str, str]
+    settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
     store = make_store(settings)
     before = snapshot(store, settings.search_index_prefix)
@@ -153,7 +144,7 @@ def test_replays_reprocess_idempotently_and_dead_letters_stay_once(
     letters_before = dead_letters()
     worker = start_worker(settings, "etl-replay")
     try:
-        wait_ready(client, "etl-replay")
+        wait_ready(celery_app, "etl-replay")
         replay = run_airflow(
             env,
             "test",

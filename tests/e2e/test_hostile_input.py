@@ -23,7 +23,6 @@ from workers import backfill, settings_env, start_worker, stop, wait_ready
 from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import create_app
 
 PARTITIONS = 6
 RANDOM_RECORDS = 10_200
@@ -131,14 +130,6 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
         yield own
 
 
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[Celery]:
-    app = create_app(settings)
-    app.control.purge()
-    yield app
-    app.control.purge()
-
-
 def _produce_hostile(
     settings: Settings, corpus: list[tuple[str, bytes, bytes | None]]
 ) -> dict[tuple[int, int], str]:
@@ -181,7 +172,7 @@ def _produce_hostile(
 
 
 def test_hostile_records_are_dead_lettered_once_and_the_rest_flows(
-    settings: Settings, client: Celery, airflow_env: dict[str, str]
+    settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
     rng = random.Random(20261128)
     corpus = hostile_corpus(rng)
@@ -193,7 +184,7 @@ def test_hostile_records_are_dead_lettered_once_and_the_rest_flows(
     env = {**settings_env(settings), **airflow_env}
     worker = start_worker(settings, "hostile")
     try:
-        wait_ready(client, "hostile")
+        wait_ready(celery_app, "hostile")
         runs = [run_airflow(env, "test", "iot_sensor_etl") for _ in range(2)]
     finally:
         stop(worker)

@@ -23,7 +23,6 @@ from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.orchestration.run_state import read_state
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import create_app
 
 MARKER = "drill-7f3a"
 BAD_PARTITION = 4
@@ -39,14 +38,6 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
         etl_quarantine_after_failures=ATTEMPTS,
     ) as own:
         yield own
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[Celery]:
-    app = create_app(settings)
-    app.control.purge()
-    yield app
-    app.control.purge()
 
 
 def _committed(settings: Settings) -> dict[int, int]:
@@ -89,7 +80,7 @@ def _marked_reading(settings: Settings) -> dict[str, object]:
 
 
 def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
-    settings: Settings, client: Celery, airflow_env: dict[str, str]
+    settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
     backfill(settings, "2026-11-26T00:00Z", 900, seed=51)
     reading = _marked_reading(settings)
@@ -99,7 +90,7 @@ def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
 
     faulty = start_worker(settings, "drill-faulty", FAULT_INJECTION_MARKER=MARKER)
     try:
-        wait_ready(client, "drill-faulty")
+        wait_ready(celery_app, "drill-faulty")
         runs = [run_airflow(env, "test", "iot_sensor_etl") for _ in range(ATTEMPTS)]
         committed_then = _committed(settings)
     finally:
@@ -146,7 +137,7 @@ def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
     # the cause is gone: the dead-letter replay brings the quarantined readings back
     fixed = start_worker(settings, "drill-fixed")
     try:
-        wait_ready(client, "drill-fixed")
+        wait_ready(celery_app, "drill-fixed")
         replay = run_airflow(env, "test", "iot_dead_letter_replay")
         after = run_airflow(env, "test", "iot_sensor_etl")
     finally:

@@ -24,7 +24,6 @@ from iot_pipeline.orchestration.etl import commit_batch, plan_batch, process_bat
 from iot_pipeline.processing.pipeline import cleaning_policy
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import create_app
 
 CAP = 300  # records per range: several ranges and checkpoints per partition
 FAULTS = ("spike=0.02", "duplicate=0.03", "out_of_order=0.02", "late=0.01", "stuck=0.05")
@@ -35,14 +34,6 @@ PROVENANCE = ("batch_id", "ingest_time")
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "replayflags", etl_max_records_per_partition=CAP) as own:
         yield own
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[Celery]:
-    app = create_app(settings)
-    app.control.purge()
-    yield app
-    app.control.purge()
 
 
 def _etl_until_drained(settings: Settings, tag: str) -> None:
@@ -81,18 +72,18 @@ def _without(docs: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _live_checkpoints(settings: Settings) -> dict[str, bytes]:
-    client = redis.Redis.from_url(settings.redis_url)
+    celery_app = redis.Redis.from_url(settings.redis_url)
     try:
         pattern = (
             f"{settings.search_index_prefix}:cleaner-state:{settings.kafka_sensor_data_topic}:*"
         )
-        return {k.decode(): client.get(k) or b"" for k in client.scan_iter(pattern)}
+        return {k.decode(): celery_app.get(k) or b"" for k in celery_app.scan_iter(pattern)}
     finally:
-        client.close()
+        celery_app.close()
 
 
 def test_a_whole_topic_replay_during_live_ingestion_reproduces_every_flag(
-    settings: Settings, client: Celery, airflow_env: dict[str, str]
+    settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
     backfill(settings, "2026-11-27T00:00Z", 2400, seed=61, faults=FAULTS)
     env = {
@@ -103,7 +94,7 @@ def test_a_whole_topic_replay_during_live_ingestion_reproduces_every_flag(
     store = make_store(settings)
     worker = start_worker(settings, "replay-flags")
     try:
-        wait_ready(client, "replay-flags")
+        wait_ready(celery_app, "replay-flags")
         _etl_until_drained(settings, "first")
         before = snapshot(store, settings.search_index_prefix)
         live_before = _live_checkpoints(settings)

@@ -114,7 +114,8 @@ def _documents(store: SearchStore, prefix: str) -> dict[str, dict[str, Any]]:
     for kind in ("readings-*", "agg-1m", "agg-1h"):
         store.refresh(f"{prefix}-{kind}")
         hits = store.search(f"{prefix}-{kind}", {"size": 1000})["hits"]["hits"]
-        docs.update({h["_id"]: h["_source"] for h in hits})
+        # readings by event id (the station's test events are unique), aggregates by id
+        docs.update({h["_source"].get("event_id", h["_id"]): h["_source"] for h in hits})
     return docs
 
 

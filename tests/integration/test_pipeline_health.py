@@ -193,7 +193,7 @@ def test_stall_shows_in_status_health_and_metrics_then_clears(
     assert metrics[("iot_pipeline_source_up", (("source", "redis"),))] == 1
 
     # the ETL commits partition 1 again: healthy, the range's failures are over
-    note_committed(state, settings.search_index_prefix, [_range(settings, 1)], at=time.time())
+    note_committed(state, settings.search_index_prefix, [_range(settings, 1, 0, 3)], at=time.time())
     assert api.get("/health/pipeline").json()["status"] == "ok"
     status = api.get("/pipeline/status").json()
     assert status["stalled"] is False

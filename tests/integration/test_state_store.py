@@ -3,6 +3,7 @@ checkpoints, and where a replay starts from."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -94,3 +95,27 @@ def test_a_task_is_started_at_most_worker_max_deliveries_times(
     with pytest.raises(RangeRedelivered, match="started 4 times"):
         _count_delivery(client, settings, "range:b:t:0:0-10", 0)
     _count_delivery(client, settings, "range:b:t:0:0-10", 1)  # a Celery retry starts afresh
+
+
+def test_a_range_lock_is_kept_alive_while_held_and_frees_itself_when_its_holder_dies(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iot_pipeline.worker import tasks
+
+    monkeypatch.setattr(tasks, "LOCK_SECONDS", 2)
+    name = "statetest:range-lock:t:0"
+    with tasks.held_lock(client, name) as first:
+        assert first
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # over two lifetimes: renewed, still ours
+            with tasks.held_lock(client, name) as second:
+                assert not second
+            time.sleep(0.2)
+    with tasks.held_lock(client, name) as again:  # released on exit
+        assert again
+    # a holder that dies without releasing: the lock expires by itself
+    client.lock(name, timeout=1).acquire(blocking=False)
+    deadline = time.monotonic() + 5
+    while client.exists(name):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

@@ -26,7 +26,7 @@ from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import PROCESS_RANGE, create_app
+from iot_pipeline.worker.app import PROCESS_RANGE
 
 ROOT = Path(__file__).resolve().parents[2]
 # The batch clock is fixed once (as the orchestrator does); clock-skewed events lie after it.
@@ -37,14 +37,6 @@ BATCH_TIME = datetime.now(UTC).replace(microsecond=0)
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "proc") as own:
         yield own
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[Celery]:
-    app = create_app(settings)
-    app.control.purge()
-    yield app
-    app.control.purge()
 
 
 @pytest.fixture(scope="module")
@@ -76,18 +68,18 @@ def _tasks(settings: Settings, produced: list[tuple[int, int, bytes]]) -> list[R
     ]
 
 
-def _run(client: Celery, tasks: list[RangeTask]) -> list[dict[str, Any]]:
-    results = [client.send_task(PROCESS_RANGE, args=[t.model_dump(mode="json")]) for t in tasks]
+def _run(celery_app: Celery, tasks: list[RangeTask]) -> list[dict[str, Any]]:
+    results = [celery_app.send_task(PROCESS_RANGE, args=[t.model_dump(mode="json")]) for t in tasks]
     return [r.get(timeout=180) for r in results]
 
 
 def test_ranges_are_indexed_and_rejects_dead_lettered(
-    settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
+    settings: Settings, celery_app: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
     worker = start_worker(settings, "proc-a")
     try:
-        wait_ready(client, "proc-a")
-        reports = _run(client, _tasks(settings, produced))
+        wait_ready(celery_app, "proc-a")
+        reports = _run(celery_app, _tasks(settings, produced))
     finally:
         stop(worker)
     assert sum(r["records"] for r in reports) == len(produced)
@@ -122,17 +114,17 @@ def test_ranges_are_indexed_and_rejects_dead_lettered(
 
 
 def test_replaying_the_same_ranges_leaves_the_store_identical(
-    settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
+    settings: Settings, celery_app: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
     store = make_store(settings)
     worker = start_worker(settings, "proc-b")
     try:
-        wait_ready(client, "proc-b")
-        _run(client, _tasks(settings, produced))
+        wait_ready(celery_app, "proc-b")
+        _run(celery_app, _tasks(settings, produced))
         before = snapshot(store, settings.search_index_prefix)
         aggregates_before = aggregates(store, settings.search_index_prefix)
         letters_before = len(consume_all(settings, settings.dead_letter_topic, 10**9, 3))
-        replay = _run(client, _tasks(settings, produced))
+        replay = _run(celery_app, _tasks(settings, produced))
         after = snapshot(store, settings.search_index_prefix)
         aggregates_after = aggregates(store, settings.search_index_prefix)
         letters_after = len(consume_all(settings, settings.dead_letter_topic, 10**9, 3))
@@ -175,7 +167,7 @@ def test_aggregates_equal_an_offline_computation(settings: Settings) -> None:
 
 
 def test_a_late_reading_changes_exactly_its_windows(
-    settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
+    settings: Settings, celery_app: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
     store = make_store(settings)
     readings = snapshot(store, settings.search_index_prefix)
@@ -214,8 +206,8 @@ def test_a_late_reading_changes_exactly_its_windows(
     )
     worker = start_worker(settings, "proc-late")
     try:
-        wait_ready(client, "proc-late")
-        (report,) = _run(client, [task])
+        wait_ready(celery_app, "proc-late")
+        (report,) = _run(celery_app, [task])
     finally:
         stop(worker)
     after = aggregates(store, settings.search_index_prefix)
@@ -242,15 +234,15 @@ def start_of(moment: datetime, resolution: str) -> str:
 
 
 def test_worker_killed_mid_task_then_rerun_loses_and_duplicates_nothing(
-    settings: Settings, client: Celery, produced: list[tuple[int, int, bytes]]
+    settings: Settings, celery_app: Celery, produced: list[tuple[int, int, bytes]]
 ) -> None:
     store = make_store(settings)
     store.delete_indices(store.list_indices(f"{settings.search_index_prefix}-readings-*"))
     largest = max(_tasks(settings, produced), key=lambda t: t.range.size)
     worker = start_worker(settings, "proc-c")
     try:
-        wait_ready(client, "proc-c")
-        pending = client.send_task(PROCESS_RANGE, args=[largest.model_dump(mode="json")])
+        wait_ready(celery_app, "proc-c")
+        pending = celery_app.send_task(PROCESS_RANGE, args=[largest.model_dump(mode="json")])
         deadline = time.monotonic() + 60
         while pending.state != "STARTED" and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -264,8 +256,8 @@ def test_worker_killed_mid_task_then_rerun_loses_and_duplicates_nothing(
 
     worker = start_worker(settings, "proc-d")
     try:
-        wait_ready(client, "proc-d")
-        _run(client, [largest])
+        wait_ready(celery_app, "proc-d")
+        _run(celery_app, [largest])
     finally:
         stop(worker)
     final = snapshot(store, settings.search_index_prefix)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from contextlib import suppress
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from contextvars import Token
 from functools import cache
 from typing import Any
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class PartitionBusy(RuntimeError):
-    """Another task holds the partition (transient: retried with backoff)."""
+    """Another task holds the partition (the task retries after a while)."""
 
 
 class RangeRedelivered(RuntimeError):
@@ -38,7 +40,6 @@ TRANSIENT = (
     KafkaReadError,
     DeadLetterError,
     redis.ConnectionError,
-    PartitionBusy,
 )
 
 
@@ -103,15 +104,40 @@ def process_range_task(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, 
     _count_delivery(client, settings, str(self.request.id), int(self.request.retries or 0))
     r = range_task.range
     scope = f"replay:{range_task.batch_id}:" if range_task.replay else ""
-    lock = client.lock(
-        f"{settings.search_index_prefix}:range-lock:{scope}{r.topic}:{r.partition}",
-        timeout=settings.worker_task_time_limit_seconds + 60,
-    )
-    if not lock.acquire(blocking=False):
-        raise PartitionBusy(f"another task is processing {r.topic}[{r.partition}]; retrying")
-    try:
+    name = f"{settings.search_index_prefix}:range-lock:{scope}{r.topic}:{r.partition}"
+    with held_lock(client, name) as acquired:
+        if not acquired:
+            busy = PartitionBusy(f"another task is processing {r.topic}[{r.partition}]")
+            raise self.retry(exc=busy, countdown=LOCK_SECONDS / 2)
         return process_range(settings, _store(), client, range_task).as_dict()
+
+
+LOCK_SECONDS = 30  # a dead worker's partition lock frees itself this soon
+
+
+@contextmanager
+def held_lock(client: redis.Redis, name: str) -> Iterator[bool]:
+    """A Redis lock kept alive while the block runs: renewed every third of its time-to-live
+    by a thread, so a long range keeps it and a killed worker loses it within LOCK_SECONDS."""
+    # not thread-local: the renewing thread must see the token the task's thread acquired
+    lock = client.lock(name, timeout=LOCK_SECONDS, thread_local=False)
+    if not lock.acquire(blocking=False):
+        yield False
+        return
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(LOCK_SECONDS / 3):
+            with suppress(redis.RedisError):
+                lock.reacquire()
+
+    renewer = threading.Thread(target=renew, name="range-lock", daemon=True)
+    renewer.start()
+    try:
+        yield True
     finally:
+        done.set()
+        renewer.join()
         with suppress(redis.RedisError):
             lock.release()
 
