@@ -153,7 +153,7 @@ def in_process(
 
 def _wait_for_leader(settings: Settings, topic: str) -> None:
     """A new topic has no leader for a moment; the first dead letter must not pay for it."""
-    producer = dead_letters._producer(settings.kafka_brokers)  # the pipeline's own producer
+    producer = dead_letters.dead_letter_producer(settings)  # the pipeline's own producer
     for _ in range(100):
         partitions = producer.list_topics(topic, timeout=5).topics[topic].partitions
         if partitions and all(p.leader >= 0 for p in partitions.values()):

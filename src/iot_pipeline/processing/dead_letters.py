@@ -90,6 +90,12 @@ def _producer(brokers: str, max_bytes: int) -> Producer:
     )
 
 
+def dead_letter_producer(settings: Settings) -> Producer:
+    """The process's dead-letter producer, sized for the dead-letter topic's largest record."""
+    limit = topic_max_bytes(settings.kafka_brokers, settings.dead_letter_topic)
+    return _producer(settings.kafka_brokers, limit)
+
+
 def _sent_key(prefix: str, topic: str, partition: int) -> str:
     return f"{prefix}:dead-lettered:{topic}:{partition}"
 
@@ -127,7 +133,7 @@ def send_dead_letters(
     if not letters:
         return
     limit = topic_max_bytes(settings.kafka_brokers, settings.dead_letter_topic)
-    producer = _producer(settings.kafka_brokers, limit)
+    producer = dead_letter_producer(settings)
     failures: list[str] = []
     too_large: list[DeadLetter] = []
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from iot_pipeline import __version__
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.storage import IndexAction, readings_index
-from iot_pipeline.storage.base import encoded_action
+from iot_pipeline.storage.base import encode_action
 
 
 def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> dict[str, Any]:
@@ -50,7 +50,9 @@ def reading_id(sensor_id: str, event_id: str) -> str:
     """A reading's document id: its event id within its sensor, so two sensors that happen to
     use the same event id never overwrite each other (`%` and `:` escaped in the sensor id,
     so the first `:` always ends it)."""
-    return f"{sensor_id.replace('%', '%25').replace(':', '%3A')}:{event_id}"
+    if "%" in sensor_id or ":" in sensor_id:
+        sensor_id = sensor_id.replace("%", "%25").replace(":", "%3A")
+    return f"{sensor_id}:{event_id}"
 
 
 @dataclass
@@ -75,12 +77,10 @@ def reading_actions(
             index = indices.get(day)
             if index is None:
                 index = indices[day] = readings_index(prefix, clean.reading.event_time)
-            action = IndexAction(
-                index,
-                reading_id(clean.reading.sensor_id, clean.reading.event_id),
-                reading_document(clean, batch_id, ingest),
-            )
-            out.actions.append(replace(action, encoded=encoded_action(action)))
+            doc_id = reading_id(clean.reading.sensor_id, clean.reading.event_id)
+            document = reading_document(clean, batch_id, ingest)
+            encoded = encode_action("index", index, doc_id, document)
+            out.actions.append(IndexAction(index, doc_id, document, encoded=encoded))
         except Exception as exc:  # one reading's document never stops a range
             out.failed.append((clean, exc))
     return out

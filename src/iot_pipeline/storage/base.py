@@ -140,8 +140,13 @@ def encoded_action(action: IndexAction) -> bytes:
     """One action's two NDJSON lines of a bulk body (orjson: several times `json`'s speed)."""
     if action.encoded is not None:
         return action.encoded
-    meta = orjson.dumps({action.op: {"_index": action.index, "_id": action.id}})
-    return meta + b"\n" + orjson.dumps(action.document) + b"\n"
+    return encode_action(action.op, action.index, action.id, action.document)
+
+
+def encode_action(op: str, index: str, doc_id: str, document: dict[str, Any]) -> bytes:
+    """The two NDJSON lines of one bulk action."""
+    meta = orjson.dumps({op: {"_index": index, "_id": doc_id}})
+    return meta + b"\n" + orjson.dumps(document) + b"\n"
 
 
 def bulk_body(actions: list[IndexAction]) -> bytes:
