@@ -10,8 +10,9 @@ Every run (schedule `ETL_SCHEDULE`, default every minute, one run at a time):
 2. **process** — one Celery task `iot.process_range` per range (batch keys, not payloads):
    the workers read, clean, index, dead-letter and recompute the touched windows. Waits up to
    `ETL_TASK_TIMEOUT_SECONDS`, then revokes what still runs. A range that failed
-   `ETL_QUARANTINE_AFTER_FAILURES` runs in a row is **quarantined**: its records go to the
-   dead-letter topic as `range_failed` (replay them with `iot_dead_letter_replay`).
+   `ETL_QUARANTINE_AFTER_FAILURES` runs in a row is narrowed down (by bisection) to the
+   records that make it fail; those are **quarantined**: dead-lettered as `range_failed`
+   (replay them with `iot_dead_letter_replay`), and the rest of the range is processed.
 3. **commit** — per partition: each partition whose ranges succeeded (or were quarantined)
    commits its end offset, whatever happened to the others. A failed range's partition stays
    where it was and is retried by the next run (deterministic ids: nothing is duplicated).

@@ -152,8 +152,9 @@ class Settings(BaseSettings):
     etl_quarantine_after_failures: int = Field(
         3,
         ge=1,
-        description="Failed attempts after which a range is quarantined (its records "
-        "dead-lettered as `range_failed`) so that its partition moves on.",
+        description="Failed attempts after which a range is narrowed to the records that "
+        "fail and those are quarantined (dead-lettered as `range_failed`) so that its "
+        "partition moves on.",
     )
     etl_stall_seconds: int = Field(
         300,

@@ -1,7 +1,8 @@
 """A range that fails the same way every time (the fault injection marker in one reading)
 is quarantined after `ETL_QUARANTINE_AFTER_FAILURES` runs while the other partitions keep
-committing; the run state shows it; once the cause is gone, `iot_dead_letter_replay` brings
-its readings back and the store equals the ground truth."""
+committing: narrowed down to the one record that makes it fail, the rest of the range is
+processed; the run state shows it; once the cause is gone, `iot_dead_letter_replay` brings
+the record back and the store equals the ground truth."""
 
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ def _highs(settings: Settings) -> dict[int, int]:
     return {p.partition: p.high for p in group}
 
 
-def _marked_reading(settings: Settings) -> dict[str, object]:
-    """A valid reading that carries the marker (in its event id), in the bad partition."""
+def _marked_reading(settings: Settings) -> tuple[dict[str, object], int]:
+    """A valid reading that carries the marker (in its event id), in the bad partition;
+    returns it and its offset."""
     reading = {
         "schema_version": 1,
         "event_id": f"{MARKER}-1",
@@ -68,22 +70,24 @@ def _marked_reading(settings: Settings) -> dict[str, object]:
         "battery_pct": 80.0,
         "firmware": "3.0.2",
     }
+    offsets: list[int] = []
     producer = Producer(producer_config(settings))
     producer.produce(
         settings.kafka_sensor_data_topic,
         json.dumps(reading).encode(),
         b"casa-drill-01-pm25",
         partition=BAD_PARTITION,
+        on_delivery=lambda err, msg: offsets.append(msg.offset()),
     )
     assert producer.flush(30) == 0
-    return reading
+    return reading, offsets[0]
 
 
 def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
     settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
     backfill(settings, "2026-11-26T00:00Z", 900, seed=51)
-    reading = _marked_reading(settings)
+    reading, marked = _marked_reading(settings)
     backfill(settings, "2026-11-26T01:00Z", 900, seed=52)
     env = {**settings_env(settings), **airflow_env}
     highs = _highs(settings)
@@ -117,9 +121,9 @@ def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
     assert len(last["quarantined_ranges"]) == 1
     assert committed_then == highs
     assert status.quarantined_ranges == 1
-    assert status.quarantined_records == highs[BAD_PARTITION]
+    assert status.quarantined_records == 1  # narrowed to the record that fails
     (entry,) = status.quarantines
-    assert (entry.partition, entry.start, entry.end) == (BAD_PARTITION, 0, highs[BAD_PARTITION])
+    assert (entry.partition, entry.start, entry.end) == (BAD_PARTITION, marked, marked + 1)
     assert entry.attempts == ATTEMPTS
     assert "InjectedFault" in entry.error
     assert status.failing == {}  # the partition moved past it
@@ -132,7 +136,15 @@ def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
         if dict(m.headers() or [])["dlq.reason"] == b"range_failed"
         and dict(m.headers() or [])["dlq.source.partition"] == str(BAD_PARTITION).encode()
     ]
-    assert len(quarantined) == highs[BAD_PARTITION]  # the partition's whole range, once
+    assert [int(dict(m.headers() or [])["dlq.source.offset"]) for m in quarantined] == [marked]
+    produced = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
+    expected = expected_ids([(m.partition(), m.offset(), m.value() or b"") for m in produced])
+    marked_id = document_id(str(reading["sensor_id"]), str(reading["event_id"]))
+    store = make_store(settings)
+    try:  # everything else of the failing range is indexed already
+        assert set(snapshot(store, settings.search_index_prefix)) == expected - {marked_id}
+    finally:
+        store.close()
 
     # the cause is gone: the dead-letter replay brings the quarantined readings back
     fixed = start_worker(settings, "drill-fixed")
@@ -145,13 +157,11 @@ def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
     assert replay["state"] == "success", replay
     assert after["state"] == "success", after
     assert after["tasks"]["report"]["xcom"]["consecutive_failed_runs"] == 0
-    produced = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
     store = make_store(settings)
     try:
         stored = snapshot(store, settings.search_index_prefix)
-        expected = expected_ids([(m.partition(), m.offset(), m.value() or b"") for m in produced])
         assert set(stored) == expected
-        assert document_id(str(reading["sensor_id"]), str(reading["event_id"])) in stored
+        assert marked_id in stored
         assert assert_aggregates_match(store, settings.search_index_prefix) > 100
     finally:
         store.close()

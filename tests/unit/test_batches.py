@@ -137,3 +137,34 @@ def test_the_verdict_fails_the_run_with_the_reason() -> None:
     }
     with pytest.raises(Exception, match=r"1 ranges failed \(1 quarantined: t\[4\]:0-10"):
         verdict(bad)
+
+
+def test_a_failing_range_is_narrowed_to_the_records_that_fail() -> None:
+    from iot_pipeline.orchestration.batches import BatchSummary, RangeFailure, narrow_failure
+
+    poison = {37, 80}
+
+    def work(task: RangeTask) -> Any:
+        r = task.range
+        if any(r.start <= p < r.end for p in poison):
+            return ValueError("poison")
+        return _report(task)
+
+    app = _App(work)
+    summary = BatchSummary("b")
+    failed = RangeFailure(_ranges((4, 0, 100))[0], "ValueError: poison")
+    culprits = narrow_failure(app, failed, "b", NOW, 60, summary)  # type: ignore[arg-type]
+    assert [(c.range.start, c.range.end) for c in culprits] == [(37, 38), (80, 81)]
+    succeeded = [t.range for t in app.sent if not isinstance(work(t), Exception)]
+    processed = sorted(o for r in succeeded for o in range(r.start, r.end))
+    assert processed == sorted(set(range(100)) - poison)  # every other record, once
+    assert summary.records == 98
+
+
+def test_a_range_that_timed_out_is_not_bisected() -> None:
+    from iot_pipeline.orchestration.batches import BatchSummary, RangeFailure, narrow_failure
+
+    app = _App(_report)
+    failed = RangeFailure(_ranges((0, 0, 100))[0], "Timeout: not done after 900s")
+    assert narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b")) == [failed]  # type: ignore[arg-type]
+    assert app.sent == []

@@ -33,6 +33,7 @@ from iot_pipeline.worker.app import PROCESS_RANGE, PROCESSING_QUEUE
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
+TIMEOUT_PREFIX = "Timeout:"  # how a range the orchestrator gave up waiting for is reported
 
 
 class BatchFailed(RuntimeError):
@@ -94,6 +95,23 @@ class BatchSummary:
         self.task_seconds = round(self.task_seconds + float(report.get("seconds", 0.0)), 3)
         self.per_range.append(f"{report.get('range')}: {report.get('records')} records")
 
+    def merge(self, other: BatchSummary) -> None:
+        """Add the counts of another summary of the same batch (its ranges, not its `done`)."""
+        for name in (
+            "ranges",
+            "records",
+            "indexed",
+            "valid",
+            "flagged",
+            "duplicates",
+            "dead_letters",
+            "still_dead",
+            "windows",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.task_seconds = round(self.task_seconds + other.task_seconds, 3)
+        self.per_range += other.per_range
+
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["done"] = [r.model_dump() for r in self.done]
@@ -142,7 +160,7 @@ def run_tasks(
         if key not in partitions:
             partitions[key] = _Partition(deque(), task.range.start, task.range.start)
         partitions[key].queue.append(task)
-    log.info("dispatching %d ranges of batch %s", len(tasks), summary.batch_id)
+    log.debug("dispatching %d ranges of batch %s", len(tasks), summary.batch_id)
     deadline = time.monotonic() + timeout
 
     def start_next(part: _Partition) -> None:
@@ -172,6 +190,8 @@ def run_tasks(
                 part.failed = True
                 log.error("range %s failed: %s", task.range, error)
             start_next(part)
+        if not any(p.running for p in partitions.values()):
+            break
         if time.monotonic() > deadline:
             _give_up(app, partitions, summary, timeout)
             break
@@ -196,7 +216,7 @@ def _give_up(
             continue
         task, _ = part.running
         app.control.revoke(task.task_id, terminate=True, signal="SIGKILL")
-        error = f"Timeout: not done after {timeout:.0f}s (task revoked)"
+        error = f"{TIMEOUT_PREFIX} not done after {timeout:.0f}s (task revoked)"
         summary.failures.append(RangeFailure(task.range, error))
         log.error("range %s: %s", task.range, error)
         part.running = None
@@ -206,3 +226,29 @@ def _give_up(
 def _short(report: dict[str, Any]) -> str:
     keys = ("records", "indexed", "valid", "flagged", "dead_letters", "windows", "seconds")
     return ", ".join(f"{k}={report.get(k)}" for k in keys)
+
+
+def narrow_failure(
+    app: Celery,
+    failure: RangeFailure,
+    batch_id: str,
+    ingest_time: datetime,
+    timeout: float,
+    summary: BatchSummary,
+) -> list[RangeFailure]:
+    """Bisect a range that keeps failing: process its halves in order and recurse into the
+    halves that fail, down to single records. Returns the smallest ranges that still fail
+    (the culprits); everything else of the range is processed now, its counts added to
+    `summary`. A range that timed out is not bisected (halves would wait as long again)."""
+    offsets = failure.range
+    if offsets.size <= 1 or failure.error.startswith(TIMEOUT_PREFIX):
+        return [failure]
+    middle = offsets.start + offsets.size // 2
+    culprits: list[RangeFailure] = []
+    for start, end in ((offsets.start, middle), (middle, offsets.end)):
+        half = offsets.model_copy(update={"start": start, "end": end})
+        outcome = run_tasks(app, range_tasks(batch_id, ingest_time, [half]), timeout, poll=0.2)
+        summary.merge(outcome)
+        for failed in outcome.failures:
+            culprits += narrow_failure(app, failed, batch_id, ingest_time, timeout, summary)
+    return culprits

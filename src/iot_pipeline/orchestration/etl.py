@@ -4,9 +4,9 @@ between tasks through XCom).
 `iot_sensor_etl`: plan -> process -> commit -> report -> verdict. A plan is fixed once per
 run, so a retried `process` works on exactly the same ranges. Partitions are isolated: each
 one commits as far as its ranges succeeded, whatever happens to the others. A range that
-failed `ETL_QUARANTINE_AFTER_FAILURES` times is quarantined (its records dead-lettered as
-`range_failed`) and its partition commits past it. `verdict` fails the run, visibly in the
-Airflow UI, when a range failed or was quarantined.
+failed `ETL_QUARANTINE_AFTER_FAILURES` times is narrowed to the records that make it fail;
+those are quarantined (dead-lettered as `range_failed`) and its partition commits past it.
+`verdict` fails the run, visibly in the Airflow UI, when a range failed or was quarantined.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import Any
 
 import redis
 
-from iot_pipeline.orchestration.batches import BatchFailed, batch_id_for, range_tasks, run_tasks
+from iot_pipeline.orchestration.batches import (
+    BatchFailed,
+    batch_id_for,
+    narrow_failure,
+    range_tasks,
+    run_tasks,
+)
 from iot_pipeline.orchestration.offsets import (
     commit_ranges,
     plan_ranges,
@@ -88,7 +94,8 @@ def process_batch(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
 
     ingest_time = datetime.fromisoformat(plan["ingest_time"])
     tasks = range_tasks(plan["batch_id"], ingest_time, _ranges(plan["ranges"]))
-    summary = run_tasks(create_app(settings), tasks, timeout=settings.etl_task_timeout_seconds)
+    app = create_app(settings)
+    summary = run_tasks(app, tasks, timeout=settings.etl_task_timeout_seconds)
     quarantined: list[dict[str, Any]] = []
     now = time.time()
     # When every range of a run fails, the cause is the system (workers gone or broken, a
@@ -118,16 +125,32 @@ def process_batch(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
                     failure.error,
                 )
                 continue
-            entry = quarantine_range(
-                settings,
-                client,
-                failure.range,
-                failure.error,
-                attempts,
+            # Set aside only what fails: the rest of the range is processed as usual.
+            culprits = narrow_failure(
+                app,
+                failure,
                 plan["batch_id"],
                 ingest_time,
+                settings.etl_task_timeout_seconds,
+                summary,
             )
-            quarantined.append(entry.as_dict())
+            log.warning(
+                "range %s failed %d times: narrowed to %s",
+                failure.range,
+                attempts,
+                ", ".join(str(c.range) for c in culprits) or "nothing (it passed this time)",
+            )
+            for culprit in culprits:
+                entry = quarantine_range(
+                    settings,
+                    client,
+                    culprit.range,
+                    culprit.error,
+                    attempts,
+                    plan["batch_id"],
+                    ingest_time,
+                )
+                quarantined.append(entry.as_dict())
             summary.done = _extend(summary.done, failure.range)
     result = summary.as_dict()
     result["quarantined"] = quarantined

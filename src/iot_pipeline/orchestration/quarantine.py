@@ -1,4 +1,5 @@
-"""Quarantine: a range that keeps failing is set aside so that its partition moves on.
+"""Quarantine: what keeps failing is set aside so that its partition moves on (the
+orchestrator first narrows a failing range to the records that fail, `narrow_failure`).
 
 Its records go to the dead-letter topic (reason `range_failed`, the error in the detail),
 where `iot_dead_letter_replay` brings them back once the cause is fixed. Records of the range
