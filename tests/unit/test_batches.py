@@ -168,3 +168,10 @@ def test_a_range_that_timed_out_is_not_bisected() -> None:
     failed = RangeFailure(_ranges((0, 0, 100))[0], "Timeout: not done after 900s")
     assert narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b")) == [failed]  # type: ignore[arg-type]
     assert app.sent == []
+
+
+def test_unexpected_errors_reach_the_orchestrator_by_name() -> None:
+    from iot_pipeline.worker.tasks import RangeFailed, process_range_task
+
+    with pytest.raises(RangeFailed, match=r"^ValidationError: \d+ validation error"):
+        process_range_task({"batch_id": ""})

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 from celery import Task
+from celery.exceptions import Retry
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from pydantic import ValidationError
 
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 class PartitionBusy(RuntimeError):
     """Another task holds the partition (the task retries after a while)."""
+
+
+class RangeFailed(RuntimeError):
+    """Processing the range raised (permanent for this attempt; the message names why)."""
 
 
 class RangeRedelivered(RuntimeError):
@@ -98,6 +103,18 @@ def _unbind_batch(task_id: str, **_: object) -> None:
 )
 def process_range_task(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
     """Process one offset range; `task` is a RangeTask as JSON (keys, not payloads)."""
+    try:
+        return _process(self, task)
+    except (*TRANSIENT, Retry, RangeRedelivered, PartitionBusy):
+        raise
+    except Exception as exc:
+        # One class every process can rebuild, with the original's name in the message: the
+        # orchestrator reports and quarantines on it (a pydantic or client error would reach
+        # it as a bare "Exception").
+        raise RangeFailed(f"{type(exc).__name__}: {str(exc)[:1000]}") from exc
+
+
+def _process(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
     range_task = RangeTask.model_validate(task)
     settings = get_settings()
     client = _state_client()
