@@ -1,5 +1,6 @@
 """The running native stack: healthy, on loopback only, with the pipeline's topics."""
 
+import ipaddress
 import socket
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from iot_pipeline.settings import Settings
+from iot_pipeline.stack.services import StackPaths
 from iot_pipeline.topics import load_topic_specs
 
 
@@ -50,6 +52,29 @@ def test_services_are_not_reachable_from_other_interfaces(base_settings: Setting
         with socket.socket() as sock:
             sock.settimeout(1)
             assert sock.connect_ex((address, port)) != 0, f"port {port} is open on {address}"
+
+
+def test_no_stack_process_listens_beyond_loopback(base_settings: Settings) -> None:
+    """Every socket any process of the stack listens on (Airflow's helpers included)."""
+    import psutil
+
+    pid_file = StackPaths.from_settings(base_settings).run / "supervisord.pid"
+    if not pid_file.exists():
+        pytest.skip("the stack was not started by `make up` (no supervisord here)")
+    root = psutil.Process(int(pid_file.read_text()))
+    pids = {root.pid} | {child.pid for child in root.children(recursive=True)}
+    exposed = sorted(
+        f"{c.laddr.ip}:{c.laddr.port} (pid {c.pid})"
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids and not _is_loopback(c.laddr.ip)
+    )
+    assert exposed == []
+
+
+def _is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)  # Java binds ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def test_pipeline_topics_exist(base_settings: Settings) -> None:

@@ -361,11 +361,37 @@ def _airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> l
             phase=1,
             environment=env,
         ),
-        *(
-            Service(f"airflow-{part}", None, airflow_command(part), None, phase=1, environment=env)
-            for part in ("scheduler", "dag-processor", "triggerer")
+        Service(
+            "airflow-scheduler",
+            None,
+            airflow_command("scheduler", *NO_LOG_SERVER),
+            None,
+            phase=1,
+            environment=env,
+        ),
+        Service(
+            "airflow-dag-processor",
+            None,
+            airflow_command("dag-processor"),
+            None,
+            phase=1,
+            environment=env,
+        ),
+        Service(
+            "airflow-triggerer",
+            None,
+            airflow_command("triggerer", *NO_LOG_SERVER),
+            None,
+            phase=1,
+            environment=env,
         ),
     ]
+
+
+# Airflow's log server binds every interface (its host is not configurable). Natively every
+# component shares one log folder, so the API server reads task logs from the files and the
+# log server is not started at all; loopback only.
+NO_LOG_SERVER = ("--skip-serve-logs",)
 
 
 def _api_service(settings: Settings, workdir: Path) -> Service:
