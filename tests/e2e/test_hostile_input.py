@@ -18,6 +18,7 @@ from dag_runs import run_airflow
 from ground_truth import assert_aggregates_match, expected_ids, snapshot
 from isolation import own_pipeline
 from kafka_io import consume_all
+from readings import sample_reading
 from workers import backfill, settings_env, start_worker, stop, wait_ready
 
 from iot_pipeline.orchestration.offsets import positions
@@ -38,23 +39,13 @@ REASONS = {
 
 
 def _reading(**change: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "schema_version": 1,
+    hostile_sensor: dict[str, object] = {
         "event_id": "hostile-1",
         "sensor_id": "casa-hostile-01-temperature",
         "station_id": "casa-hostile-01",
-        "district": "Anfa",
-        "metric": "temperature",
-        "value": 21.5,
-        "unit": "°C",
         "event_time": "2026-11-25T06:00:00.000Z",
-        "seq": 1,
-        "lat": 33.59,
-        "lon": -7.65,
-        "battery_pct": 80.0,
-        "firmware": "3.0.2",
     }
-    return {**base, **change}
+    return sample_reading(**{**hostile_sensor, **change})
 
 
 def _json(**change: object) -> bytes:

@@ -17,6 +17,7 @@ from dag_runs import run_airflow
 from ground_truth import assert_aggregates_match, document_id, expected_ids, snapshot
 from isolation import own_pipeline
 from kafka_io import consume_all
+from readings import sample_reading
 from workers import backfill, settings_env, start_worker, stop, wait_ready
 
 from iot_pipeline.kafka_config import producer_config
@@ -54,22 +55,15 @@ def _highs(settings: Settings) -> dict[int, int]:
 def _marked_reading(settings: Settings) -> tuple[dict[str, object], int]:
     """A valid reading that carries the marker (in its event id), in the bad partition;
     returns it and its offset."""
-    reading = {
-        "schema_version": 1,
-        "event_id": f"{MARKER}-1",
-        "sensor_id": "casa-drill-01-pm25",
-        "station_id": "casa-drill-01",
-        "district": "Anfa",
-        "metric": "pm25",
-        "value": 12.5,
-        "unit": "µg/m³",
-        "event_time": "2026-11-26T00:30:00.000Z",
-        "seq": 1,
-        "lat": 33.59,
-        "lon": -7.65,
-        "battery_pct": 80.0,
-        "firmware": "3.0.2",
-    }
+    reading = sample_reading(
+        event_id=f"{MARKER}-1",
+        sensor_id="casa-drill-01-pm25",
+        station_id="casa-drill-01",
+        metric="pm25",
+        value=12.5,
+        unit="µg/m³",
+        event_time="2026-11-26T00:30:00.000Z",
+    )
     offsets: list[int] = []
     producer = Producer(producer_config(settings))
     producer.produce(

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from readings import sample_reading
 
 from iot_pipeline.cleaning import RawRecord, SensorState, clean_batch, rules
 from iot_pipeline.cleaning.state import STUCK_REPEATS
@@ -15,23 +16,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def reading(**change: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "schema_version": 1,
-        "event_id": "e-1",
-        "sensor_id": "casa-anfa-01-temperature",
-        "station_id": "casa-anfa-01",
-        "district": "Anfa",
-        "metric": "temperature",
-        "value": 21.5,
-        "unit": "°C",
-        "event_time": "2026-11-28T11:59:00.000Z",
-        "seq": 1,
-        "lat": 33.59,
-        "lon": -7.65,
-        "battery_pct": 80.0,
-        "firmware": "3.0.2",
-    }
-    return {**base, **change}
+    return sample_reading(**change)
 
 
 def clean(*docs: dict[str, object] | bytes, states: dict[str, SensorState] | None = None):  # type: ignore[no-untyped-def]

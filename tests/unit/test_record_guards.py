@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from readings import sample_reading
 
 from iot_pipeline.cleaning import RawRecord, clean_batch, rules
 from iot_pipeline.cleaning.batch import CleaningPolicy
@@ -20,23 +21,7 @@ SENSOR = "casa-anfa-01-temperature"
 
 
 def doc(**change: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "schema_version": 1,
-        "event_id": "e-1",
-        "sensor_id": SENSOR,
-        "station_id": "casa-anfa-01",
-        "district": "Anfa",
-        "metric": "temperature",
-        "value": 21.5,
-        "unit": "°C",
-        "event_time": "2026-11-28T11:59:00.000Z",
-        "seq": 1,
-        "lat": 33.59,
-        "lon": -7.65,
-        "battery_pct": 80.0,
-        "firmware": "3.0.2",
-    }
-    return {**base, **change}
+    return sample_reading(**change)
 
 
 def record(

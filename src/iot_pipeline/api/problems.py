@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -77,27 +78,15 @@ def install(app: FastAPI) -> None:
         )
 
     # not the store's 503: the title says which dependency to look at
-    @app.exception_handler(KafkaUnavailable)
-    async def _kafka_down(request: Request, exc: KafkaUnavailable) -> JSONResponse:
-        log.warning("Kafka unavailable: %s", exc)
-        return problem(
-            request,
-            503,
-            "Kafka does not answer; retry shortly",
-            headers={"Retry-After": "5"},
-            title="Kafka unavailable",
-        )
-
-    @app.exception_handler(RedisUnavailable)
-    async def _redis_down(request: Request, exc: RedisUnavailable) -> JSONResponse:
-        log.warning("Redis unavailable: %s", exc)
-        return problem(
-            request,
-            503,
+    for cause, title, detail in (
+        (KafkaUnavailable, "Kafka unavailable", "Kafka does not answer; retry shortly"),
+        (
+            RedisUnavailable,
+            "Redis unavailable",
             "Redis (the ETL's run state) does not answer; retry shortly",
-            headers={"Retry-After": "5"},
-            title="Redis unavailable",
-        )
+        ),
+    ):
+        app.add_exception_handler(cause, _unavailable(title, detail))
 
     @app.exception_handler(PermanentStoreError)
     async def _refused(request: Request, exc: PermanentStoreError) -> JSONResponse:
@@ -118,3 +107,15 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
         return problem(request, 500, "internal error; the request id identifies it in the logs")
+
+
+def _unavailable(
+    title: str, detail: str
+) -> Callable[[Request, Exception], Coroutine[Any, Any, JSONResponse]]:
+    """A 503 handler for a dependency other than the search store, named in the title."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s: %s", title, exc)
+        return problem(request, 503, detail, headers={"Retry-After": "5"}, title=title)
+
+    return handler

@@ -59,6 +59,19 @@ class RangeFailure:
     error: str
 
 
+# What a range's report counts, summed over a batch.
+COUNTS = (
+    "records",
+    "indexed",
+    "valid",
+    "flagged",
+    "duplicates",
+    "dead_letters",
+    "still_dead",
+    "windows",
+)
+
+
 @dataclass
 class BatchSummary:
     """What a batch did, summed over its ranges (the run's visible result)."""
@@ -81,33 +94,14 @@ class BatchSummary:
 
     def add(self, report: dict[str, Any]) -> None:
         self.ranges += 1
-        for name in (
-            "records",
-            "indexed",
-            "valid",
-            "flagged",
-            "duplicates",
-            "dead_letters",
-            "still_dead",
-            "windows",
-        ):
+        for name in COUNTS:
             setattr(self, name, getattr(self, name) + int(report.get(name, 0)))
         self.task_seconds = round(self.task_seconds + float(report.get("seconds", 0.0)), 3)
         self.per_range.append(f"{report.get('range')}: {report.get('records')} records")
 
     def merge(self, other: BatchSummary) -> None:
         """Add the counts of another summary of the same batch (its ranges, not its `done`)."""
-        for name in (
-            "ranges",
-            "records",
-            "indexed",
-            "valid",
-            "flagged",
-            "duplicates",
-            "dead_letters",
-            "still_dead",
-            "windows",
-        ):
+        for name in ("ranges", *COUNTS):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.task_seconds = round(self.task_seconds + other.task_seconds, 3)
         self.per_range += other.per_range

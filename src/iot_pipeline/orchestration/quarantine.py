@@ -19,7 +19,7 @@ from iot_pipeline.cleaning import DeadLetter
 from iot_pipeline.orchestration.run_state import Quarantine, note_quarantined
 from iot_pipeline.processing.dead_letters import not_yet_sent, remember_sent, send_dead_letters
 from iot_pipeline.processing.ranges import OffsetRange
-from iot_pipeline.processing.reader import read_range
+from iot_pipeline.processing.reader import read_pieces
 from iot_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,13 @@ def quarantine_range(
     """Dead-letter every record of the range as `range_failed` and log the quarantine."""
     detail = f"range {offsets} failed {attempts} times, last: {error}"[:1500]
     records = 0
-    position = offsets.start
     prefix = settings.search_index_prefix
-    while position < offsets.end:
-        rest = offsets.model_copy(update={"start": position})
-        part = read_range(settings, rest, max_bytes=settings.etl_max_bytes_per_range)
-        if not part:
-            break
+    for part in read_pieces(settings, offsets):
         letters = [DeadLetter(r, RANGE_FAILED, "range", detail) for r in part]
         fresh = not_yet_sent(client, prefix, letters)
         send_dead_letters(settings, fresh, batch_id, ingest_time)
         remember_sent(client, prefix, fresh)
         records += len(part)
-        position = part[-1].offset + 1
     entry = Quarantine(
         range=str(offsets),
         topic=offsets.topic,

@@ -133,7 +133,7 @@ def send_dead_letters(
     if not letters:
         return
     limit = topic_max_bytes(settings.kafka_brokers, settings.dead_letter_topic)
-    producer = dead_letter_producer(settings)
+    producer = _producer(settings.kafka_brokers, limit)
     failures: list[str] = []
     too_large: list[DeadLetter] = []
 

@@ -30,8 +30,8 @@ from iot_pipeline.processing.dead_letters import (
     send_dead_letters,
 )
 from iot_pipeline.processing.documents import reading_actions, reading_id
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
-from iot_pipeline.processing.reader import log_start, read_range
+from iot_pipeline.processing.ranges import RangeTask
+from iot_pipeline.processing.reader import log_start, read_pieces, read_range
 from iot_pipeline.processing.state_store import (
     load_replay_states,
     load_states,
@@ -219,15 +219,9 @@ def _replay_states(
             offsets.start - position,
         )
         return {}
-    while position < offsets.start:
-        before = OffsetRange(
-            topic=offsets.topic, partition=offsets.partition, start=position, end=offsets.start
-        )
-        records = read_range(settings, before, max_bytes=settings.etl_max_bytes_per_range)
-        if not records:
-            break
+    before = offsets.model_copy(update={"start": position, "end": offsets.start})
+    for records in read_pieces(settings, before):
         clean_batch(records, states, task.ingest_time, policy)  # state only: nothing stored
-        position = records[-1].offset + 1
     if origin.offset < offsets.start:
         log.info("replay of %s: state warmed up from offset %d", offsets, origin.offset)
     return states

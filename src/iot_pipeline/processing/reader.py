@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import suppress
 
 from confluent_kafka import (
@@ -105,6 +106,19 @@ def read_range(
     finally:
         consumer.close()
     return records
+
+
+def read_pieces(settings: Settings, offsets: OffsetRange) -> Iterator[list[RawRecord]]:
+    """The whole range, in pieces of at most `ETL_MAX_BYTES_PER_RANGE` (for work that must
+    see every record of a range without holding it all at once)."""
+    position = offsets.start
+    while position < offsets.end:
+        rest = offsets.model_copy(update={"start": position})
+        piece = read_range(settings, rest, max_bytes=settings.etl_max_bytes_per_range)
+        if not piece:
+            return
+        yield piece
+        position = piece[-1].offset + 1
 
 
 def log_start(settings: Settings, offsets: OffsetRange) -> int:
