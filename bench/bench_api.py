@@ -147,7 +147,7 @@ def load(settings: Settings) -> datetime:
 
 
 def _load_aggregates(settings: Settings, hourly: dict[tuple[str, str, int], list[float]]) -> None:
-    from iot_pipeline.aggregation.recompute import aggregates_index
+    from iot_pipeline.aggregation import aggregates_index
     from iot_pipeline.storage import IndexAction
 
     actions = []
@@ -180,7 +180,7 @@ def _load_aggregates(settings: Settings, hourly: dict[tuple[str, str, int], list
             "pipeline_version": "bench",
         }
         actions.append(
-            IndexAction(aggregates_index(PREFIX, "1h"), f"{district}:{metric}:{hour}", doc)
+            IndexAction(aggregates_index(PREFIX, "1h", hour), f"{district}:{metric}:{hour}", doc)
         )
     for first in range(0, len(actions), 5000):
         _post(settings.search_url, bulk_body(actions[first : first + 5000]))
@@ -233,7 +233,7 @@ async def run(settings: Settings, api_url: str, end: datetime, total: int) -> li
             "/aggregates (1 h, 7 days)",
             f"/aggregates?metric=pm25&resolution=1h&scope=district&key=Anfa"
             f"&start={week_start.isoformat()}&end={end.isoformat()}&limit=200".replace("+", "%2B"),
-            f"{PREFIX}-agg-1h",
+            f"{PREFIX}-agg-1h-*",
             queries.aggregates_body("pm25", "district", ["Anfa"], week_start, end, 200, None),
         ),
         (

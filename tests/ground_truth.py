@@ -54,7 +54,7 @@ def aggregates(store: SearchStore, prefix: str) -> dict[str, Any]:
     """Every stored aggregate by id (all resolutions)."""
     docs: dict[str, Any] = {}
     for resolution in ("1m", "1h", "1d"):
-        index = f"{prefix}-agg-{resolution}"
+        index = f"{prefix}-agg-{resolution}-*"
         store.refresh(index)
         hits = store.search(index, {"size": 10000})["hits"]["hits"]
         assert len(hits) < 10000
@@ -99,4 +99,5 @@ def assert_aggregates_match(store: SearchStore, prefix: str) -> int:
         assert doc["max"] == max(values), window
         assert doc["sum"] == pytest.approx(math.fsum(values), rel=1e-12, abs=1e-6), window
         assert doc["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9, abs=1e-9)
+        assert doc["std"] == pytest.approx(statistics.pstdev(values), rel=1e-9, abs=1e-9)
     return len(truth)

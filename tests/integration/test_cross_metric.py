@@ -111,7 +111,7 @@ def _produce(settings: Settings, station: str) -> dict[str, RangeTask]:
 
 def _documents(store: SearchStore, prefix: str) -> dict[str, dict[str, Any]]:
     docs = {}
-    for kind in ("readings-*", "agg-1m", "agg-1h"):
+    for kind in ("readings-*", "agg-1m-*", "agg-1h-*"):
         store.refresh(f"{prefix}-{kind}")
         hits = store.search(f"{prefix}-{kind}", {"size": 1000})["hits"]["hits"]
         # readings by event id (the station's test events are unique), aggregates by id

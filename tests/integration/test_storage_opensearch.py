@@ -81,3 +81,31 @@ def test_retention_deletes_whole_old_days(store: SearchStore, test_settings: Set
     ]
     assert datetime.now(UTC)  # the store answers list/count on missing patterns too
     assert store.count(f"{prefix}-nothing-*") == 0
+
+
+def test_writes_over_a_read_version_lose_to_a_writer_in_between(
+    store: SearchStore, test_settings: Settings
+) -> None:
+    """Optimistic concurrency: `create` only on a free id, `if_seq_no` only over the version
+    read (real-time reads, no refresh), and a missing index reads as a missing document."""
+    index = f"{test_settings.search_index_prefix}-readings-2026.11.28"
+    ref = (index, "e1")
+    missing = (f"{test_settings.search_index_prefix}-readings-1999.01.01", "e1")
+    assert store.get_versioned([ref, missing]) == {}
+    first = index_all(store, [IndexAction(index, "e1", _doc(1), op="create")])
+    assert first.indexed == 1
+    again = index_all(store, [IndexAction(index, "e1", _doc(2), op="create")])
+    assert [f.conflict for f in again.rejected] == [True]
+    read = store.get_versioned([ref, missing])[ref]
+    assert read.source["value"] == 1.0
+    winner = IndexAction(
+        index, "e1", _doc(3), if_seq_no=read.seq_no, if_primary_term=read.primary_term
+    )
+    assert index_all(store, [winner]).indexed == 1
+    stale = IndexAction(
+        index, "e1", _doc(4), if_seq_no=read.seq_no, if_primary_term=read.primary_term
+    )
+    lost = index_all(store, [stale])
+    assert lost.indexed == 0
+    assert [f.conflict for f in lost.rejected] == [True]
+    assert store.get_versioned([ref])[ref].source["value"] == 3.0

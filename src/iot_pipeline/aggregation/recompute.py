@@ -1,87 +1,192 @@
-"""Recompute touched windows from the stored readings and write them under their ids.
+"""Bring the windows a range touched up to date: exact, bounded, and without a global lock.
 
-Statistics come from the engine over every valid reading stored in the window, so the result
-does not depend on batch boundaries, redeliveries or arrival order. A window is rewritten
-only when its statistics changed, and then its revision goes up by one; the caller holds a
-lock so that this read-modify-write is not interleaved with another.
+1-minute windows are computed by the engine from the stored readings. The query names the
+touched minutes themselves (per group of keys, contiguous minutes as one range), never the
+span between a batch's oldest and newest reading, so its cost follows the number of touched
+windows. Each 1-hour window is then merged from its sixty 1-minute documents and each 1-day
+window from its twenty-four 1-hour documents (`stats.merge`), read by id in real time: no
+coarse window rescans readings.
+
+Concurrency is optimistic and per window. A writer reads a window's version *before* reading
+what the window is computed from, and writes only over that version (`if_seq_no`, or
+`create` for a new window). A writer that loses the race recomputes the window from fresh
+inputs. So a window's revision goes up by exactly one per change, and a result computed from
+stale inputs never overwrites a newer one: whoever wrote in between read its inputs later.
+Recomputing a window whose inputs did not change writes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import defaultdict
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from iot_pipeline import __version__
-from iot_pipeline.aggregation.windows import RESOLUTIONS, Window, aggregate_id
+from iot_pipeline.aggregation.stats import Moments, close, merge
+from iot_pipeline.aggregation.windows import (
+    PARENT,
+    RESOLUTIONS,
+    Window,
+    aggregate_id,
+    aggregates_index,
+)
 from iot_pipeline.schema import METRICS
-from iot_pipeline.storage import IndexAction, SearchStore
+from iot_pipeline.storage import (
+    BulkPolicy,
+    IndexAction,
+    PermanentStoreError,
+    SearchStore,
+    TransientStoreError,
+    index_all,
+    readings_index,
+)
+from iot_pipeline.storage.base import Versioned
 
 _KEY_FIELD = {"sensor": "sensor_id", "district": "district"}
+COMPOSITE_PAGE = 5000
+# Time ranges in one query (the engine caps boolean clauses at 1024).
+MAX_RANGES_PER_QUERY = 500
+MGET_CHUNK = 5000
+MAX_ATTEMPTS = 20
+
+Ref = tuple[str, str]  # (index, id)
+Compute = Callable[[list[Window]], dict[Window, dict[str, Any]]]
 
 
-def aggregates_index(prefix: str, resolution: str) -> str:
-    return f"{prefix}-agg-{resolution}"
+@dataclass
+class RecomputeReport:
+    """Windows written (changed) and optimistic-concurrency races lost and redone."""
+
+    written: int = 0
+    conflicts: int = 0
 
 
 def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def _query(scope: str, resolution: str, windows: list[Window], after: Any) -> dict[str, Any]:
-    composite: dict[str, Any] = {
-        "size": 1000,
-        "sources": [
-            {"key": {"terms": {"field": _KEY_FIELD[scope]}}},
-            {"metric": {"terms": {"field": "metric"}}},
-            {"t": {"date_histogram": {"field": "event_time", "fixed_interval": resolution}}},
-        ],
-    }
-    if after is not None:
-        composite["after"] = after
-    return {
-        "size": 0,
-        "query": {
-            "bool": {
-                "filter": [
-                    {"terms": {_KEY_FIELD[scope]: sorted({w.key for w in windows})}},
-                    {"terms": {"metric": sorted({w.metric for w in windows})}},
-                    {
-                        "range": {
-                            "event_time": {
-                                "gte": _iso(min(w.start for w in windows)),
-                                "lt": _iso(max(w.end for w in windows)),
-                            }
-                        }
-                    },
-                ]
-            }
-        },
-        "aggs": {
-            "w": {
-                "composite": composite,
-                "aggs": {
-                    "valid": {
-                        "filter": {"term": {"valid": True}},
-                        "aggs": {"s": {"extended_stats": {"field": "value"}}},
-                    },
-                    "flags": {"terms": {"field": "flags", "size": 50}},
-                    "sensors": {"cardinality": {"field": "sensor_id"}},
-                },
-            }
-        },
-    }
+@dataclass(frozen=True)
+class _Context:
+    store: SearchStore
+    prefix: str
+    sample_interval: float
+    bulk: BulkPolicy
+
+    def ref(self, window: Window) -> Ref:
+        return aggregates_index(self.prefix, window.resolution, window.start), aggregate_id(window)
+
+    def versions(self, refs: list[Ref]) -> dict[Ref, Versioned]:
+        found: dict[Ref, Versioned] = {}
+        for start in range(0, len(refs), MGET_CHUNK):
+            found.update(self.store.get_versioned(refs[start : start + MGET_CHUNK]))
+        return found
 
 
-def _document(window: Window, bucket: dict[str, Any], sample_interval: float) -> dict[str, Any]:
-    stats = bucket["valid"]["s"]
-    count = int(stats["count"])
-    sensors = int(bucket["sensors"]["value"])
+def recompute_windows(
+    store: SearchStore,
+    prefix: str,
+    windows: Iterable[Window],
+    sample_interval: float,
+    bulk: BulkPolicy | None = None,
+) -> RecomputeReport:
+    """Recompute these 1-minute windows from the readings (refreshed), then their 1-hour and
+    1-day parents from the children; write what changed, one revision up."""
+    context = _Context(store, prefix, sample_interval, bulk or BulkPolicy())
+    report = RecomputeReport()
+    level = sorted({w for w in windows if w.resolution == "1m"})
+    compute: Compute = lambda group: _minute_documents(context, group)  # noqa: E731
+    while level:
+        _settle(context, level, compute, report)
+        if level[0].resolution not in PARENT:
+            break
+        # Parents are merged again even when no child changed: a writer that stopped
+        # between a child and its parent leaves the parent to whoever touches it next.
+        level = sorted({w.parent() for w in level})
+        compute = lambda group: _rolled_up_documents(context, group)  # noqa: E731
+    return report
+
+
+def _settle(
+    context: _Context, windows: list[Window], compute: Compute, report: RecomputeReport
+) -> None:
+    """Write every window that changed, over the version read before its inputs."""
+    pending = windows
+    for attempt in range(MAX_ATTEMPTS):
+        refs = {w: context.ref(w) for w in pending}
+        stored = context.versions(list(refs.values()))  # versions first, then the inputs
+        fresh = compute(pending)
+        actions = []
+        for window, doc in fresh.items():
+            previous = stored.get(refs[window])
+            if previous is not None and unchanged(previous.source, doc):
+                continue
+            index, doc_id = refs[window]
+            if previous is None:
+                actions.append(IndexAction(index, doc_id, {**doc, "revision": 1}, op="create"))
+            else:
+                revision = int(previous.source.get("revision", 0)) + 1
+                actions.append(
+                    IndexAction(
+                        index,
+                        doc_id,
+                        {**doc, "revision": revision},
+                        if_seq_no=previous.seq_no,
+                        if_primary_term=previous.primary_term,
+                    )
+                )
+        outcome = index_all(context.store, actions, context.bulk)
+        report.written += outcome.indexed
+        lost = [f for f in outcome.rejected if f.conflict]
+        refused = [f for f in outcome.rejected if not f.conflict]
+        if refused:
+            first = refused[0]
+            raise PermanentStoreError(
+                f"{len(refused)} aggregate updates refused, first {first.action.id}: "
+                f"{first.status} {first.reason}"
+            )
+        if not lost:
+            return
+        report.conflicts += len(lost)
+        by_ref = {ref: window for window, ref in refs.items()}
+        pending = sorted(by_ref[(f.action.index, f.action.id)] for f in lost)
+        time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 (jitter, not secrecy)
+    raise TransientStoreError(
+        f"{len(pending)} aggregate windows still contended after {MAX_ATTEMPTS} attempts, "
+        f"first {aggregate_id(pending[0])}"
+    )
+
+
+_EXACT = ("count", "min", "max", "readings", "invalid", "quality", "sensors", "sensor_ids")
+_CLOSE = ("sum", "mean", "std", "m2", "expected", "completeness")
+
+
+def unchanged(previous: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    """Whether a recomputed window equals the stored one. Float statistics are compared up to
+    summation-order noise: the engine adds in segment order, and the last bits of a double
+    must not make a replay look like a change."""
+    if any(previous.get(k) != doc.get(k) for k in _EXACT):
+        return False
+    return all(k in previous and close(previous.get(k), doc.get(k)) for k in _CLOSE if k in doc)
+
+
+def document(
+    window: Window,
+    moments: Moments,
+    readings: int,
+    invalid: int,
+    quality: Mapping[str, int],
+    sensor_ids: list[str],
+    sample_interval: float,
+) -> dict[str, Any]:
+    """An aggregate document (without its revision)."""
+    sensors = len(sensor_ids)
     expected = RESOLUTIONS[window.resolution] / sample_interval * max(sensors, 1)
-    readings = int(bucket["doc_count"])
-    doc: dict[str, Any] = {
+    count = moments.count
+    return {
         "scope": window.scope,
         "key": window.key,
         "sensor_id": window.key if window.scope == "sensor" else None,
@@ -92,62 +197,216 @@ def _document(window: Window, bucket: dict[str, Any], sample_interval: float) ->
         "window_start": _iso(window.start),
         "window_end": _iso(window.end),
         "count": count,
-        "min": stats["min"] if count else None,
-        "max": stats["max"] if count else None,
-        # Rounded far below the sensors' resolution: the engine sums in segment order, and
-        # the last bits of a double must not make a replay look like a change.
-        "mean": round(stats["avg"], 9) if count else None,
-        "sum": round(stats["sum"], 6) if count else 0.0,
-        "std": round(stats["std_deviation"], 9) if count else None,
+        "min": moments.min,
+        "max": moments.max,
+        "mean": moments.mean,
+        "sum": moments.sum,
+        "std": moments.std,
+        "m2": moments.m2,
         "sensors": sensors,
+        "sensor_ids": sensor_ids if window.scope == "district" else [],
         "expected": expected,
         "completeness": round(min(1.0, count / expected), 6) if expected else None,
         "readings": readings,
-        "invalid": readings - int(bucket["valid"]["doc_count"]),
-        "quality": {b["key"]: b["doc_count"] for b in bucket["flags"]["buckets"]},
+        "invalid": invalid,
+        "quality": dict(sorted(quality.items())),
         "pipeline_version": __version__,
     }
-    digest_source = {k: v for k, v in doc.items() if k != "pipeline_version"}
-    doc["digest"] = hashlib.sha1(
-        json.dumps(digest_source, sort_keys=True).encode(), usedforsecurity=False
-    ).hexdigest()
-    return doc
 
 
-def recompute_windows(
-    store: SearchStore,
-    prefix: str,
-    windows: set[Window],
-    sample_interval: float,
-) -> list[IndexAction]:
-    """The update actions that bring every touched window up to date (readings refreshed)."""
-    groups: dict[tuple[str, str], list[Window]] = defaultdict(list)
+# --- 1-minute windows, from the readings -------------------------------------------------
+#
+# Three composite aggregations per task, each over exactly the touched minutes:
+# per (sensor, metric, minute, valid) for sensor windows; per (district, metric, minute,
+# sensor, valid) for district windows, whose sensors' statistics are merged here (which also
+# names the reporting sensors); and per flag over the few flagged readings, for the quality
+# counts. Plain metric sub-aggregations keep the engine's work per bucket small.
+
+_STATS = {"s": {"extended_stats": {"field": "value"}}}
+
+
+@dataclass
+class _Minute:
+    """What one 1-minute window collects from the buckets."""
+
+    parts: list[Moments]
+    readings: int = 0
+    invalid: int = 0
+    sensors: set[str] | None = None
+    quality: Counter[str] | None = None
+
+
+def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, dict[str, Any]]:
+    days = sorted(
+        {readings_index(context.prefix, datetime.fromtimestamp(w.start, UTC)) for w in windows}
+    )
+    indices = ",".join(f"{day}*" for day in days)  # a day deleted meanwhile is no error
+    by_scope: dict[str, list[Window]] = defaultdict(list)
     for window in windows:
-        groups[(window.scope, window.resolution)].append(window)
-    actions: list[IndexAction] = []
-    readings = f"{prefix}-readings-*"
-    for (scope, resolution), group in sorted(groups.items()):
+        by_scope[window.scope].append(window)
+    collected: dict[Window, _Minute] = {}
+    for scope, group in sorted(by_scope.items()):
+        field = _KEY_FIELD[scope]
         wanted = {(w.key, w.metric, w.start): w for w in group}
-        fresh: dict[str, dict[str, Any]] = {}
-        after = None
-        while True:
-            body = _query(scope, resolution, group, after)
-            result = store.search(readings, body)["aggregations"]["w"]
-            for bucket in result["buckets"]:
-                key = bucket["key"]
+        metrics = sorted({w.metric for w in group})
+        extra = ["sensor_id"] if scope == "district" else []
+        for clauses in _query_chunks(group):
+            body = _minute_query(field, metrics, clauses, [*extra, "valid"], _STATS)
+            for key, bucket in _buckets(context.store, indices, body):
                 target = wanted.get((key["key"], key["metric"], int(key["t"]) // 1000))
-                if target is not None:
-                    fresh[aggregate_id(target)] = _document(target, bucket, sample_interval)
-            after = result.get("after_key")
-            if not result["buckets"] or after is None:
-                break
-        # Rewrite only what changed, one revision up (callers serialise recomputations).
-        index = aggregates_index(prefix, resolution)
-        stored = store.get_many(index, sorted(fresh))
-        for doc_id, doc in fresh.items():
-            previous = stored.get(doc_id)
-            if previous is not None and previous.get("digest") == doc["digest"]:
-                continue
-            revision = int(previous["revision"]) + 1 if previous else 1
-            actions.append(IndexAction(index, doc_id, {**doc, "revision": revision}))
-    return actions
+                if target is None:
+                    continue
+                minute = collected.setdefault(target, _Minute([]))
+                count = int(bucket["doc_count"])
+                minute.readings += count
+                if key["valid"] in (True, 1, "true"):
+                    minute.parts.append(Moments.from_engine(bucket["s"]))
+                else:
+                    minute.invalid += count
+                if scope == "district":
+                    minute.sensors = (minute.sensors or set()) | {key["sensor_id"]}
+            flagged = _minute_query(field, metrics, clauses, ["flags"], {})
+            flagged["query"]["bool"]["filter"].append({"exists": {"field": "flags"}})
+            for key, bucket in _buckets(context.store, indices, flagged):
+                target = wanted.get((key["key"], key["metric"], int(key["t"]) // 1000))
+                if target is not None and target in collected:
+                    minute = collected[target]
+                    minute.quality = minute.quality or Counter()
+                    minute.quality[key["flags"]] += int(bucket["doc_count"])
+    return {
+        window: document(
+            window,
+            merge(minute.parts),
+            minute.readings,
+            minute.invalid,
+            minute.quality or {},
+            sorted(minute.sensors or ()) if window.scope == "district" else [window.key],
+            context.sample_interval,
+        )
+        for window, minute in collected.items()
+    }
+
+
+def _runs(starts: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """Sorted minute starts as contiguous [start, end) runs."""
+    runs: list[list[int]] = []
+    for start in sorted(set(starts)):
+        if runs and runs[-1][1] == start:
+            runs[-1][1] = start + 60
+        else:
+            runs.append([start, start + 60])
+    return tuple((a, b) for a, b in runs)
+
+
+Clauses = list[tuple[list[str], list[tuple[int, int]]]]
+
+
+def _query_chunks(group: list[Window]) -> Iterator[Clauses]:
+    """(keys, time runs) clauses that cover exactly these windows' minutes, in queries of at
+    most MAX_RANGES_PER_QUERY ranges. Keys sharing the same minutes share one clause (the
+    common case: fresh readings of many sensors)."""
+    minutes: dict[str, set[int]] = defaultdict(set)
+    for window in group:
+        minutes[window.key].add(window.start)
+    keys_by_runs: dict[tuple[tuple[int, int], ...], list[str]] = defaultdict(list)
+    for key, starts in sorted(minutes.items()):
+        keys_by_runs[_runs(starts)].append(key)
+    chunk: Clauses = []
+    size = 0
+    for runs, keys in keys_by_runs.items():
+        for first in range(0, len(runs), MAX_RANGES_PER_QUERY):
+            part = list(runs[first : first + MAX_RANGES_PER_QUERY])
+            if chunk and size + len(part) > MAX_RANGES_PER_QUERY:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append((keys, part))
+            size += len(part)
+    if chunk:
+        yield chunk
+
+
+def _time_ranges(runs: list[tuple[int, int]]) -> dict[str, Any]:
+    ranges = [
+        {"range": {"event_time": {"gte": a * 1000, "lt": b * 1000, "format": "epoch_millis"}}}
+        for a, b in runs
+    ]
+    return {"bool": {"should": ranges, "minimum_should_match": 1}}
+
+
+def _minute_query(
+    field: str,
+    metrics: list[str],
+    clauses: Clauses,
+    split_by: list[str],
+    per_bucket: dict[str, Any],
+) -> dict[str, Any]:
+    """A composite aggregation per (key, metric, minute, *split_by) over exactly the clauses'
+    minutes."""
+    should = [
+        {"bool": {"filter": [{"terms": {field: keys}}, _time_ranges(runs)]}}
+        for keys, runs in clauses
+    ]
+    sources: list[dict[str, Any]] = [
+        {"key": {"terms": {"field": field}}},
+        {"metric": {"terms": {"field": "metric"}}},
+        {"t": {"date_histogram": {"field": "event_time", "fixed_interval": "1m"}}},
+    ]
+    sources += [{name: {"terms": {"field": name}}} for name in split_by]
+    composite: dict[str, Any] = {"composite": {"size": COMPOSITE_PAGE, "sources": sources}}
+    if per_bucket:
+        composite["aggs"] = per_bucket
+    return {
+        "size": 0,
+        "query": {
+            "bool": {
+                "filter": [
+                    {"terms": {"metric": metrics}},
+                    {"bool": {"should": should, "minimum_should_match": 1}},
+                ]
+            }
+        },
+        "aggs": {"w": composite},
+    }
+
+
+def _buckets(
+    store: SearchStore, indices: str, body: dict[str, Any]
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(key, bucket) of the composite aggregation `w`, page after page."""
+    while True:
+        result = store.search(indices, body)
+        page = result.get("aggregations", {}).get("w", {"buckets": []})
+        for bucket in page["buckets"]:
+            yield bucket["key"], bucket
+        after = page.get("after_key")
+        if not page["buckets"] or after is None:
+            return
+        body["aggs"]["w"]["composite"]["after"] = after
+
+
+# --- coarser windows, merged from their children -----------------------------------------
+
+
+def _rolled_up_documents(context: _Context, parents: list[Window]) -> dict[Window, dict[str, Any]]:
+    children = {parent: [context.ref(c) for c in parent.children()] for parent in parents}
+    stored = context.versions([ref for refs in children.values() for ref in refs])
+    docs: dict[Window, dict[str, Any]] = {}
+    for parent, refs in children.items():
+        parts = [stored[ref].source for ref in refs if ref in stored]
+        if not parts:
+            continue
+        quality: Counter[str] = Counter()
+        sensor_ids: set[str] = set()
+        for part in parts:
+            quality.update(part.get("quality") or {})
+            sensor_ids.update(part.get("sensor_ids") or [])
+        docs[parent] = document(
+            parent,
+            merge(Moments.from_document(p) for p in parts),
+            sum(int(p["readings"]) for p in parts),
+            sum(int(p["invalid"]) for p in parts),
+            quality,
+            sorted(sensor_ids) if parent.scope == "district" else [parent.key],
+            context.sample_interval,
+        )
+    return docs

@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from iot_pipeline.cleaning import CleanReading
 
 RESOLUTIONS: dict[str, int] = {"1m": 60, "1h": 3600, "1d": 86400}
 SCOPES = ("sensor", "district")
+# Each coarser resolution is merged from the next finer one (1h from 1m, 1d from 1h).
+PARENT: dict[str, str] = {"1m": "1h", "1h": "1d"}
+CHILD: dict[str, str] = {parent: child for child, parent in PARENT.items()}
+# Aggregate indices are time-bucketed so that each resolution has a retention of its own.
+_BUCKET_FORMAT = {"1m": "%Y.%m.%d", "1h": "%Y.%m", "1d": "%Y"}
 
 
 @dataclass(frozen=True, order=True)
@@ -26,6 +32,22 @@ class Window:
     def end(self) -> int:
         return self.start + RESOLUTIONS[self.resolution]
 
+    def parent(self) -> Window:
+        """The next coarser window holding this one."""
+        resolution = PARENT[self.resolution]
+        return Window(
+            self.scope, self.key, self.metric, resolution, window_start(self.start, resolution)
+        )
+
+    def children(self) -> list[Window]:
+        """The next finer windows that tile this one, in time order."""
+        child = CHILD[self.resolution]
+        step = RESOLUTIONS[child]
+        return [
+            Window(self.scope, self.key, self.metric, child, start)
+            for start in range(self.start, self.end, step)
+        ]
+
 
 def window_start(epoch: float, resolution: str) -> int:
     """Start of the tumbling window (UTC-aligned) holding this instant."""
@@ -33,24 +55,37 @@ def window_start(epoch: float, resolution: str) -> int:
     return int(epoch // size) * size
 
 
+@lru_cache(maxsize=65536)
 def aggregate_id(window: Window) -> str:
     """The deterministic document id of a window's aggregate."""
     start = datetime.fromtimestamp(window.start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{window.scope}:{window.key}:{window.metric}:{window.resolution}:{start}"
 
 
+@lru_cache(maxsize=65536)
+def aggregates_index(prefix: str, resolution: str, start: int) -> str:
+    """The index holding a window's aggregate: 1m by day, 1h by month, 1d by year."""
+    bucket = datetime.fromtimestamp(start, UTC).strftime(_BUCKET_FORMAT[resolution])
+    return f"{prefix}-agg-{resolution}-{bucket}"
+
+
+def aggregates_pattern(prefix: str, resolution: str) -> str:
+    """Every index of one resolution's aggregates."""
+    return f"{prefix}-agg-{resolution}-*"
+
+
 def windows_of(sensor_id: str, district: str, metric: str, epoch: float) -> set[Window]:
-    """The windows, at every resolution and scope, that one reading falls into."""
-    windows: set[Window] = set()
-    for resolution in RESOLUTIONS:
-        start = window_start(epoch, resolution)
-        windows.add(Window("sensor", sensor_id, metric, resolution, start))
-        windows.add(Window("district", district, metric, resolution, start))
-    return windows
+    """The 1-minute windows, per sensor and per district, that one reading falls into (the
+    coarser windows follow from them)."""
+    start = window_start(epoch, "1m")
+    return {
+        Window("sensor", sensor_id, metric, "1m", start),
+        Window("district", district, metric, "1m", start),
+    }
 
 
 def touched_windows(readings: Iterable[CleanReading]) -> set[Window]:
-    """Every window, at every resolution and scope, that these readings fall into."""
+    """Every 1-minute window, per sensor and per district, that these readings fall into."""
     windows: set[Window] = set()
     for clean in readings:
         r = clean.reading

@@ -161,7 +161,7 @@ def process_range(
     remember_sent(state_client, settings.search_index_prefix, letters)
     clock.lap("dead_letters")
     windows, cross_flagged = (
-        _update_aggregates(settings, store, state_client, keep, bulk) if aggregate else (0, 0)
+        _update_aggregates(settings, store, keep, bulk) if aggregate else (0, 0)
     )
     clock.lap("aggregate")
     # Only now is every record of the range indexed or dead-lettered: move the state on.
@@ -283,13 +283,9 @@ def _clean_and_index(
     return result, keep, report
 
 
-AGGREGATION_LOCK_SECONDS = 60
-
-
 def _update_aggregates(
     settings: Settings,
     store: SearchStore,
-    state_client: redis.Redis,
     kept: list[CleanReading],
     bulk: BulkPolicy,
 ) -> tuple[int, int]:
@@ -297,29 +293,23 @@ def _update_aggregates(
 
     Returns (windows written, readings whose cross-metric flag changed).
 
-    Windows of a district gather sensors from several partitions, so recomputations are
-    serialised by a Redis lock: each one reads the store after its own readings are visible
-    and no stale result can overwrite a newer one.
+    No lock: each task makes its own readings searchable before it reads anything, and
+    windows are written with optimistic concurrency (see aggregation.recompute), so ranges
+    of different partitions aggregate in parallel and the last writer has read the most.
     """
     windows = touched_windows(kept)
     if not windows:
         return 0, 0
     prefix = settings.search_index_prefix
-    lock = state_client.lock(
-        f"{prefix}:aggregation-lock", timeout=AGGREGATION_LOCK_SECONDS, blocking_timeout=600
-    )
-    with lock:
-        indices = {readings_index(prefix, r.reading.event_time) for r in kept}
-        store.refresh(",".join(sorted(indices)))
-        interval = settings.sensor_sample_interval_seconds
-        flags, changed = cross_metric_updates(store, prefix, kept, interval)
-        if flags:
-            flagged = index_all(store, flags, bulk, refresh=True)
-            _refuse_rejections(flagged, "cross-metric flag updates")
-        updates = recompute_windows(store, prefix, windows | changed, interval)
-        report = index_all(store, updates, bulk)
-    _refuse_rejections(report, "aggregate updates")
-    return report.indexed, len(flags)
+    indices = {readings_index(prefix, r.reading.event_time) for r in kept}
+    store.refresh(",".join(sorted(indices)))
+    interval = settings.sensor_sample_interval_seconds
+    flags, changed = cross_metric_updates(store, prefix, kept, interval)
+    if flags:
+        flagged = index_all(store, flags, bulk, refresh=True)
+        _refuse_rejections(flagged, "cross-metric flag updates")
+    report = recompute_windows(store, prefix, windows | changed, interval, bulk)
+    return report.written, len(flags)
 
 
 def _refuse_rejections(report: IndexReport, what: str) -> None:

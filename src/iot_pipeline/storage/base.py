@@ -41,16 +41,29 @@ def error_for_status(status: int) -> type[StoreError]:
 class IndexAction:
     """One document operation under a deterministic id.
 
-    `op="index"` creates or overwrites `document`; `op="update"` sends `document` as the body
-    of an update (a script with an upsert), for read-modify-write done by the engine.
+    `op="index"` creates or overwrites `document`; `op="create"` writes it only when the id is
+    free; `op="update"` sends `document` as the body of an update (a script with an upsert),
+    for read-modify-write done by the engine. With `if_seq_no`/`if_primary_term` an index
+    succeeds only over that version of the document (optimistic concurrency: 409 otherwise).
     """
 
     index: str
     id: str
     document: dict[str, Any]
     op: str = "index"
+    if_seq_no: int | None = None
+    if_primary_term: int | None = None
     # The action's bulk lines when already serialised (checked per record, sent as they are).
     encoded: bytes | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A stored document with the version an optimistic write must name."""
+
+    source: dict[str, Any]
+    seq_no: int
+    primary_term: int
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,11 @@ class ItemFailure:
     @property
     def retryable(self) -> bool:
         return is_transient_status(self.status)
+
+    @property
+    def conflict(self) -> bool:
+        """Lost an optimistic-concurrency race (someone wrote the document first)."""
+        return self.status == 409
 
 
 @dataclass
@@ -91,6 +109,9 @@ class SearchStore(Protocol):
 
     def get_many(self, index: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored sources of these ids (missing ones are left out)."""
+
+    def get_versioned(self, refs: list[tuple[str, str]]) -> dict[tuple[str, str], Versioned]:
+        """Real-time reads of (index, id) pairs, with their versions (missing ones left out)."""
 
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run a search; returns the raw response body."""
@@ -140,6 +161,14 @@ def encoded_action(action: IndexAction) -> bytes:
     """One action's two NDJSON lines of a bulk body (orjson: several times `json`'s speed)."""
     if action.encoded is not None:
         return action.encoded
+    if action.if_seq_no is not None:
+        meta = {
+            "_index": action.index,
+            "_id": action.id,
+            "if_seq_no": action.if_seq_no,
+            "if_primary_term": action.if_primary_term,
+        }
+        return orjson.dumps({action.op: meta}) + b"\n" + orjson.dumps(action.document) + b"\n"
     return encode_action(action.op, action.index, action.id, action.document)
 
 
@@ -157,6 +186,21 @@ def bulk_body(actions: list[IndexAction]) -> bytes:
 def found_sources(response: Any) -> dict[str, dict[str, Any]]:
     """id -> source of the documents an mget response found."""
     return {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+
+
+def mget_body(refs: list[tuple[str, str]]) -> dict[str, Any]:
+    """An mget body for (index, id) pairs that asks for the versions too."""
+    return {"docs": [{"_index": index, "_id": doc_id} for index, doc_id in refs]}
+
+
+def found_versioned(response: Any) -> dict[tuple[str, str], Versioned]:
+    """(index, id) -> document and version of what an mget response found (an index that
+    does not exist yet is a per-document error: left out like a missing document)."""
+    return {
+        (d["_index"], d["_id"]): Versioned(d["_source"], int(d["_seq_no"]), int(d["_primary_term"]))
+        for d in response["docs"]
+        if d.get("found")
+    }
 
 
 def is_missing_index(error: StoreError) -> bool:

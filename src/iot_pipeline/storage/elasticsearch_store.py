@@ -20,10 +20,13 @@ from iot_pipeline.storage.base import (
     IndexAction,
     PermanentStoreError,
     TransientStoreError,
+    Versioned,
     bulk_body,
     error_for_status,
     found_sources,
+    found_versioned,
     is_missing_index,
+    mget_body,
     parse_bulk_response,
 )
 
@@ -81,6 +84,11 @@ class ElasticsearchStore:
                 return {}
             raise
         return found_sources(response)
+
+    def get_versioned(self, refs: list[tuple[str, str]]) -> dict[tuple[str, str], Versioned]:
+        if not refs:
+            return {}
+        return found_versioned(_translate(lambda: self.client.mget(docs=mget_body(refs)["docs"])))
 
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         response = _translate(

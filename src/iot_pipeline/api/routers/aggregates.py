@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from iot_pipeline.aggregation import aggregates_pattern
 from iot_pipeline.api import queries
 from iot_pipeline.api.deps import Conf, Store, check_limit, check_range, check_values
 from iot_pipeline.api.models import Aggregate, AggregatePage, problem_schema
@@ -46,7 +47,7 @@ async def list_aggregates(
     check_values("key", key)
     after = queries.decode_cursor(cursor, queries.AGGREGATE_SORT_SHAPE) if cursor else None
     body = queries.aggregates_body(metric, scope, key, start, end, limit, after)
-    index = f"{settings.search_index_prefix}-agg-{resolution}"
+    index = aggregates_pattern(settings.search_index_prefix, resolution)
     hits = (await store.search(index, body))["hits"]["hits"]
     next_cursor = (
         queries.encode_cursor(queries.sort_values(hits[-1])) if len(hits) == limit else None
