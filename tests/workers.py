@@ -79,8 +79,10 @@ def backfill(
     seed: int,
     interval: float = 5,
     faults: tuple[str, ...] = (),
+    base_faults: str = "default",
 ) -> None:
-    """`data_generator/producer.py backfill` into the settings' topic (faults: `kind=rate`)."""
+    """`data_generator/producer.py backfill` into the settings' topic (faults: `kind=rate`
+    added to the `default` or `none` base rates)."""
     subprocess.run(
         [
             sys.executable,
@@ -98,6 +100,8 @@ def backfill(
             settings.kafka_sensor_data_topic,
             "--progress-every",
             "0",
+            "--faults",
+            base_faults,
             *(arg for fault in faults for arg in ("--fault-rate", fault)),
         ],
         check=True,

@@ -1,8 +1,10 @@
 """
-### iot_retention — delete reading indices past the retention age
+### iot_retention — delete reading and aggregate indices past their retention
 
 Daily. Deletes whole daily reading indices (`<prefix>-readings-YYYY.MM.DD`) older than
-`RETENTION_DAYS` (or the `keep_days` parameter of a manual run). Aggregate indices are kept.
+`RETENTION_DAYS` (or the `keep_days` parameter of a manual run), and aggregate indices
+(`<prefix>-agg-1m-YYYY.MM.DD`, `-agg-1h-YYYY.MM`, `-agg-1d-YYYY`) whose last day is older than
+`AGGREGATE_RETENTION_DAYS_1M`, `_1H` and `_1D`.
 """
 
 from __future__ import annotations

@@ -106,7 +106,11 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Expected seconds between readings of a sensor (completeness)."
     )
     allowed_lateness_hours: float = Field(
-        24.0, gt=0, description="Readings older than this behind their sensor are flagged late."
+        0.0,
+        ge=0,
+        description="Readings more than this behind their sensor's newest are flagged "
+        "`too_late`; 0 (the default) sets no limit: late data is data, and updates exactly its "
+        "windows.",
     )
 
     event_time_earliest: date = Field(
@@ -122,6 +126,15 @@ class Settings(BaseSettings):
 
     retention_days: int = Field(
         30, ge=1, description="Days of raw readings kept (whole daily indices are deleted)."
+    )
+    aggregate_retention_days_1m: int = Field(
+        30, ge=1, description="Days of 1-minute aggregates kept (daily indices)."
+    )
+    aggregate_retention_days_1h: int = Field(
+        366, ge=1, description="Days of 1-hour aggregates kept (whole monthly indices)."
+    )
+    aggregate_retention_days_1d: int = Field(
+        3660, ge=1, description="Days of 1-day aggregates kept (whole yearly indices)."
     )
 
     # Celery worker
@@ -270,6 +283,36 @@ class Settings(BaseSettings):
                     f"{name} is a placeholder; set a real secret when APP_ENV={self.app_env}"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _coarser_aggregates_live_longer(self) -> Settings:
+        kept = (
+            self.aggregate_retention_days_1m,
+            self.aggregate_retention_days_1h,
+            self.aggregate_retention_days_1d,
+        )
+        if list(kept) != sorted(kept):
+            raise ValueError(
+                "AGGREGATE_RETENTION_DAYS_1M <= _1H <= _1D is required (coarser windows are "
+                f"merged from finer ones), got {kept}"
+            )
+        return self
+
+    @property
+    def aggregate_retention_days(self) -> dict[str, int]:
+        """Days kept per aggregate resolution."""
+        return {
+            "1m": self.aggregate_retention_days_1m,
+            "1h": self.aggregate_retention_days_1h,
+            "1d": self.aggregate_retention_days_1d,
+        }
+
+    @property
+    def recompute_horizon_days(self) -> int:
+        """How far back (in days, today included) a reading may still update its windows:
+        while both its raw readings and its 1-minute windows are kept. Older readings are
+        dead-lettered as `beyond_retention`, so partial data never rewrites kept windows."""
+        return min(self.retention_days, self.aggregate_retention_days_1m)
 
     @property
     def dead_letter_topic(self) -> str:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from readings import sample_reading
 
-from iot_pipeline.cleaning import RawRecord, SensorState, clean_batch, rules
+from iot_pipeline.cleaning import CleaningPolicy, RawRecord, SensorState, clean_batch, rules
 from iot_pipeline.cleaning.state import STUCK_REPEATS
 from iot_pipeline.schema import format_event_time
 
@@ -19,12 +19,16 @@ def reading(**change: object) -> dict[str, object]:
     return sample_reading(**change)
 
 
-def clean(*docs: dict[str, object] | bytes, states: dict[str, SensorState] | None = None):  # type: ignore[no-untyped-def]
+def clean(  # type: ignore[no-untyped-def]
+    *docs: dict[str, object] | bytes,
+    states: dict[str, SensorState] | None = None,
+    policy: CleaningPolicy | None = None,
+):
     records = [
         RawRecord(d if isinstance(d, bytes) else json.dumps(d).encode(), "t", 3, n)
         for n, d in enumerate(docs)
     ]
-    return clean_batch(records, {} if states is None else states, NOW)
+    return clean_batch(records, {} if states is None else states, NOW, policy or CleaningPolicy())
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe{}", b'{"a":1,}', b""])
@@ -103,18 +107,45 @@ def test_same_event_again_is_a_duplicate_even_in_a_later_batch() -> None:
     assert again.flags == (rules.DUPLICATE,)
 
 
-def test_too_late_is_measured_against_the_sensor_watermark() -> None:
+def test_too_late_is_measured_against_the_sensor_watermark_when_a_limit_is_set() -> None:
     states: dict[str, SensorState] = {}
-    clean(reading(), states=states)
+    limited = CleaningPolicy(allowed_lateness=timedelta(hours=24))
+    clean(reading(), states=states, policy=limited)
     old = (NOW - timedelta(hours=30)).isoformat()
     fine = (NOW - timedelta(hours=5)).isoformat()
     late, within = clean(
         reading(event_id="e-2", event_time=old),
         reading(event_id="e-3", event_time=fine),
         states=states,
+        policy=limited,
     ).readings
     assert rules.TOO_LATE in late.flags
     assert within.valid
+
+
+def test_late_data_is_data_by_default() -> None:
+    """A station uploading two days of buffered readings: valid, not too late."""
+    states: dict[str, SensorState] = {}
+    clean(reading(), states=states)
+    buffered = [
+        reading(event_id=f"b-{n}", event_time=(NOW - timedelta(hours=48, minutes=-n)).isoformat())
+        for n in range(5)
+    ]
+    assert all(r.valid and not r.flags for r in clean(*buffered, states=states).readings)
+
+
+def test_readings_before_the_kept_days_are_dead_letters() -> None:
+    policy = CleaningPolicy(retention_days=3)  # today and the two days before
+    kept_day = NOW.replace(hour=0, minute=0, second=0) - timedelta(days=2)
+    result = clean(
+        reading(event_id="kept", event_time=kept_day.isoformat()),
+        reading(event_id="gone", event_time=(kept_day - timedelta(seconds=1)).isoformat()),
+        policy=policy,
+    )
+    assert [r.reading.event_id for r in result.readings] == ["kept"]
+    (letter,) = result.dead_letters
+    assert letter.reason == rules.BEYOND_RETENTION
+    assert "oldest day still kept" in letter.detail
 
 
 def _series(values: list[float]) -> list[dict[str, object]]:

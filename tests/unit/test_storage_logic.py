@@ -19,7 +19,7 @@ from iot_pipeline.storage import (
 )
 from iot_pipeline.storage.base import parse_bulk_response
 from iot_pipeline.storage.bulk import chunks
-from iot_pipeline.storage.retention import expired_indices
+from iot_pipeline.storage.retention import expired_indices, last_day
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,6 +111,20 @@ def test_templates_get_the_prefix() -> None:
     mapping = templates["abc-readings"]["template"]["mappings"]
     assert mapping["dynamic"] == "strict"
     assert mapping["properties"]["location"]["type"] == "geo_point"
+
+
+def test_retention_of_monthly_and_yearly_indices_counts_their_last_day() -> None:
+    names = ["p-agg-1h-2026.09", "p-agg-1h-2026.10", "p-agg-1d-2024", "p-agg-1d-2025"]
+    # 58 days kept from 2026-11-28: October ends inside them, September before them
+    assert expired_indices(names, date(2026, 11, 28), keep_days=58) == [
+        "p-agg-1d-2024",
+        "p-agg-1d-2025",
+        "p-agg-1h-2026.09",
+    ]
+    assert last_day("p-agg-1h-2026.12") == date(2026, 12, 31)
+    assert last_day("p-agg-1h-2024.02") == date(2024, 2, 29)
+    assert last_day("p-agg-1d-2026") == date(2026, 12, 31)
+    assert last_day("p-agg-1h") is None
 
 
 def test_retention_keeps_whole_recent_days() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from iot_pipeline.cleaning.rules import (
     parse,
     physical_range,
     plausible_time,
+    within_retention,
 )
 from iot_pipeline.cleaning.state import SensorState, sequential_checks
 from iot_pipeline.schema import SensorReading
@@ -73,12 +75,25 @@ class CleanReading:
 
 @dataclass(frozen=True)
 class CleaningPolicy:
-    """Tolerances of the cleaner."""
+    """Tolerances of the cleaner.
 
-    allowed_lateness: timedelta = timedelta(hours=24)
+    `allowed_lateness` None: no reading is too late. `retention_days` None: no reading is
+    beyond retention; otherwise readings before the first kept day (counted back from the
+    batch's clock, today included) are dead letters.
+    """
+
+    allowed_lateness: timedelta | None = None
     max_clock_skew: timedelta = timedelta(minutes=5)
     earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_ahead: timedelta = timedelta(hours=24)
+    retention_days: int | None = None
+
+    def horizon(self, ingest_time: datetime) -> datetime | None:
+        """Start of the oldest day still kept, for a batch run at `ingest_time`."""
+        if self.retention_days is None:
+            return None
+        today = ingest_time.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return today - timedelta(days=self.retention_days - 1)
 
 
 @dataclass
@@ -101,10 +116,11 @@ def clean_batch(
     dead letter naming the step and the exception, and the batch goes on.
     """
     result = BatchResult()
+    horizon = policy.horizon(ingest_time)
     for record in records:
         step = Step()
         try:
-            outcome = _clean_one(record, states, ingest_time, policy, step)
+            outcome = _clean_one(record, states, ingest_time, policy, horizon, step)
         except Exception as exc:  # the guard: nothing a record does stops a batch
             result.dead_letters.append(unprocessable(record, step.name, exc))
             continue
@@ -137,6 +153,7 @@ def _clean_one(
     states: MutableMapping[str, SensorState],
     ingest_time: datetime,
     policy: CleaningPolicy,
+    horizon: datetime | None,
     step: Step,
 ) -> CleanReading | DeadLetter:
     parsed = parse(record.value)
@@ -157,6 +174,9 @@ def _clean_one(
         return _dead(record, normalised)
     reading, flags = normalised
     reading = normalise_time(reading)
+    beyond = within_retention(reading, horizon)
+    if beyond is not None:
+        return _dead(record, beyond)
     step.name = "rules"
     flags += physical_range(reading)
     flags += not_in_future(reading, reference, policy.max_clock_skew)
@@ -170,7 +190,7 @@ def _clean_one(
         reading.metric,
         reading.event_time.timestamp(),
         reading.value,
-        policy.allowed_lateness.total_seconds(),
+        policy.allowed_lateness.total_seconds() if policy.allowed_lateness else math.inf,
         trusted=not INVALIDATING.intersection(flags),
     )
     return CleanReading(reading, flags, record, parsed.value, parsed.unit)

@@ -20,6 +20,7 @@ SCHEMA_INVALID = "schema_invalid"
 UNIT_MISMATCH = "unit_mismatch"
 TIME_OUT_OF_RANGE = "time_out_of_range"  # before the plausible start, or far in the future
 KEY_MISMATCH = "key_mismatch"  # the Kafka key names another sensor
+BEYOND_RETENTION = "beyond_retention"  # its day's raw readings are no longer kept
 UNPROCESSABLE = "unprocessable"  # a step raised: a bug or an input no rule foresaw
 
 # Quality flags of kept readings. INVALIDATING ones keep a reading out of the aggregates.
@@ -108,6 +109,20 @@ def plausible_time(
             f"the record reached Kafka ({reference.isoformat()})",
         )
     return None
+
+
+def within_retention(reading: SensorReading, horizon: datetime | None) -> Rejection | None:
+    """Refuse a reading older than the first day whose readings and 1-minute windows are still
+    kept: stored, it would recreate a deleted day and rewrite that day's kept coarse windows
+    from this one reading."""
+    if horizon is None or reading.event_time >= horizon:
+        return None
+    return Rejection(
+        BEYOND_RETENTION,
+        "time",
+        f"event_time {reading.event_time.isoformat()} is before {horizon.isoformat()}, the "
+        "oldest day still kept (RETENTION_DAYS, AGGREGATE_RETENTION_DAYS_1M)",
+    )
 
 
 def key_matches(key: bytes | None, reading: SensorReading) -> Rejection | None:

@@ -95,10 +95,12 @@ class InjectedFault(RuntimeError):
 
 def cleaning_policy(settings: Settings) -> CleaningPolicy:
     """The cleaner's tolerances from the settings."""
+    lateness = settings.allowed_lateness_hours
     return CleaningPolicy(
-        allowed_lateness=timedelta(hours=settings.allowed_lateness_hours),
+        allowed_lateness=timedelta(hours=lateness) if lateness else None,
         earliest=datetime.combine(settings.event_time_earliest, datetime.min.time(), UTC),
         max_ahead=timedelta(hours=settings.event_time_max_ahead_hours),
+        retention_days=settings.recompute_horizon_days,
     )
 
 
