@@ -20,6 +20,14 @@ Every run (schedule `ETL_SCHEDULE`, default every minute, one run at a time):
    quarantined ranges, lag after the run, duration): the return value (XCom tab) and its log.
 5. **verdict** — fails the run (red in the grid, the reason in its log) when a range failed
    or was quarantined; `make status` and `/pipeline/status` show the same.
+6. **behind** → **catch_up** — when a clean run leaves at least `ETL_CATCH_UP_MIN_LAG`
+   records behind (a backlog after an outage, a backfill), the next run is triggered at once
+   instead of waiting for the schedule; otherwise `catch_up` is skipped.
+
+A run plans up to `ETL_MAX_RECORDS_PER_PARTITION` records per partition, in ranges of
+`ETL_RANGE_RECORDS` that run in order per partition and side by side across partitions, and
+starts no new range after `ETL_RUN_BUDGET_SECONDS`: batch size follows the backlog, and every
+batch is still one DAG run with its summary.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
 
 from iot_pipeline.settings import get_settings
@@ -76,9 +85,23 @@ def iot_sensor_etl() -> None:
 
         return verdict(report)
 
+    @task.short_circuit
+    def behind(report: dict[str, Any]) -> bool:
+        from iot_pipeline.orchestration.etl import needs_catch_up
+
+        return needs_catch_up(get_settings(), report)
+
+    catch_up = TriggerDagRunOperator(
+        task_id="catch_up",
+        trigger_dag_id="iot_sensor_etl",
+        conf={"catch_up": True},
+    )
+
     planned = plan()
     summary = process(planned)
-    verdict(report(planned, summary, commit(summary)))
+    reported = report(planned, summary, commit(summary))
+    verdict(reported)
+    behind(reported) >> catch_up
 
 
 iot_sensor_etl()

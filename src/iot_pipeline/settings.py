@@ -139,7 +139,10 @@ class Settings(BaseSettings):
 
     # Celery worker
     worker_concurrency: int = Field(
-        1, ge=1, le=64, description="Processes of the native Celery worker."
+        default_factory=lambda: max(1, min(4, os.cpu_count() or 1)),
+        ge=1,
+        le=64,
+        description="Processes of the native Celery worker (default: the CPU count, at most 4).",
     )
     worker_task_time_limit_seconds: int = Field(
         600, ge=30, description="Hard time limit of one processing task."
@@ -154,7 +157,25 @@ class Settings(BaseSettings):
         "iot-etl", description="Kafka consumer group whose offsets the DAG commits."
     )
     etl_max_records_per_partition: int = Field(
-        20_000, ge=1, description="Cap of one batch's offset range per partition."
+        1_000_000,
+        ge=1,
+        description="Cap of the records one run plans per partition (split into ranges of "
+        "`ETL_RANGE_RECORDS`).",
+    )
+    etl_range_records: int = Field(
+        50_000, ge=1, description="Records per range task (a partition's ranges run in order)."
+    )
+    etl_run_budget_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="A run starts no new range after this long; what it did is committed and "
+        "the rest is left to the next run.",
+    )
+    etl_catch_up_min_lag: int = Field(
+        5_000,
+        ge=1,
+        description="A run that ends with at least this lag triggers the next run at once "
+        "(catch-up) instead of waiting for the schedule.",
     )
     etl_max_bytes_per_range: int = Field(
         64 * 1024 * 1024,

@@ -175,3 +175,38 @@ def test_unexpected_errors_reach_the_orchestrator_by_name() -> None:
 
     with pytest.raises(RangeFailed, match=r"^ValidationError: \d+ validation error"):
         process_range_task({"batch_id": ""})
+
+
+def test_after_the_run_budget_no_range_starts_and_each_partition_keeps_what_it_did() -> None:
+    app = _App(_report)
+    tasks = range_tasks("b", NOW, _ranges((0, 0, 100), (0, 100, 200), (1, 0, 100)))
+    summary = run_tasks(app, tasks, timeout=5, poll=0, budget=0)  # type: ignore[arg-type]
+    assert [str(t.range) for t in app.sent] == ["t[0]:0-100", "t[1]:0-100"]
+    assert [(d.partition, d.end) for d in summary.done] == [(0, 100), (1, 100)]
+    assert summary.failures == []
+
+
+def test_a_run_plans_the_backlog_as_consecutive_bounded_ranges() -> None:
+    from iot_pipeline.orchestration.offsets import split_ranges
+
+    split = split_ranges(_ranges((0, 10, 260), (1, 0, 50)), 100)
+    assert [(r.partition, r.start, r.end) for r in split] == [
+        (0, 10, 110),
+        (0, 110, 210),
+        (0, 210, 260),
+        (1, 0, 50),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lag", "failed", "expected"),
+    [(10_000, [], True), (4_999, [], False), (10_000, ["t[0]:0-5: boom"], False)],
+)
+def test_only_a_clean_run_with_a_backlog_triggers_the_next_at_once(
+    lag: int, failed: list[str], expected: bool
+) -> None:
+    from iot_pipeline.orchestration.etl import needs_catch_up
+    from iot_pipeline.settings import Settings
+
+    report = {"failed_ranges": failed, "quarantined_ranges": [], "lag_after": lag}
+    assert needs_catch_up(Settings(etl_catch_up_min_lag=5000), report) is expected

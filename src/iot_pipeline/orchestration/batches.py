@@ -144,9 +144,14 @@ def run_tasks(
     timeout: float,
     poll: float = 0.5,
     queue: str = PROCESSING_QUEUE,
+    budget: float | None = None,
 ) -> BatchSummary:
     """Dispatch every range (keys, not payloads), partition by partition in offset order, and
-    wait; failures and timeouts are returned in the summary, never raised."""
+    wait; failures and timeouts are returned in the summary, never raised.
+
+    After `budget` seconds no further range is started: each partition ends where its
+    started ranges got to, and the rest is left to the next run (nothing is lost, the
+    partitions commit what was done)."""
     summary = BatchSummary(tasks[0].batch_id if tasks else "empty")
     partitions: dict[tuple[str, int], _Partition] = {}
     for task in sorted(tasks, key=lambda t: (t.range.topic, t.range.partition, t.range.start)):
@@ -156,15 +161,16 @@ def run_tasks(
         partitions[key].queue.append(task)
     log.debug("dispatching %d ranges of batch %s", len(tasks), summary.batch_id)
     deadline = time.monotonic() + timeout
+    last_start = time.monotonic() + (budget if budget is not None else timeout)
 
-    def start_next(part: _Partition) -> None:
+    def start_next(part: _Partition, first: bool = False) -> None:
         part.running = None
-        if part.queue and not part.failed:
+        if part.queue and not part.failed and (first or time.monotonic() < last_start):
             task = part.queue.popleft()
             part.running = (task, _dispatch(app, task, queue))
 
     for part in partitions.values():
-        start_next(part)
+        start_next(part, first=True)
     while any(p.running for p in partitions.values()):
         for part in partitions.values():
             if part.running is None or not part.running[1].ready():

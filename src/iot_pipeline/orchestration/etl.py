@@ -32,6 +32,7 @@ from iot_pipeline.orchestration.offsets import (
     plan_ranges,
     positions,
     ranges_for_times,
+    split_ranges,
 )
 from iot_pipeline.orchestration.quarantine import quarantine_range
 from iot_pipeline.orchestration.run_state import (
@@ -50,7 +51,11 @@ def plan_batch(settings: Settings, run_id: str, topic: str | None = None) -> dic
     """Fix the batch: its id, its clock and one capped offset range per partition."""
     topic = topic or settings.kafka_sensor_data_topic
     ranges = plan_ranges(
-        settings, topic, settings.etl_consumer_group, settings.etl_max_records_per_partition
+        settings,
+        topic,
+        settings.etl_consumer_group,
+        settings.etl_max_records_per_partition,
+        settings.etl_range_records,
     )
     planned_at = time.time()
     plan = {
@@ -95,7 +100,12 @@ def process_batch(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
     ingest_time = datetime.fromisoformat(plan["ingest_time"])
     tasks = range_tasks(plan["batch_id"], ingest_time, _ranges(plan["ranges"]))
     app = create_app(settings)
-    summary = run_tasks(app, tasks, timeout=settings.etl_task_timeout_seconds)
+    summary = run_tasks(
+        app,
+        tasks,
+        timeout=settings.etl_task_timeout_seconds,
+        budget=settings.etl_run_budget_seconds,
+    )
     quarantined: list[dict[str, Any]] = []
     now = time.time()
     # When every range of a run fails, the cause is the system (workers gone or broken, a
@@ -234,6 +244,17 @@ def report_batch(
     return result
 
 
+def needs_catch_up(settings: Settings, report: dict[str, Any]) -> bool:
+    """Whether the next run should start at once: a clean run that left a backlog behind.
+    A run with failures waits for the schedule (a failing range must not spin)."""
+    if report["failed_ranges"] or report["quarantined_ranges"]:
+        return False
+    behind = int(report["lag_after"]) >= settings.etl_catch_up_min_lag
+    if behind:
+        log.info("lag %s after this run: triggering the next run now", report["lag_after"])
+    return behind
+
+
 def verdict(report: dict[str, Any]) -> str:
     """Raise (failing the run) when a range failed or was quarantined; else say all is well."""
     if report["failed_ranges"] or report["quarantined_ranges"]:
@@ -283,12 +304,7 @@ def plan_replay(
     if partition is not None:
         ranges = [r for r in ranges if r.partition == partition]
     # bounded tasks, whatever the span asked for
-    cap = settings.etl_max_records_per_partition
-    split = [
-        OffsetRange(topic=r.topic, partition=r.partition, start=s, end=min(s + cap, r.end))
-        for r in ranges
-        for s in range(r.start, r.end, cap)
-    ]
+    split = split_ranges(ranges, settings.etl_range_records)
     log.info("replay %s: %s", run_id, ", ".join(map(str, split)) or "nothing in that range")
     return {
         "batch_id": batch_id_for(f"replay-{run_id}"),

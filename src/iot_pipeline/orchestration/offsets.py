@@ -86,17 +86,32 @@ def positions(settings: Settings, topic: str, group: str) -> list[PartitionPosit
         return result
 
 
-def plan_ranges(settings: Settings, topic: str, group: str, cap: int) -> list[OffsetRange]:
-    """One range per partition with new records: committed offset to high watermark, capped."""
+def plan_ranges(
+    settings: Settings, topic: str, group: str, cap: int, per_range: int | None = None
+) -> list[OffsetRange]:
+    """Ranges from each partition's committed offset to its high watermark (at most `cap`
+    records per partition), in consecutive ranges of at most `per_range` records."""
+    return split_ranges(
+        [
+            OffsetRange(
+                topic=topic,
+                partition=p.partition,
+                start=p.committed,
+                end=min(p.high, p.committed + cap),
+            )
+            for p in positions(settings, topic, group)
+            if p.high > p.committed
+        ],
+        per_range or cap,
+    )
+
+
+def split_ranges(ranges: list[OffsetRange], size: int) -> list[OffsetRange]:
+    """Each range as consecutive ranges of at most `size` records."""
     return [
-        OffsetRange(
-            topic=topic,
-            partition=p.partition,
-            start=p.committed,
-            end=min(p.high, p.committed + cap),
-        )
-        for p in positions(settings, topic, group)
-        if p.high > p.committed
+        r.model_copy(update={"start": start, "end": min(start + size, r.end)})
+        for r in ranges
+        for start in range(r.start, r.end, size)
     ]
 
 

@@ -1,8 +1,9 @@
 """Apply the cross-metric rule to stored readings around what a range just indexed.
 
-Runs under the aggregation lock, after the range's readings are searchable: whichever of the
-two tasks holding a pair's halves comes second sees both. Flags are set (or cleared) by
-partial updates, and the windows of every changed reading are recomputed afterwards.
+Runs after the range's readings are searchable (no lock): each of the two tasks holding a
+pair's halves indexes and refreshes its half before it reads, so whichever reads second sees
+both (both may, and then write the same flags). Flags are set (or cleared) by partial updates,
+and the windows of every changed reading are recomputed afterwards.
 """
 
 from __future__ import annotations
