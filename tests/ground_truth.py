@@ -56,9 +56,17 @@ def aggregates(store: SearchStore, prefix: str) -> dict[str, Any]:
     for resolution in ("1m", "1h", "1d"):
         index = f"{prefix}-agg-{resolution}-*"
         store.refresh(index)
-        hits = store.search(index, {"size": 10000})["hits"]["hits"]
-        assert len(hits) < 10000
-        docs.update({h["_id"]: h["_source"] for h in hits})
+        # (scope, key, metric, window_start) is unique within a resolution: page on it
+        body: dict[str, Any] = {
+            "size": 5000,
+            "sort": [{"scope": "asc"}, {"key": "asc"}, {"metric": "asc"}, {"window_start": "asc"}],
+        }
+        while True:
+            hits = store.search(index, body)["hits"]["hits"]
+            docs.update({h["_id"]: h["_source"] for h in hits})
+            if len(hits) < body["size"]:
+                break
+            body["search_after"] = hits[-1]["sort"]
     return docs
 
 

@@ -19,22 +19,30 @@ from iot_pipeline.cleaning.cross_metric import (
     cross_metric_violations,
 )
 from iot_pipeline.cleaning.rules import CROSS_METRIC
-from iot_pipeline.storage import IndexAction, SearchStore
+from iot_pipeline.processing.documents import reading_id
+from iot_pipeline.storage import IndexAction, SearchStore, readings_index
 
 PAGE = 5000
 _FIELDS = ["event_id", "station_id", "sensor_id", "district", "metric", "value", "event_time"]
 
 
-def _stored_pairs(
-    store: SearchStore, prefix: str, stations: list[str], start: float, end: float
+def _stored_partners(
+    store: SearchStore,
+    prefix: str,
+    stations: list[str],
+    start: float,
+    end: float,
+    own_sensors: list[str],
 ) -> list[dict[str, Any]]:
-    """Every stored PM reading of these stations in [start, end), as search hits."""
+    """The stored PM readings of these stations in [start, end) from other sensors than the
+    range's own (those are in memory, just indexed), as search hits."""
     hits: list[dict[str, Any]] = []
     body: dict[str, Any] = {
         "size": PAGE,
         "_source": [*_FIELDS, "flags"],
         "query": {
             "bool": {
+                "must_not": [{"terms": {"sensor_id": own_sensors}}],
                 "filter": [
                     {"terms": {"station_id": stations}},
                     {"terms": {"metric": sorted(CROSS_METRICS)}},
@@ -47,7 +55,7 @@ def _stored_pairs(
                             }
                         }
                     },
-                ]
+                ],
             }
         },
         "sort": [{"event_id": "asc"}],
@@ -64,22 +72,52 @@ def cross_metric_updates(
     store: SearchStore, prefix: str, kept: list[CleanReading], sample_interval: float
 ) -> tuple[list[IndexAction], set[Window]]:
     """Flag updates for the pairs around these readings, and the windows they change."""
-    mine = [c.reading for c in kept if c.reading.metric in CROSS_METRICS]
+    mine = [c for c in kept if c.reading.metric in CROSS_METRICS]
     if not mine:
         return [], set()
-    epochs = [r.event_time.timestamp() for r in mine]
+    epochs = [c.reading.event_time.timestamp() for c in mine]
     start = (min(epochs) // sample_interval) * sample_interval
     end = (max(epochs) // sample_interval + 1) * sample_interval
-    hits = _stored_pairs(store, prefix, sorted({r.station_id for r in mine}), start, end)
+    hits = _stored_partners(
+        store,
+        prefix,
+        sorted({c.reading.station_id for c in mine}),
+        start,
+        end,
+        sorted({c.reading.sensor_id for c in mine}),
+    )
+    # The range's own readings are as it just stored them: with the cleaner's flags (never
+    # cross_metric), so only a violation can make an update of them.
+    for clean in mine:
+        r = clean.reading
+        hits.append(
+            {
+                "_index": readings_index(prefix, r.event_time),
+                "_id": reading_id(r.sensor_id, r.event_id),
+                "_source": {
+                    "event_id": r.event_id,
+                    "station_id": r.station_id,
+                    "sensor_id": r.sensor_id,
+                    "district": r.district,
+                    "metric": r.metric,
+                    "value": r.value,
+                    "epoch": r.event_time.timestamp(),
+                    "flags": list(clean.flags),
+                },
+            }
+        )
     readings = []
     for hit in hits:
         doc = hit["_source"]
+        epoch = doc.get("epoch")
         readings.append(
             StationReading(
                 doc["event_id"],
                 doc["station_id"],
                 doc["metric"],
-                datetime.fromisoformat(doc["event_time"]).timestamp(),
+                epoch
+                if epoch is not None
+                else datetime.fromisoformat(doc["event_time"]).timestamp(),
                 float(doc["value"]),
                 tuple(doc.get("flags", [])),
             )

@@ -142,6 +142,8 @@ def process_range(
     clock.lap("clean_index")
     by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in keep}
     letters = list(result.dead_letters)
+    refused = {failure.action.id for failure in report.rejected}
+    stored = [r for r in keep if reading_id(r.reading.sensor_id, r.reading.event_id) not in refused]
     for failure in report.rejected:
         rejected = by_id[failure.action.id]
         letters.append(
@@ -163,7 +165,7 @@ def process_range(
     remember_sent(state_client, settings.search_index_prefix, letters)
     clock.lap("dead_letters")
     windows, cross_flagged = (
-        _update_aggregates(settings, store, keep, bulk) if aggregate else (0, 0)
+        _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0)
     )
     clock.lap("aggregate")
     # Only now is every record of the range indexed or dead-lettered: move the state on.
