@@ -8,7 +8,13 @@ import statistics
 
 import pytest
 
-from iot_pipeline.aggregation.recompute import MAX_RANGES_PER_QUERY, _query_chunks, _runs, unchanged
+from iot_pipeline.aggregation.recompute import (
+    MAX_RANGES_PER_QUERY,
+    _members,
+    _query_chunks,
+    _runs,
+    unchanged,
+)
 from iot_pipeline.aggregation.stats import Moments, close, merge
 from iot_pipeline.aggregation.windows import Window
 
@@ -88,7 +94,7 @@ def test_queries_cover_only_the_touched_minutes_not_the_span_between_them() -> N
     fresh = [w for k in ("a", "b", "c") for w in _minutes(k, [86400 * 30, 86400 * 30 + 60])]
     old = _minutes("a", [0])  # one reading thirty days older
     (chunk,) = list(_query_chunks(fresh + old))
-    covered = {(key, run) for keys, runs in chunk for key in keys for run in runs}
+    covered = {(key, run) for _, keys, runs in chunk for key in keys for run in runs}
     assert covered == {
         ("a", (0, 60)),
         ("a", (86400 * 30, 86400 * 30 + 120)),
@@ -96,11 +102,15 @@ def test_queries_cover_only_the_touched_minutes_not_the_span_between_them() -> N
         ("c", (86400 * 30, 86400 * 30 + 120)),
     }
     # keys with the same minutes share one clause
-    assert sorted(keys for keys, _ in chunk) == [["a"], ["b", "c"]]
+    assert sorted(keys for _, keys, _ in chunk) == [["a"], ["b", "c"]]
 
 
 def test_scattered_minutes_are_split_into_bounded_queries() -> None:
     scattered = _minutes("a", [i * 120 for i in range(1200)])  # 1200 separate minutes
     chunks = list(_query_chunks(scattered))
-    assert all(sum(len(runs) for _, runs in c) <= MAX_RANGES_PER_QUERY for c in chunks)
-    assert sum(len(runs) for c in chunks for _, runs in c) == 1200
+    assert all(sum(len(runs) for _, _, runs in c) <= MAX_RANGES_PER_QUERY for c in chunks)
+    assert sum(len(runs) for c in chunks for _, _, runs in c) == 1200
+    # each window belongs to exactly one chunk (a reading is never counted twice)
+    owners = [set(_members(c, scattered).values()) for c in chunks]
+    assert sum(len(o) for o in owners) == len(scattered)
+    assert set().union(*owners) == set(scattered)

@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from iot_pipeline import __version__
@@ -54,7 +55,8 @@ MGET_CHUNK = 5000
 MAX_ATTEMPTS = 20
 
 Ref = tuple[str, str]  # (index, id)
-Compute = Callable[[list[Window]], dict[Window, dict[str, Any]]]
+# (windows, their stored versions) -> their recomputed documents
+Compute = Callable[[list[Window], dict[Window, Versioned]], dict[Window, dict[str, Any]]]
 
 
 @dataclass
@@ -98,15 +100,15 @@ def recompute_windows(
     context = _Context(store, prefix, sample_interval, bulk or BulkPolicy())
     report = RecomputeReport()
     level = sorted({w for w in windows if w.resolution == "1m"})
-    compute: Compute = lambda group: _minute_documents(context, group)  # noqa: E731
+    compute: Compute = lambda group, _: _minute_documents(context, group)  # noqa: E731
     while level:
         _settle(context, level, compute, report)
         if level[0].resolution not in PARENT:
             break
         # Parents are merged again even when no child changed: a writer that stopped
         # between a child and its parent leaves the parent to whoever touches it next.
+        compute = partial(_rolled_up_documents, context, touched=set(level))
         level = sorted({w.parent() for w in level})
-        compute = lambda group: _rolled_up_documents(context, group)  # noqa: E731
     return report
 
 
@@ -117,11 +119,12 @@ def _settle(
     pending = windows
     for attempt in range(MAX_ATTEMPTS):
         refs = {w: context.ref(w) for w in pending}
-        stored = context.versions(list(refs.values()))  # versions first, then the inputs
-        fresh = compute(pending)
+        found = context.versions(list(refs.values()))  # versions first, then the inputs
+        stored = {w: found[ref] for w, ref in refs.items() if ref in found}
+        fresh = compute(pending, stored)
         actions = []
         for window, doc in fresh.items():
-            previous = stored.get(refs[window])
+            previous = stored.get(window)
             if previous is not None and unchanged(previous.source, doc):
                 continue
             index, doc_id = refs[window]
@@ -160,7 +163,7 @@ def _settle(
     )
 
 
-_EXACT = ("count", "min", "max", "readings", "invalid", "quality", "sensors", "sensor_ids")
+_EXACT = ("count", "min", "max", "readings", "invalid", "quality", "sensors", "sensor_ids", "parts")
 _CLOSE = ("sum", "mean", "std", "m2", "expected", "completeness")
 
 
@@ -181,8 +184,10 @@ def document(
     quality: Mapping[str, int],
     sensor_ids: list[str],
     sample_interval: float,
+    parts: list[int] | None = None,
 ) -> dict[str, Any]:
-    """An aggregate document (without its revision)."""
+    """An aggregate document (without its revision); `parts`: of a merged window, the starts
+    of the children it was merged from."""
     sensors = len(sensor_ids)
     expected = RESOLUTIONS[window.resolution] / sample_interval * max(sensors, 1)
     count = moments.count
@@ -210,17 +215,19 @@ def document(
         "readings": readings,
         "invalid": invalid,
         "quality": dict(sorted(quality.items())),
+        **({"parts": parts} if parts is not None else {}),
         "pipeline_version": __version__,
     }
 
 
 # --- 1-minute windows, from the readings -------------------------------------------------
 #
-# Three composite aggregations per task, each over exactly the touched minutes:
-# per (sensor, metric, minute, valid) for sensor windows; per (district, metric, minute,
-# sensor, valid) for district windows, whose sensors' statistics are merged here (which also
-# names the reporting sensors); and per flag over the few flagged readings, for the quality
-# counts. Plain metric sub-aggregations keep the engine's work per bucket small.
+# Two composite aggregations per chunk of touched minutes, over the readings of the touched
+# sensor-minutes and district-minutes together: one per (district, metric, minute, sensor,
+# valid) with the value's statistics, from which both scopes' windows are merged here (a
+# district window also learns its reporting sensors), and one per flag over the few flagged
+# readings, for the quality counts. Plain metric sub-aggregations keep the engine's work per
+# bucket small.
 
 _STATS = {"s": {"extended_stats": {"field": "value"}}}
 
@@ -241,36 +248,38 @@ def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, 
         {readings_index(context.prefix, datetime.fromtimestamp(w.start, UTC)) for w in windows}
     )
     indices = ",".join(f"{day}*" for day in days)  # a day deleted meanwhile is no error
-    by_scope: dict[str, list[Window]] = defaultdict(list)
-    for window in windows:
-        by_scope[window.scope].append(window)
     collected: dict[Window, _Minute] = {}
-    for scope, group in sorted(by_scope.items()):
-        field = _KEY_FIELD[scope]
-        wanted = {(w.key, w.metric, w.start): w for w in group}
-        metrics = sorted({w.metric for w in group})
-        extra = ["sensor_id"] if scope == "district" else []
-        for clauses in _query_chunks(group):
-            body = _minute_query(field, metrics, clauses, [*extra, "valid"], _STATS)
-            for key, bucket in _buckets(context.store, indices, body):
-                target = wanted.get((key["key"], key["metric"], int(key["t"]) // 1000))
-                if target is None:
+    metrics = sorted({w.metric for w in windows})
+    for chunk in _query_chunks(windows):
+        # only this chunk's windows: a reading matched by two chunks is counted once
+        mine = _members(chunk, windows)
+        for key, bucket in _buckets(context.store, indices, _minute_query(metrics, chunk)):
+            epoch = int(key["t"]) // 1000
+            count = int(bucket["doc_count"])
+            valid = key["valid"] in (True, 1, "true")
+            for window in (
+                mine.get(("sensor", key["sensor_id"], key["metric"], epoch)),
+                mine.get(("district", key["district"], key["metric"], epoch)),
+            ):
+                if window is None:
                     continue
-                minute = collected.setdefault(target, _Minute([]))
-                count = int(bucket["doc_count"])
+                minute = collected.setdefault(window, _Minute([]))
                 minute.readings += count
-                if key["valid"] in (True, 1, "true"):
+                if valid:
                     minute.parts.append(Moments.from_engine(bucket["s"]))
                 else:
                     minute.invalid += count
-                if scope == "district":
+                if window.scope == "district":
                     minute.sensors = (minute.sensors or set()) | {key["sensor_id"]}
-            flagged = _minute_query(field, metrics, clauses, ["flags"], {})
-            flagged["query"]["bool"]["filter"].append({"exists": {"field": "flags"}})
-            for key, bucket in _buckets(context.store, indices, flagged):
-                target = wanted.get((key["key"], key["metric"], int(key["t"]) // 1000))
-                if target is not None and target in collected:
-                    minute = collected[target]
+        flagged = _minute_query(metrics, chunk, flags=True)
+        for key, bucket in _buckets(context.store, indices, flagged):
+            epoch = int(key["t"]) // 1000
+            for window in (
+                mine.get(("sensor", key["sensor_id"], key["metric"], epoch)),
+                mine.get(("district", key["district"], key["metric"], epoch)),
+            ):
+                if window is not None and window in collected:
+                    minute = collected[window]
                     minute.quality = minute.quality or Counter()
                     minute.quality[key["flags"]] += int(bucket["doc_count"])
     return {
@@ -298,31 +307,48 @@ def _runs(starts: Iterable[int]) -> tuple[tuple[int, int], ...]:
     return tuple((a, b) for a, b in runs)
 
 
-Clauses = list[tuple[list[str], list[tuple[int, int]]]]
+# (scope, keys, time runs): the readings of these keys in these minutes
+Clause = tuple[str, list[str], list[tuple[int, int]]]
 
 
-def _query_chunks(group: list[Window]) -> Iterator[Clauses]:
-    """(keys, time runs) clauses that cover exactly these windows' minutes, in queries of at
-    most MAX_RANGES_PER_QUERY ranges. Keys sharing the same minutes share one clause (the
-    common case: fresh readings of many sensors)."""
-    minutes: dict[str, set[int]] = defaultdict(set)
-    for window in group:
-        minutes[window.key].add(window.start)
-    keys_by_runs: dict[tuple[tuple[int, int], ...], list[str]] = defaultdict(list)
-    for key, starts in sorted(minutes.items()):
-        keys_by_runs[_runs(starts)].append(key)
-    chunk: Clauses = []
+def _query_chunks(windows: list[Window]) -> Iterator[list[Clause]]:
+    """Clauses that cover exactly these windows' minutes, in queries of at most
+    MAX_RANGES_PER_QUERY ranges. Keys of a scope sharing the same minutes share one clause
+    (the common case: fresh readings of many sensors)."""
+    minutes: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for window in windows:
+        minutes[(window.scope, window.key)].add(window.start)
+    keys_by_runs: dict[tuple[str, tuple[tuple[int, int], ...]], list[str]] = defaultdict(list)
+    for (scope, key), starts in sorted(minutes.items()):
+        keys_by_runs[(scope, _runs(starts))].append(key)
+    chunk: list[Clause] = []
     size = 0
-    for runs, keys in keys_by_runs.items():
+    for (scope, runs), keys in keys_by_runs.items():
         for first in range(0, len(runs), MAX_RANGES_PER_QUERY):
             part = list(runs[first : first + MAX_RANGES_PER_QUERY])
             if chunk and size + len(part) > MAX_RANGES_PER_QUERY:
                 yield chunk
                 chunk, size = [], 0
-            chunk.append((keys, part))
+            chunk.append((scope, keys, part))
             size += len(part)
     if chunk:
         yield chunk
+
+
+def _members(chunk: list[Clause], windows: list[Window]) -> dict[tuple[str, str, str, int], Window]:
+    """(scope, key, metric, minute) -> window, for the windows this chunk's clauses cover."""
+    covered = {
+        (scope, key, minute)
+        for scope, keys, runs in chunk
+        for key in keys
+        for start, end in runs
+        for minute in range(start, end, 60)
+    }
+    return {
+        (w.scope, w.key, w.metric, w.start): w
+        for w in windows
+        if (w.scope, w.key, w.start) in covered
+    }
 
 
 def _time_ranges(runs: list[tuple[int, int]]) -> dict[str, Any]:
@@ -333,40 +359,32 @@ def _time_ranges(runs: list[tuple[int, int]]) -> dict[str, Any]:
     return {"bool": {"should": ranges, "minimum_should_match": 1}}
 
 
-def _minute_query(
-    field: str,
-    metrics: list[str],
-    clauses: Clauses,
-    split_by: list[str],
-    per_bucket: dict[str, Any],
-) -> dict[str, Any]:
-    """A composite aggregation per (key, metric, minute, *split_by) over exactly the clauses'
-    minutes."""
+def _minute_query(metrics: list[str], chunk: list[Clause], flags: bool = False) -> dict[str, Any]:
+    """A composite aggregation per (district, metric, minute, sensor, valid) with the value's
+    statistics, or per (..., flag) over flagged readings, over exactly the chunk's minutes."""
     should = [
-        {"bool": {"filter": [{"terms": {field: keys}}, _time_ranges(runs)]}}
-        for keys, runs in clauses
+        {"bool": {"filter": [{"terms": {_KEY_FIELD[scope]: keys}}, _time_ranges(runs)]}}
+        for scope, keys, runs in chunk
     ]
+    minute = {"field": "event_time", "fixed_interval": "1m"}
     sources: list[dict[str, Any]] = [
-        {"key": {"terms": {"field": field}}},
+        {"district": {"terms": {"field": "district"}}},
         {"metric": {"terms": {"field": "metric"}}},
-        {"t": {"date_histogram": {"field": "event_time", "fixed_interval": "1m"}}},
+        {"t": {"date_histogram": minute}},
+        {"sensor_id": {"terms": {"field": "sensor_id"}}},
     ]
-    sources += [{name: {"terms": {"field": name}}} for name in split_by]
+    last = "flags" if flags else "valid"
+    sources.append({last: {"terms": {"field": last}}})
     composite: dict[str, Any] = {"composite": {"size": COMPOSITE_PAGE, "sources": sources}}
-    if per_bucket:
-        composite["aggs"] = per_bucket
-    return {
-        "size": 0,
-        "query": {
-            "bool": {
-                "filter": [
-                    {"terms": {"metric": metrics}},
-                    {"bool": {"should": should, "minimum_should_match": 1}},
-                ]
-            }
-        },
-        "aggs": {"w": composite},
-    }
+    if not flags:
+        composite["aggs"] = _STATS
+    query: list[dict[str, Any]] = [
+        {"terms": {"metric": metrics}},
+        {"bool": {"should": should, "minimum_should_match": 1}},
+    ]
+    if flags:
+        query.append({"exists": {"field": "flags"}})
+    return {"size": 0, "query": {"bool": {"filter": query}}, "aggs": {"w": composite}}
 
 
 def _buckets(
@@ -387,14 +405,32 @@ def _buckets(
 # --- coarser windows, merged from their children -----------------------------------------
 
 
-def _rolled_up_documents(context: _Context, parents: list[Window]) -> dict[Window, dict[str, Any]]:
-    children = {parent: [context.ref(c) for c in parent.children()] for parent in parents}
-    stored = context.versions([ref for refs in children.values() for ref in refs])
+def _rolled_up_documents(
+    context: _Context,
+    parents: list[Window],
+    stored: dict[Window, Versioned],
+    touched: set[Window],
+) -> dict[Window, dict[str, Any]]:
+    """Each parent merged from its children. Only children that can exist are read: those the
+    stored parent was merged from (`parts`) and those touched now. A child created by another
+    writer is in the parent that writer wrote after it, or that writer's version check fails
+    and it merges again."""
+    children: dict[Window, list[Window]] = {}
+    for parent in parents:
+        known = stored[parent].source.get("parts") if parent in stored else None
+        if isinstance(known, list):
+            starts = set(known)
+            children[parent] = [c for c in parent.children() if c.start in starts or c in touched]
+        else:
+            children[parent] = parent.children()
+    refs = {child: context.ref(child) for group in children.values() for child in group}
+    found = context.versions(list(refs.values()))
     docs: dict[Window, dict[str, Any]] = {}
-    for parent, refs in children.items():
-        parts = [stored[ref].source for ref in refs if ref in stored]
-        if not parts:
+    for parent, group in children.items():
+        present = [(child, found[refs[child]].source) for child in group if refs[child] in found]
+        if not present:
             continue
+        parts = [doc for _, doc in present]
         quality: Counter[str] = Counter()
         sensor_ids: set[str] = set()
         for part in parts:
@@ -408,5 +444,6 @@ def _rolled_up_documents(context: _Context, parents: list[Window]) -> dict[Windo
             quality,
             sorted(sensor_ids) if parent.scope == "district" else [parent.key],
             context.sample_interval,
+            parts=[child.start for child, _ in present],
         )
     return docs
