@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
@@ -48,7 +48,7 @@ def _produce(settings: Settings, count: int) -> dict[int, int]:
             str(ROOT / "data_generator/producer.py"),
             "backfill",
             "--start",
-            "2026-11-20T00:00Z",
+            (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT00:00Z"),
             "--interval",
             "5",
             "--count",
@@ -211,6 +211,77 @@ def via_celery(
     return wall, summary.task_seconds, summary.records
 
 
+def old_reading_cost(
+    settings: Settings, state: redis.Redis, rounds: int = 3
+) -> tuple[float, float]:
+    """Median seconds of the aggregate stage for a range of 20,000 fresh readings, and for the
+    same range plus one reading 29 days old (a batch's time span must not drive the cost)."""
+    from confluent_kafka import Producer
+
+    from iot_pipeline.kafka_config import producer_config
+
+    mixed = settings.model_copy(
+        update={"kafka_sensor_data_topic": f"{settings.kafka_sensor_data_topic}.mixed"}
+    )
+    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
+    for future in admin.create_topics(
+        [NewTopic(mixed.kafka_sensor_data_topic, num_partitions=1, replication_factor=1)]
+    ).values():
+        future.result(30)
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "data_generator/producer.py"),
+                "backfill",
+                "--start",
+                (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%MZ"),
+                "--interval",
+                "5",
+                "--count",
+                "20000",
+                "--seed",
+                "4",
+                "--faults",
+                "none",
+                "--topic",
+                mixed.kafka_sensor_data_topic,
+                "--progress-every",
+                "0",
+            ],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
+        from iot_pipeline.processing.reader import read_range
+
+        whole = OffsetRange(topic=mixed.kafka_sensor_data_topic, partition=0, start=0, end=10**9)
+        fresh = len(read_range(mixed, whole))
+        first = json.loads(read_range(mixed, whole.model_copy(update={"end": 1}))[0].value)
+        old = datetime.now(UTC) - timedelta(days=29)
+        first |= {"event_id": "bench-old", "event_time": old.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+        producer = Producer(producer_config(mixed))
+        producer.produce(
+            mixed.kafka_sensor_data_topic, json.dumps(first).encode(), first["sensor_id"].encode()
+        )
+        producer.flush(30)
+        seconds: dict[int, list[float]] = {fresh: [], fresh + 1: []}
+        store = make_store(mixed)
+        for _ in range(rounds):
+            for end in seconds:
+                _reset(mixed, state)
+                task = RangeTask.of(
+                    "bench-old", datetime.now(UTC), whole.model_copy(update={"end": end})
+                )
+                report = process_range(mixed, store, state, task)
+                seconds[end].append(report.stages["aggregate"])
+        store.close()
+        return statistics.median(seconds[fresh]), statistics.median(seconds[fresh + 1])
+    finally:
+        for future in admin.delete_topics([mixed.kafka_sensor_data_topic]).values():
+            future.result(30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=120_000)
@@ -237,6 +308,7 @@ def main() -> int:
         future.result(30)
     state = redis.Redis.from_url(settings.redis_url)
     rows: list[tuple[str, float, str]] = []
+    old_cost: tuple[float, float] | None = None
     try:
         ends = _produce(settings, args.records)
         print(
@@ -297,6 +369,8 @@ def main() -> int:
                 f"  celery {workers}x, {per_task}/task: {records / wall:,.0f} readings/s",
                 flush=True,
             )
+        print("  aggregate cost of a range with one reading 29 days old", flush=True)
+        old_cost = old_reading_cost(settings, state)
     finally:
         _reset(settings, state)
         make_store(settings).delete_indices(
@@ -309,6 +383,14 @@ def main() -> int:
     print(f"{'what':<52} {'per second':>11} {'ratio':>6}  note")
     for name, rate, note in rows:
         print(f"{name:<52} {rate:>11,.0f} {rate / raw_rate:>6.2f}  {note}")
+    if old_cost:
+        fresh_s, old_s = old_cost
+        print()
+        print(f"{'aggregate stage of one 20,000-reading range':<52} {'seconds':>11} {'ratio':>6}")
+        print(f"{'  only fresh readings (baseline)':<52} {fresh_s:>11.2f} {1.0:>6.2f}")
+        print(
+            f"{'  the same + one reading 29 days old':<52} {old_s:>11.2f} {old_s / fresh_s:>6.2f}"
+        )
     return 0
 
 

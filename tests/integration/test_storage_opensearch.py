@@ -3,6 +3,7 @@ idempotent ids, retention."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -109,3 +110,52 @@ def test_writes_over_a_read_version_lose_to_a_writer_in_between(
     assert lost.indexed == 0
     assert [f.conflict for f in lost.rejected] == [True]
     assert store.get_versioned([ref])[ref].source["value"] == 3.0
+
+
+def test_aggregate_indices_expire_per_resolution(
+    store: SearchStore, test_settings: Settings
+) -> None:
+    prefix = test_settings.search_index_prefix
+    names = [
+        "agg-1m-2026.11.25",
+        "agg-1m-2026.11.28",
+        "agg-1h-2026.09",
+        "agg-1h-2026.10",
+        "agg-1d-2024",
+        "agg-1d-2026",
+    ]
+    for name in names:
+        index_all(store, [IndexAction(f"{prefix}-{name}", "x", {"scope": "sensor"})], refresh=True)
+    kept = test_settings.model_copy(
+        update={
+            "aggregate_retention_days_1m": 2,
+            "aggregate_retention_days_1h": 40,
+            "aggregate_retention_days_1d": 400,
+        }
+    )
+    deleted = apply_retention(kept, keep_days=30, today=date(2026, 11, 28))
+    assert sorted(deleted) == sorted(
+        f"{prefix}-{n}" for n in ("agg-1m-2026.11.25", "agg-1h-2026.09", "agg-1d-2024")
+    )
+    assert store.list_indices(f"{prefix}-agg-*") == sorted(
+        f"{prefix}-{n}" for n in ("agg-1m-2026.11.28", "agg-1h-2026.10", "agg-1d-2026")
+    )
+
+
+def test_fields_a_template_gains_reach_the_indices_that_already_exist(
+    store: SearchStore, test_settings: Settings
+) -> None:
+    """An upgrade adds a field (as `parts` of the aggregates was): the indices created under
+    the previous template get it when the templates are applied again at start."""
+    prefix = test_settings.search_index_prefix
+    templates = load_templates(ROOT / "elasticsearch", prefix)
+    older = copy.deepcopy(templates)
+    del older[f"{prefix}-aggregates"]["template"]["mappings"]["properties"]["parts"]
+    store.ensure_templates(older)
+    index = f"{prefix}-agg-1h-2026.11"
+    assert index_all(store, [IndexAction(index, "a", {"count": 1})], refresh=True).indexed == 1
+    refused = index_all(store, [IndexAction(index, "b", {"count": 1, "parts": [0]})])
+    assert refused.rejected
+    assert "strict" in refused.rejected[0].reason
+    store.ensure_templates(templates)
+    assert index_all(store, [IndexAction(index, "b", {"count": 1, "parts": [0]})]).indexed == 1

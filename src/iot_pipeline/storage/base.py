@@ -99,7 +99,9 @@ class SearchStore(Protocol):
     engine: str
 
     def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
-        """Create or update the index templates (name -> body)."""
+        """Create or update the index templates (name -> body), and add the fields a template
+        gained to the indices that already exist (mappings only grow: a new version of the
+        pipeline never meets an index without its fields)."""
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         """Index documents (refresh: make them searchable at once); report failed items."""

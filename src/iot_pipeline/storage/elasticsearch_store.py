@@ -59,6 +59,16 @@ class ElasticsearchStore:
     def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
         for name, body in templates.items():
             _translate(partial(self.client.indices.put_index_template, name=name, **body))
+            mappings = body.get("template", {}).get("mappings")
+            if mappings:
+                _translate(
+                    partial(
+                        self.client.indices.put_mapping,
+                        index=",".join(body["index_patterns"]),
+                        allow_no_indices=True,
+                        **mappings,
+                    )
+                )
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:

@@ -74,6 +74,17 @@ class OpenSearchStore:
     def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
         for name, body in templates.items():
             _translate(partial(self.client.indices.put_index_template, name=name, body=body))
+            mappings = body.get("template", {}).get("mappings")
+            if mappings:
+                patterns = ",".join(body["index_patterns"])
+                _translate(
+                    partial(
+                        self.client.indices.put_mapping,
+                        index=patterns,
+                        body=mappings,
+                        allow_no_indices=True,
+                    )
+                )
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:
