@@ -32,7 +32,9 @@ PROVENANCE = ("batch_id", "ingest_time")
 
 @pytest.fixture(scope="module")
 def settings(test_settings: Settings) -> Iterator[Settings]:
-    with own_pipeline(test_settings, "replayflags", etl_max_records_per_partition=CAP) as own:
+    with own_pipeline(
+        test_settings, "replayflags", etl_max_records_per_partition=CAP, etl_range_records=CAP
+    ) as own:
         yield own
 
 
@@ -90,6 +92,7 @@ def test_a_whole_topic_replay_during_live_ingestion_reproduces_every_flag(
         **settings_env(settings),
         **airflow_env,
         "ETL_MAX_RECORDS_PER_PARTITION": str(CAP),
+        "ETL_RANGE_RECORDS": str(CAP),
     }
     store = make_store(settings)
     worker = start_worker(settings, "replay-flags")
