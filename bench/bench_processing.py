@@ -255,8 +255,12 @@ def old_reading_cost(
         )
         from iot_pipeline.processing.reader import read_range
 
-        whole = OffsetRange(topic=mixed.kafka_sensor_data_topic, partition=0, start=0, end=10**9)
-        fresh = len(read_range(mixed, whole))
+        consumer = Consumer(consumer_config(mixed, "bench.watermarks"))
+        _, fresh = consumer.get_watermark_offsets(
+            TopicPartition(mixed.kafka_sensor_data_topic, 0), timeout=10
+        )
+        consumer.close()
+        whole = OffsetRange(topic=mixed.kafka_sensor_data_topic, partition=0, start=0, end=fresh)
         first = json.loads(read_range(mixed, whole.model_copy(update={"end": 1}))[0].value)
         old = datetime.now(UTC) - timedelta(days=29)
         first |= {"event_id": "bench-old", "event_time": old.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
