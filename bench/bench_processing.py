@@ -286,12 +286,10 @@ def old_reading_cost(
             future.result(30)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--records", type=int, default=120_000)
-    args = parser.parse_args()
+def bench_pipeline(base: Settings) -> tuple[Settings, AdminClient, list[str]]:
+    """Settings of a pipeline of the benchmark's own (topics, index prefix, Redis db 14),
+    with its data topic (6 partitions) and dead-letter topic created."""
     run = uuid.uuid4().hex[:8]
-    base = Settings()
     host, port = base.redis_address
     settings = base.model_copy(
         update={
@@ -310,6 +308,14 @@ def main() -> int:
         ]
     ).values():
         future.result(30)
+    return settings, admin, topics
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=120_000)
+    args = parser.parse_args()
+    settings, admin, topics = bench_pipeline(Settings())
     state = redis.Redis.from_url(settings.redis_url)
     rows: list[tuple[str, float, str]] = []
     old_cost: tuple[float, float] | None = None

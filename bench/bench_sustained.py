@@ -244,25 +244,8 @@ def baseline(settings: Settings) -> float:
     """Raw bulk readings/s of the pipeline's own documents (bench_processing's method)."""
     import bench_processing as processing
     import redis
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
 
-    run = uuid.uuid4().hex[:8]
-    host, port = settings.redis_address
-    own = settings.model_copy(
-        update={
-            "kafka_sensor_data_topic": f"bench.{run}.readings",
-            "kafka_dlq_topic": f"bench.{run}.dlq",
-            "search_index_prefix": f"bench-{run}",
-            "redis_url": f"redis://{host}:{port}/14",
-        }
-    )
-    admin = AdminClient({"bootstrap.servers": own.kafka_brokers})
-    topics = [own.kafka_sensor_data_topic, own.dead_letter_topic]
-    for future in admin.create_topics(
-        [NewTopic(t, num_partitions=6, replication_factor=1) for t in topics]
-    ).values():
-        future.result(30)
+    own, admin, topics = processing.bench_pipeline(settings)
     state = redis.Redis.from_url(own.redis_url)
     try:
         ends = processing._produce(own, 100_000)
