@@ -48,7 +48,7 @@ from iot_pipeline.stack.supervisor import Supervisor  # noqa: E402
 from iot_pipeline.storage import make_store  # noqa: E402
 
 DAG = "iot_sensor_etl"
-RATES = (2_500, 5_000, 10_000, 15_000, 20_000, 25_000)
+RATES = (2_500, 5_000, 7_500, 10_000, 12_500, 15_000, 20_000, 25_000)
 BACKLOG = 1_000_000
 
 
