@@ -106,7 +106,8 @@ def recompute_windows(
         if level[0].resolution not in PARENT:
             break
         # Parents are merged again even when no child changed: a writer that stopped
-        # between a child and its parent leaves the parent to whoever touches it next.
+        # between a child and its parent leaves the parent to the retry of its range (a
+        # range that did not finish is not committed), which touches that child again.
         compute = partial(_rolled_up_documents, context, touched=set(level))
         level = sorted({w.parent() for w in level})
     return report
