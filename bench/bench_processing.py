@@ -41,29 +41,34 @@ BULK_DOCS = BulkPolicy().max_docs
 ROUNDS = 5
 
 
-def _produce(settings: Settings, count: int) -> dict[int, int]:
+def backfill(topic: str, start: datetime, count: int, seed: int, *extra: str) -> None:
+    """`producer.py backfill` of `count` readings from `start` into `topic`, quietly."""
     subprocess.run(
         [
             sys.executable,
             str(ROOT / "data_generator/producer.py"),
             "backfill",
             "--start",
-            (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT00:00Z"),
-            "--interval",
-            "5",
+            start.strftime("%Y-%m-%dT%H:%MZ"),
             "--count",
             str(count),
             "--seed",
-            "3",
+            str(seed),
             "--topic",
-            settings.kafka_sensor_data_topic,
+            topic,
             "--progress-every",
             "0",
+            *extra,
         ],
         check=True,
         cwd=ROOT,
         capture_output=True,
     )
+
+
+def _produce(settings: Settings, count: int) -> dict[int, int]:
+    day = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0)
+    backfill(settings.kafka_sensor_data_topic, day, count, 3, "--interval", "5")
     consumer = Consumer(consumer_config(settings, "bench.watermarks"))
     ends = {}
     for p in range(6):
@@ -229,29 +234,15 @@ def old_reading_cost(
     ).values():
         future.result(30)
     try:
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "data_generator/producer.py"),
-                "backfill",
-                "--start",
-                (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%MZ"),
-                "--interval",
-                "5",
-                "--count",
-                "20000",
-                "--seed",
-                "4",
-                "--faults",
-                "none",
-                "--topic",
-                mixed.kafka_sensor_data_topic,
-                "--progress-every",
-                "0",
-            ],
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
+        backfill(
+            mixed.kafka_sensor_data_topic,
+            datetime.now(UTC) - timedelta(hours=2),
+            20000,
+            4,
+            "--interval",
+            "5",
+            "--faults",
+            "none",
         )
         from iot_pipeline.processing.reader import read_range
 

@@ -98,10 +98,13 @@ class Offsets:
         """(records produced, records committed), summed over partitions."""
         parts = [TopicPartition(self.topic, p) for p in self.partitions]
         committed = self.consumer.committed(parts, timeout=10)
-        high = sum(self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts)
-        low = sum(self.consumer.get_watermark_offsets(tp, timeout=10)[0] for tp in parts)
-        done = sum(max(c.offset, 0) for c in committed)
-        return high, max(done, low if done == 0 else done)
+        marks = [self.consumer.get_watermark_offsets(tp, timeout=10) for tp in parts]
+        high = sum(h for _, h in marks)
+        # a partition with nothing committed yet is at its log start
+        done = sum(
+            c.offset if c.offset >= 0 else low for c, (low, _) in zip(committed, marks, strict=True)
+        )
+        return high, done
 
     def lag(self) -> int:
         high, done = self.totals()
@@ -115,7 +118,7 @@ class Offsets:
 def simulator_stopped(supervisor: Supervisor) -> Iterator[None]:
     was_running = supervisor.state("generator") == "RUNNING"
     if was_running:
-        supervisor._proxy().stopProcess("generator", True)
+        supervisor.stop("generator")
     try:
         yield
     finally:
@@ -213,25 +216,10 @@ def drain(settings: Settings, airflow: Airflow, offsets: Offsets, count: int) ->
         raise SystemExit("drain: the pipeline did not catch up before the backlog")
     airflow.pause(True)
     try:
-        start = (datetime.now(UTC) - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%MZ")
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "data_generator/producer.py"),
-                "backfill",
-                "--start",
-                start,
-                "--count",
-                str(count),
-                "--seed",
-                str(uuid.uuid4().int % 10**6),
-                "--progress-every",
-                "0",
-            ],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        from bench_processing import backfill
+
+        start = datetime.now(UTC) - timedelta(hours=8)
+        backfill(settings.kafka_sensor_data_topic, start, count, uuid.uuid4().int % 10**6)
         print(f"  drain: backlog of {offsets.lag():,} records", flush=True)
         # Let a scheduled run that was already going finish (it saw none of the backlog).
         time.sleep(5)

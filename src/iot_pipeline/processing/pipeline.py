@@ -143,7 +143,7 @@ def process_range(
     by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in keep}
     letters = list(result.dead_letters)
     refused = {failure.action.id for failure in report.rejected}
-    stored = [r for r in keep if reading_id(r.reading.sensor_id, r.reading.event_id) not in refused]
+    stored = [r for i, r in by_id.items() if i not in refused] if refused else keep
     for failure in report.rejected:
         rejected = by_id[failure.action.id]
         letters.append(

@@ -162,6 +162,10 @@ class Supervisor:
         """Ask supervisord to start a program without waiting for it."""
         self._proxy().startProcess(name, False)
 
+    def stop(self, name: str) -> None:
+        """Ask supervisord to stop a program and wait until it has."""
+        self._proxy().stopProcess(name, True)
+
     def shutdown(self, first: Sequence[str] = (), timeout: float = 90.0) -> list[str]:
         """Stop `first` one by one (in order), then every other program, then supervisord.
 
