@@ -241,6 +241,12 @@ class Settings(BaseSettings):
         90.0, gt=0, description="How long `make up` waits for each service to become ready."
     )
     kafka_heap: str = Field("512m", description="JVM heap (-Xmx) of the native Kafka broker.")
+    redis_maxmemory: str = Field(
+        "256mb",
+        pattern=r"^[1-9][0-9]*(kb|mb|gb)$",
+        description="Memory cap of the native Redis (`maxmemory`, policy `noeviction`: a full "
+        "Redis refuses writes instead of dropping queued tasks).",
+    )
     opensearch_heap: str = Field("512m", description="JVM heap of the native OpenSearch node.")
     java_home: Path | None = Field(
         None, description="JDK used by the native stack; empty means `java` on PATH."

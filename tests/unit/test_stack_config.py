@@ -3,10 +3,13 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from iot_pipeline.settings import Settings
+from iot_pipeline.stack.airflow_services import admin_password, password_file
+from iot_pipeline.stack.cli import _print_airflow_login
 from iot_pipeline.stack.services import StackError, StackPaths, native_services
-from iot_pipeline.stack.supervisor import render_config
+from iot_pipeline.stack.supervisor import START_RETRIES, START_SECONDS, Supervisor, render_config
 from iot_pipeline.topics import load_topic_specs, topic_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,3 +123,66 @@ def test_airflow_gets_generated_secrets_loopback_and_our_dags(settings: Settings
     assert other_env["AIRFLOW__API_AUTH__JWT_SECRET"] != env["AIRFLOW__API_AUTH__JWT_SECRET"]
     config = render_config(StackPaths.from_settings(settings), list(services.values()), ROOT)
     assert config.count("AIRFLOW__API_AUTH__JWT_SECRET") == 4
+
+
+def test_every_program_restarts_with_backoff_and_a_bound(settings: Settings) -> None:
+    services = native_services(settings)
+    config = render_config(StackPaths.from_settings(settings), services, Path("/work"))
+    assert config.count("autorestart=true") == len(services)
+    assert config.count(f"startretries={START_RETRIES}") == len(services)
+    assert config.count(f"startsecs={START_SECONDS}") == len(services)
+    assert START_RETRIES >= 1
+    assert "umask=077" in config.split("[program:")[0]
+    # through the launcher, which ends what a crashed earlier start left behind
+    scheduler = config.split("[program:airflow-scheduler]")[1].split("[program:")[0]
+    assert "-m iot_pipeline.stack.launch" in scheduler
+    assert "airflow-scheduler.pgid -- " in scheduler
+
+
+def test_redis_is_durable_and_bounded(settings: Settings) -> None:
+    command = {s.name: s for s in native_services(settings)}["redis"].command
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    assert command[command.index("--maxmemory") + 1] == settings.redis_maxmemory
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    with pytest.raises(ValidationError, match="redis_maxmemory"):
+        Settings(redis_maxmemory="lots")
+
+
+def test_the_admin_password_is_ours_private_and_never_printed(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    native_services(settings)  # builds the Airflow environment
+    path = password_file(settings.stack_dir.resolve())
+    assert path.stat().st_mode & 0o777 == 0o600
+    password = admin_password(settings.stack_dir.resolve())
+    assert password is not None
+    assert len(password) >= 16
+    # a password file an older version let Airflow write world-readable is made private
+    path.chmod(0o644)
+    native_services(settings)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert admin_password(settings.stack_dir.resolve()) == password
+    # output that is not a terminal (a CI log, a file) names the file instead
+    _print_airflow_login(settings, StackPaths.from_settings(settings))
+    out = capsys.readouterr().out
+    assert password not in out
+    assert "simple_auth_manager_passwords.json.generated" in out
+
+
+def test_restarts_are_counted_from_supervisords_log(tmp_path: Path) -> None:
+    paths = StackPaths(tmp_path)
+    paths.logs.mkdir()
+    (paths.logs / "supervisord.log").write_text(
+        "2026-11-29 01:00:00,000 INFO supervisord started with pid 10\n"
+        "2026-11-29 01:00:05,000 WARN exited: worker (terminated by SIGKILL; not expected)\n"
+        "2026-11-29 01:00:06,000 INFO supervisord started with pid 20\n"
+        "2026-11-29 01:00:07,000 INFO spawned: 'worker' with pid 21\n"
+        "2026-11-29 01:01:00,000 WARN exited: worker (terminated by SIGKILL; not expected)\n"
+        "2026-11-29 01:01:01,000 INFO spawned: 'worker' with pid 22\n"
+        "2026-11-29 01:02:00,000 WARN exited: airflow-scheduler (exit status 1; not expected)\n"
+        "2026-11-29 01:03:00,000 INFO stopped: api (terminated by SIGTERM)\n",
+        encoding="utf-8",
+    )
+    assert Supervisor(paths).restarts() == {"worker": 1, "airflow-scheduler": 1}
+    assert Supervisor(StackPaths(tmp_path / "none")).restarts() == {}

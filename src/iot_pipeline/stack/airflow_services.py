@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from iot_pipeline.settings import Settings, child_environment
@@ -44,10 +45,30 @@ def _secrets(home: Path) -> dict[str, str]:
     return values
 
 
+def password_file(stack_root: Path) -> Path:
+    """Where the web UI's `admin` password is kept (Airflow's simple auth manager reads it)."""
+    return airflow_home(stack_root) / "simple_auth_manager_passwords.json.generated"
+
+
+def _ensure_password(stack_root: Path) -> None:
+    """Generate the `admin` password ourselves, owner-only, before Airflow's first start:
+    Airflow would generate it too, but print it to its log and write the file world-readable."""
+    path = password_file(stack_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)  # a file an older version let Airflow write
+        return
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump({ADMIN_USER: secrets.token_urlsafe(12)}, handle)
+
+
 def airflow_environment(settings: Settings, stack_root: Path, workdir: Path) -> dict[str, str]:
     """What every Airflow process of the native stack runs with."""
     home = airflow_home(stack_root)
     keys = _secrets(home)
+    _ensure_password(stack_root)
     port = settings.airflow_port
     return {
         "AIRFLOW_HOME": str(home),
@@ -56,6 +77,9 @@ def airflow_environment(settings: Settings, stack_root: Path, workdir: Path) -> 
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
+        # A task whose process died with a killed scheduler is failed (and retried) after a
+        # minute without heartbeat, not five; live tasks beat every few seconds.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         # `make up` runs the pipeline: the ETL is scheduled as soon as it is parsed.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
@@ -93,8 +117,8 @@ def migrate(settings: Settings, stack_root: Path, workdir: Path) -> None:
 
 
 def admin_password(stack_root: Path) -> str | None:
-    """The UI password Airflow generated for `admin` on its first start, if it has."""
-    path = airflow_home(stack_root) / "simple_auth_manager_passwords.json.generated"
+    """The web UI's password of `admin`, if it was generated yet."""
+    path = password_file(stack_root)
     try:
         passwords: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -112,3 +136,19 @@ def airflow_health(settings: Settings) -> Health:
         return Health(False, f"metadata DB {parts.get('metadatabase')}")
     detail = ", ".join(f"{k} {v}" for k, v in sorted(parts.items()) if k != "metadatabase")
     return Health(True, f"http://127.0.0.1:{settings.airflow_port} ({detail})")
+
+
+def component_health(component: str) -> Callable[[Settings], Health]:
+    """A probe for one Airflow component (`scheduler`, `triggerer`, `dag_processor`): healthy
+    while the API server reports its heartbeat as fresh."""
+
+    def probe(settings: Settings) -> Health:
+        body, failed = local_json(settings.airflow_port, "/api/v2/monitor/health", "Airflow")
+        if failed is not None:
+            return Health(False, f"no heartbeat known: the API server is down ({failed.detail})")
+        part = body.get(component) or {}
+        status = part.get("status")
+        beat = part.get(f"latest_{component}_heartbeat") or "never"
+        return Health(status == "healthy", f"heartbeat {status}, last {beat}")
+
+    return probe

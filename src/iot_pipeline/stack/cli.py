@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack import pipeline_report
-from iot_pipeline.stack.airflow_services import ADMIN_USER, admin_password
+from iot_pipeline.stack.airflow_services import ADMIN_USER, admin_password, password_file
 from iot_pipeline.stack.probes import Health, port_open
 from iot_pipeline.stack.services import Service, StackError, StackPaths, native_services
 from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor, render_config
@@ -78,7 +79,9 @@ def _start_phase(
     waiting: dict[str, Service] = {}
     for service in services:
         ours = supervisor.state(service.name) in ALIVE_STATES
-        if not ours and service.probe is not None and service.probe(settings).ok:
+        # a backing service someone else runs on its address is reused, never started twice
+        probe = service.probe if service.address is not None else None
+        if not ours and probe is not None and probe(settings).ok:
             print(f"{service.name:<21} already running outside this stack; reusing it")
             continue
         if ours:
@@ -135,6 +138,7 @@ def _wait_ready(
 def up(settings: Settings) -> int:
     """Start what is not running yet, phase by phase, and wait until everything is ready."""
     started_at = time.monotonic()
+    _private(StackPaths.from_settings(settings))
     services = native_services(settings)
     supervisor = _supervisor_for(settings, services)
     for phase in sorted({s.phase for s in services}):
@@ -155,13 +159,22 @@ def up(settings: Settings) -> int:
 
 
 def _print_airflow_login(settings: Settings, paths: StackPaths) -> None:
+    """Where to log in. The password is shown on a terminal only: output that goes to a file
+    or a CI log names the file that holds it instead."""
     if not settings.airflow_enabled:
         return
-    password = admin_password(paths.root)
+    password = admin_password(paths.root) if sys.stdout.isatty() else None
+    where = password or f"in {_relative(password_file(paths.root))}"
     print(
-        f"Airflow UI  http://127.0.0.1:{settings.airflow_port}  user {ADMIN_USER}, password "
-        + (password or "(generated when the API server first starts; run `make status`)")
+        f"Airflow UI  http://127.0.0.1:{settings.airflow_port}  user {ADMIN_USER}, password {where}"
     )
+
+
+def _private(paths: StackPaths) -> None:
+    """The stack's folders (data, logs, generated secrets) are readable by their owner only."""
+    for folder in (paths.root, paths.data, paths.logs, paths.run):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
 
 
 def down(settings: Settings) -> int:
@@ -187,7 +200,8 @@ def status(settings: Settings) -> int:
     services = native_services(settings)
     supervisor = Supervisor(StackPaths.from_settings(settings))
     managed = supervisor.is_running()
-    print(f"{'service':<21} {'process':<9} {'pid':>7} {'rss MiB':>8}  health")
+    restarts = supervisor.restarts() if managed else {}
+    print(f"{'service':<21} {'process':<9} {'pid':>7} {'restarts':>8} {'rss MiB':>8}  health")
     total_rss = 0
     all_ok = True
     for service in services:
@@ -208,10 +222,11 @@ def status(settings: Settings) -> int:
         process_state = "-" if health.off else (state or "external" if health.ok else state or "-")
         mark = "off" if health.off else "ready" if health.ok else "DOWN"
         print(
-            f"{service.name:<21} {process_state.lower():<9} {pid or '-':>7} {rss / 2**20:>8.0f}  "
+            f"{service.name:<21} {process_state.lower():<9} {pid or '-':>7} "
+            f"{restarts.get(service.name, 0):>8} {rss / 2**20:>8.0f}  "
             f"{mark}: {health.detail}"
         )
-    print(f"{'total':<21} {'':<9} {'':>7} {total_rss / 2**20:>8.0f}")
+    print(f"{'total':<21} {'':<9} {'':>7} {sum(restarts.values()):>8} {total_rss / 2**20:>8.0f}")
     report = pipeline_report.gather(settings)
     now = time.time()
     print("\n".join(pipeline_report.render(report, now)))
@@ -234,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="iot-stack", description=__doc__)
     parser.add_argument("command", choices=sorted(COMMANDS))
     args = parser.parse_args(argv)
+    os.umask(0o077)  # what the stack writes (configs, secrets, data) is its owner's only
     try:
         settings = Settings()
         return COMMANDS[args.command](settings)

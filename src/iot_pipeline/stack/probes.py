@@ -109,3 +109,23 @@ def api_health(settings: Settings) -> Health:
     return Health(
         body.get("status") == "ready", f"http://127.0.0.1:{settings.api_port} (docs at /docs)"
     )
+
+
+WORKER_NODE = "worker@%h"  # the native stack's Celery node name (%h: this host's name)
+
+
+def worker_health(settings: Settings) -> Health:
+    """The stack's Celery worker answers a ping through the broker (so it consumes tasks)."""
+    from iot_pipeline.worker.app import create_app
+
+    node = WORKER_NODE.replace("%h", socket.gethostname())
+    app = create_app(settings)
+    try:
+        replies = app.control.ping(destination=[node], timeout=2)
+    except Exception as exc:  # any broker error means "not answering"
+        return Health(False, f"{node} cannot be pinged: {type(exc).__name__}: {exc}"[:200])
+    finally:
+        app.close()
+    if not any(node in reply for reply in replies or []):
+        return Health(False, f"{node} does not answer a ping")
+    return Health(True, f"{node} answers a ping")

@@ -17,14 +17,17 @@ from iot_pipeline.stack.airflow_services import (
     airflow_command,
     airflow_environment,
     airflow_health,
+    component_health,
     migrate,
 )
 from iot_pipeline.stack.probes import (
+    WORKER_NODE,
     Health,
     api_health,
     kafka_health,
     redis_health,
     search_health,
+    worker_health,
 )
 
 
@@ -67,8 +70,9 @@ class Service:
     """One supervised process of the native stack.
 
     Phase 0 holds the backing services (they listen on an address and have a probe); phase 1
-    holds the pipeline's own processes, started once the topics exist. A service without a
-    probe is ready when supervisord reports it RUNNING.
+    holds the pipeline's own processes, started once the topics exist. A service is healthy
+    when its probe says so (the worker answers a ping, a component's heartbeat is fresh); one
+    without a probe when supervisord reports it RUNNING.
     """
 
     name: str
@@ -306,10 +310,18 @@ def _redis_service(settings: Settings, paths: StackPaths) -> Service:
         "no",
         "--dir",
         str(data_dir),
+        # durable broker state: the append-only file is fsynced every second, and memory is
+        # bounded; when it is full, writes fail loudly instead of evicting queued tasks
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
         "--save",
         "60 1",
-        "--appendonly",
-        "no",
+        "--maxmemory",
+        settings.redis_maxmemory,
+        "--maxmemory-policy",
+        "noeviction",
         "--logfile",
         "",
     ]
@@ -338,9 +350,9 @@ def _worker_service(settings: Settings, workdir: Path) -> Service:
         "--concurrency",
         str(settings.worker_concurrency),
         "--hostname",
-        "worker@%h",
+        WORKER_NODE,
     ]
-    return Service("worker", None, command, None, phase=1)
+    return Service("worker", None, command, worker_health, phase=1)
 
 
 def _airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> list[Service]:
@@ -365,7 +377,7 @@ def _airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> l
             "airflow-scheduler",
             None,
             airflow_command("scheduler", *NO_LOG_SERVER),
-            None,
+            component_health("scheduler"),
             phase=1,
             environment=env,
         ),
@@ -373,7 +385,7 @@ def _airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> l
             "airflow-dag-processor",
             None,
             airflow_command("dag-processor"),
-            None,
+            component_health("dag_processor"),
             phase=1,
             environment=env,
         ),
@@ -381,7 +393,7 @@ def _airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> l
             "airflow-triggerer",
             None,
             airflow_command("triggerer", *NO_LOG_SERVER),
-            None,
+            component_health("triggerer"),
             phase=1,
             environment=env,
         ),

@@ -14,8 +14,15 @@ from typing import Any, cast
 
 from iot_pipeline.stack.services import Service, StackError, StackPaths
 
-# supervisord states of a process that is alive or on its way up.
-ALIVE_STATES = {"RUNNING", "STARTING"}
+# supervisord states of a process that is alive or on its way up (BACKOFF: it exited while
+# starting and supervisord tries again after a pause).
+ALIVE_STATES = {"RUNNING", "STARTING", "BACKOFF"}
+
+# Self-healing: a process that exits on its own is started again. One that dies within
+# START_SECONDS of a start counts as a failed start; supervisord waits 1 s, 2 s, 3 s... between
+# such starts and gives up (state FATAL, shown by `make status`) after START_RETRIES of them.
+START_SECONDS = 5
+START_RETRIES = 5
 
 
 def render_config(paths: StackPaths, services: Sequence[Service], workdir: Path) -> str:
@@ -34,6 +41,8 @@ def render_config(paths: StackPaths, services: Sequence[Service], workdir: Path)
         f"directory={workdir}",
         f"childlogdir={paths.logs}",
         "identifier=iot-stack",
+        # every file a service creates (logs, data, generated passwords) is its owner's only
+        "umask=077",
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
@@ -43,16 +52,25 @@ def render_config(paths: StackPaths, services: Sequence[Service], workdir: Path)
         "",
     ]
     for service in services:
+        # started through the launcher: it first ends what a crashed earlier start left behind
+        launched = [
+            sys.executable,
+            "-m",
+            "iot_pipeline.stack.launch",
+            str(paths.run / f"{service.name}.pgid"),
+            "--",
+            *service.command,
+        ]
         # supervisor expands %(...)s in commands: escape literal percent signs.
-        command = shlex.join(service.command).replace("%", "%%")
+        command = shlex.join(launched).replace("%", "%%")
         sections += [
             f"[program:{service.name}]",
             f"command={command}",
             f"directory={workdir}",
             "autostart=false",
-            "autorestart=false",
-            "startsecs=1",
-            "startretries=0",
+            "autorestart=true",
+            f"startsecs={START_SECONDS}",
+            f"startretries={START_RETRIES}",
             "stopsignal=TERM",
             "stopwaitsecs=30",
             "stopasgroup=true",
@@ -157,6 +175,24 @@ class Supervisor:
             return int(cast(dict[str, Any], self._proxy().getProcessInfo(name))["pid"])
         except (OSError, xmlrpc.client.Fault):
             return 0
+
+    def restarts(self) -> dict[str, int]:
+        """How often each program exited on its own (and was started again) since supervisord
+        started, read from supervisord's log."""
+        log = self.paths.logs / "supervisord.log"
+        try:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return {}
+        starts = [i for i, line in enumerate(lines) if " supervisord started with pid " in line]
+        counts: dict[str, int] = {}
+        for line in lines[starts[-1] if starts else 0 :]:
+            # "... WARN exited: worker (terminated by SIGKILL; not expected)"
+            _, found, rest = line.partition(" exited: ")
+            if found:
+                name = rest.split(" ", 1)[0]
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def start(self, name: str) -> None:
         """Ask supervisord to start a program without waiting for it."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, setup_logging
+from celery.signals import celeryd_after_setup, setup_logging, worker_ready
 
 from iot_pipeline.logs import configure
 from iot_pipeline.settings import Settings, get_settings
@@ -42,6 +43,12 @@ def create_app(settings: Settings) -> Celery:
         task_soft_time_limit=max(1, settings.worker_task_time_limit_seconds - 30),
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
+        # A message whose worker died unseen is handed out again after this; a started task
+        # ends by its time limit first, so it is never run twice at once. (A worker that
+        # starts takes back a dead one's tasks at once: worker/recovery.py.)
+        broker_transport_options={
+            "visibility_timeout": settings.worker_task_time_limit_seconds + 300
+        },
         worker_hijack_root_logger=False,
     )
     return app
@@ -56,9 +63,13 @@ def _configure_logging(**_: object) -> None:
     configure("worker", get_settings().log_format)
 
 
+_booted_at: list[float] = []
+
+
 @celeryd_after_setup.connect
 def _announce(sender: str, instance: Any, **_: object) -> None:
     """What Celery's banner says, as one log line: who, how many processes, which queues."""
+    _booted_at.append(time.time())
     queues = sorted(instance.app.amqp.queues.consume_from or instance.app.amqp.queues)
     log.info(
         "worker %s ready: %s processes, queues %s",
@@ -67,3 +78,14 @@ def _announce(sender: str, instance: Any, **_: object) -> None:
         ", ".join(queues),
         extra={"fields": {"hostname": sender, "concurrency": instance.concurrency}},
     )
+
+
+@worker_ready.connect
+def _take_back_orphans(sender: Any, **_: object) -> None:
+    """Requeue what a dead worker (an earlier run of this one, say) was holding."""
+    from iot_pipeline.worker.recovery import take_back_orphans
+
+    booted_at = _booted_at[0] if _booted_at else time.time()
+    taken = take_back_orphans(sender.app, sender.hostname, booted_at)
+    if taken:
+        log.info("requeued %d task(s) of dead workers", taken)
