@@ -77,8 +77,10 @@ def airflow_environment(settings: Settings, stack_root: Path, workdir: Path) -> 
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
-        # A task whose process died with a killed scheduler is failed (and retried) after a
-        # minute without heartbeat, not five; live tasks beat every few seconds.
+        # A task whose process died with a killed scheduler is reset by the scheduler started
+        # again once the dead one's heartbeat is 30 s old, looked for every 30 s (not 5 min);
+        # one whose process died alone fails after a minute without heartbeat.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         # `make up` runs the pipeline: the ETL is scheduled as soon as it is parsed.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
