@@ -1,15 +1,20 @@
 """
 ### iot_retention — delete reading and aggregate indices past their retention
+### iot_housekeeping — keep Airflow's own history bounded
 
 Daily. Deletes whole daily reading indices (`<prefix>-readings-YYYY.MM.DD`) older than
 `RETENTION_DAYS` (or the `keep_days` parameter of a manual run), and aggregate indices
 (`<prefix>-agg-1m-YYYY.MM.DD`, `-agg-1h-YYYY.MM`, `-agg-1d-YYYY`) whose last day is older than
 `AGGREGATE_RETENTION_DAYS_1M`, `_1H` and `_1D`.
+
+`iot_housekeeping` (daily) deletes metadata DB rows (runs, task instances, XComs, jobs, audit
+log) and task log files older than `AIRFLOW_HISTORY_DAYS` (or its `keep_days` parameter).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
@@ -48,3 +53,46 @@ def iot_retention() -> None:
 
 
 iot_retention()
+
+
+@dag(
+    dag_id="iot_housekeeping",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    tags=["iot", "maintenance"],
+    params={
+        "keep_days": Param(
+            get_settings().airflow_history_days,
+            type="integer",
+            minimum=1,
+            description="Days of Airflow history (metadata rows, task logs) to keep.",
+        )
+    },
+    doc_md=__doc__,
+)
+def iot_housekeeping() -> None:
+    @task
+    def clean_metadata() -> dict[str, Any]:
+        from iot_pipeline.orchestration.housekeeping import clean_metadata
+
+        keep_days = int(get_current_context()["params"]["keep_days"])
+        return {"keep_days": keep_days, "cleaned_before": clean_metadata(timedelta(keep_days))}
+
+    @task
+    def prune_task_logs() -> dict[str, Any]:
+        from airflow.configuration import conf
+
+        from iot_pipeline.orchestration.housekeeping import prune_logs
+
+        keep_days = int(get_current_context()["params"]["keep_days"])
+        folder = Path(conf.get("logging", "base_log_folder"))
+        return {"folder": str(folder), **prune_logs(folder, timedelta(keep_days)).as_dict()}
+
+    clean_metadata()
+    prune_task_logs()
+
+
+iot_housekeeping()

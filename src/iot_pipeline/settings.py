@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     aggregate_retention_days_1m: int = Field(
         30, ge=1, description="Days of 1-minute aggregates kept (daily indices)."
     )
+    airflow_history_days: int = Field(
+        14,
+        ge=1,
+        description="Days of Airflow history (metadata DB rows, task log files) kept by the "
+        "daily `iot_housekeeping` DAG.",
+    )
     aggregate_retention_days_1h: int = Field(
         366, ge=1, description="Days of 1-hour aggregates kept (whole monthly indices)."
     )

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from dag_runs import run_airflow
 
-EXPECTED = {"iot_sensor_etl", "iot_retention", "iot_replay", "iot_dead_letter_replay"}
+EXPECTED = {
+    "iot_sensor_etl",
+    "iot_retention",
+    "iot_housekeeping",
+    "iot_replay",
+    "iot_dead_letter_replay",
+}
 
 
 @pytest.fixture(scope="module")

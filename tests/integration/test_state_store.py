@@ -10,7 +10,9 @@ import pytest
 import redis
 
 from iot_pipeline.cleaning import SensorState
+from iot_pipeline.cleaning.batch import DeadLetter, RawRecord
 from iot_pipeline.processing import state_store
+from iot_pipeline.processing.dead_letters import not_yet_sent, notes_lifetime, remember_sent
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.processing.state_store import (
     load_replay_states,
@@ -119,3 +121,31 @@ def test_a_range_lock_is_kept_alive_while_held_and_frees_itself_when_its_holder_
     while client.exists(name):
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def _letter(offset: int) -> DeadLetter:
+    record = RawRecord(value=b"{", topic="t", partition=0, offset=offset)
+    return DeadLetter(record, "malformed_json", "parse", "bad")
+
+
+def test_dead_letter_notes_expire_with_the_topics_retention(
+    client: redis.Redis, test_settings: Settings
+) -> None:
+    """A note keeps a retried range from writing a letter twice; it lives as long as the
+    dead-letter topic keeps letters (kafka/topics.json), so the notes stay bounded."""
+    assert notes_lifetime(test_settings.kafka_topics_file) == 30 * 86400
+    first = [_letter(1), _letter(2)]
+    assert not_yet_sent(client, "statetest", first) == first
+    remember_sent(client, "statetest", first, lifetime=3600)
+    assert not_yet_sent(client, "statetest", [*first, _letter(3)]) == [_letter(3)]
+    key = "statetest:dead-letter-notes:t:0"
+    client.zadd(key, {"1": time.time() - 7200})  # noted two hours ago
+    remember_sent(client, "statetest", [_letter(3)], lifetime=3600)
+    assert sorted(client.zrange(key, 0, -1)) == [b"2", b"3"]  # the note on offset 1 expired
+
+
+def test_notes_of_an_older_version_are_adopted(client: redis.Redis) -> None:
+    client.sadd("statetest:dead-lettered:t:0", "5", "6")  # the set that never shrank
+    assert not_yet_sent(client, "statetest", [_letter(5), _letter(7)]) == [_letter(7)]
+    assert not client.exists("statetest:dead-lettered:t:0")
+    assert client.zcard("statetest:dead-letter-notes:t:0") == 2

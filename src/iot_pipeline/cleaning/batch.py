@@ -20,7 +20,7 @@ from iot_pipeline.cleaning.rules import (
     plausible_time,
     within_retention,
 )
-from iot_pipeline.cleaning.state import SensorState, sequential_checks
+from iot_pipeline.cleaning.state import SensorState, evict_idle, sequential_checks
 from iot_pipeline.schema import SensorReading
 
 
@@ -95,6 +95,13 @@ class CleaningPolicy:
         today = ingest_time.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return today - timedelta(days=self.retention_days - 1)
 
+    def idle_limit(self) -> timedelta | None:
+        """How long a silent sensor's state is kept: a reading older than the retention (or
+        the lateness limit) is refused anyway. None: for ever."""
+        if self.retention_days is not None:
+            return timedelta(days=self.retention_days)
+        return self.allowed_lateness
+
 
 @dataclass
 class BatchResult:
@@ -128,6 +135,9 @@ def clean_batch(
             result.dead_letters.append(outcome)
         else:
             result.readings.append(outcome)
+    idle = policy.idle_limit()
+    if idle is not None:
+        evict_idle(states, ingest_time.timestamp(), idle.total_seconds())
     return result
 
 
@@ -184,6 +194,7 @@ def _clean_one(
     state = states.get(reading.sensor_id)
     if state is None:
         state = states[reading.sensor_id] = SensorState()
+    state.touched = max(state.touched, ingest_time.timestamp())
     flags += sequential_checks(
         state,
         reading.event_id,

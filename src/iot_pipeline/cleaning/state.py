@@ -5,6 +5,7 @@ a worker's memory."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ class SensorState:
     last_value: float | None = None
     repeats: int = 0
     seen: list[str] = field(default_factory=list)  # oldest first, unique
+    touched: float = float("-inf")  # ingest time of its newest reading (epoch seconds)
     # The same ids as a set: membership in O(1); not part of the stored state.
     _seen_index: set[str] = field(init=False, repr=False, compare=False)
 
@@ -71,13 +73,16 @@ class SensorState:
             "last_value": self.last_value,
             "repeats": self.repeats,
             "seen": self.seen,
+            "touched": self.touched if self.touched != float("-inf") else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SensorState:
         watermark = data.get("watermark")
+        touched = data.get("touched", watermark)  # a state saved before `touched` existed
         return cls(
             watermark=float("-inf") if watermark is None else float(watermark),
+            touched=float("-inf") if touched is None else float(touched),
             history=[(float(t), float(v)) for t, v in data.get("history", [])],
             last_value=data.get("last_value"),
             repeats=int(data.get("repeats", 0)),
@@ -134,3 +139,13 @@ def sequential_checks(
         state.history.sort()
         del state.history[:-HISTORY]
     return tuple(flags)
+
+
+def evict_idle(states: MutableMapping[str, SensorState], now: float, idle: float) -> list[str]:
+    """Forget the sensors without a reading for more than `idle` seconds of ingest time (their
+    readings would be refused or judged afresh anyway); returns who was forgotten. Keeps the
+    state of a network bounded by the sensors active within `idle`."""
+    gone = [sensor for sensor, state in states.items() if state.touched < now - idle]
+    for sensor in gone:
+        del states[sensor]
+    return gone

@@ -17,7 +17,12 @@ import redis
 
 from iot_pipeline.cleaning import DeadLetter
 from iot_pipeline.orchestration.run_state import Quarantine, note_quarantined
-from iot_pipeline.processing.dead_letters import not_yet_sent, remember_sent, send_dead_letters
+from iot_pipeline.processing.dead_letters import (
+    not_yet_sent,
+    notes_lifetime,
+    remember_sent,
+    send_dead_letters,
+)
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.processing.reader import read_pieces
 from iot_pipeline.settings import Settings
@@ -43,7 +48,7 @@ def quarantine_range(
         letters = [DeadLetter(r, RANGE_FAILED, "range", detail) for r in part]
         fresh = not_yet_sent(client, prefix, letters)
         send_dead_letters(settings, fresh, batch_id, ingest_time)
-        remember_sent(client, prefix, fresh)
+        remember_sent(client, prefix, fresh, notes_lifetime(settings.kafka_topics_file))
         records += len(part)
     entry = Quarantine(
         range=str(offsets),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 
 import redis
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -14,6 +16,7 @@ from iot_pipeline.cleaning import DeadLetter
 from iot_pipeline.processing.reader import SOURCE_KEY_HEADER, SOURCE_TIME_HEADER
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
+from iot_pipeline.topics import load_topic_specs
 
 
 class DeadLetterError(RuntimeError):
@@ -96,28 +99,72 @@ def dead_letter_producer(settings: Settings) -> Producer:
     return _producer(settings.kafka_brokers, limit)
 
 
-def _sent_key(prefix: str, topic: str, partition: int) -> str:
-    return f"{prefix}:dead-lettered:{topic}:{partition}"
+NOTE_DAYS_WITHOUT_RETENTION = 30  # a dead-letter topic without `retention.ms`: keep notes this long
+
+
+def _notes_key(prefix: str, topic: str, partition: int) -> str:
+    # offset -> when its letter was acknowledged (epoch seconds)
+    return f"{prefix}:dead-letter-notes:{topic}:{partition}"
+
+
+def _legacy_key(prefix: str, topic: str, partition: int) -> str:
+    return f"{prefix}:dead-lettered:{topic}:{partition}"  # a plain set, before notes expired
+
+
+@cache
+def notes_lifetime(topics_file: Path) -> float:
+    """Seconds a note is kept: the dead-letter topic's `retention.ms` (kafka/topics.json), as a
+    letter older than that is gone from the topic too."""
+    for spec in load_topic_specs(topics_file):
+        if spec.role == "dead_letter" and "retention.ms" in spec.config:
+            return max(1.0, int(spec.config["retention.ms"]) / 1000)
+    return NOTE_DAYS_WITHOUT_RETENTION * 86400.0
+
+
+def _adopt_legacy(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> None:
+    """Move the notes of an older version (a set that never shrank) into the expiring ones."""
+    for topic, partition in {(d.record.topic, d.record.partition) for d in letters}:
+        legacy = _legacy_key(prefix, topic, partition)
+        offsets = {
+            str(o, "ascii") if isinstance(o, bytes) else str(o) for o in state.smembers(legacy)
+        }
+        if offsets:
+            now = time.time()
+            state.zadd(_notes_key(prefix, topic, partition), dict.fromkeys(offsets, now), nx=True)
+        state.delete(legacy)
 
 
 def not_yet_sent(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> list[DeadLetter]:
     """The letters whose source record was never dead-lettered before (replays, retries)."""
     if not letters:
         return []
+    _adopt_legacy(state, prefix, letters)
     pipe = state.pipeline(transaction=False)
     for letter in letters:
         source = letter.record
-        pipe.sismember(_sent_key(prefix, source.topic, source.partition), str(source.offset))
+        pipe.zscore(_notes_key(prefix, source.topic, source.partition), str(source.offset))
     seen = pipe.execute()
-    return [letter for letter, was in zip(letters, seen, strict=True) if not was]
+    return [letter for letter, at in zip(letters, seen, strict=True) if at is None]
 
 
-def remember_sent(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> None:
-    """Record the source offsets whose letters Kafka acknowledged."""
-    pipe = state.pipeline(transaction=False)
+def remember_sent(
+    state: redis.Redis, prefix: str, letters: list[DeadLetter], lifetime: float
+) -> None:
+    """Note the source offsets whose letters Kafka acknowledged, and forget the notes older
+    than `lifetime` seconds (so the notes stay bounded by what the topic still holds)."""
+    if not letters:
+        return
+    now = time.time()
+    by_key: dict[str, dict[str, float]] = {}
     for letter in letters:
         source = letter.record
-        pipe.sadd(_sent_key(prefix, source.topic, source.partition), str(source.offset))
+        by_key.setdefault(_notes_key(prefix, source.topic, source.partition), {})[
+            str(source.offset)
+        ] = now
+    pipe = state.pipeline(transaction=False)
+    for key, offsets in by_key.items():
+        pipe.zadd(key, offsets)
+        pipe.zremrangebyscore(key, "-inf", now - lifetime)
     pipe.execute()
 
 

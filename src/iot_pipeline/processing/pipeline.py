@@ -26,6 +26,7 @@ from iot_pipeline.cleaning.rules import DUPLICATE
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import (
     not_yet_sent,
+    notes_lifetime,
     remember_sent,
     send_dead_letters,
 )
@@ -162,7 +163,12 @@ def process_range(
     # between Kafka's acknowledgement and this note in Redis (then at least once).
     letters = not_yet_sent(state_client, settings.search_index_prefix, sent)
     send_dead_letters(settings, letters, task.batch_id, task.ingest_time)
-    remember_sent(state_client, settings.search_index_prefix, letters)
+    remember_sent(
+        state_client,
+        settings.search_index_prefix,
+        letters,
+        notes_lifetime(settings.kafka_topics_file),
+    )
     clock.lap("dead_letters")
     windows, cross_flagged = (
         _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0)
