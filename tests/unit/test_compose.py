@@ -362,3 +362,43 @@ def test_composes_own_loader_accepts_the_project_and_agrees(paths: tuple[Path, .
             for p in resolved.get("ports") or []
         )
         assert published == sorted(service.get("ports") or []), name
+
+
+def test_least_privilege_search_logins(model: dict[str, Any]) -> None:
+    """Only the setup job logs in as `elastic`; the API reads, the pipeline writes."""
+    logins = {
+        name: environment(service).get("SEARCH_USERNAME")
+        for name, service in _services(model).items()
+        if "SEARCH_URL" in environment(service)
+    }
+    assert logins.pop("search-users") == "elastic"
+    assert logins.pop("api") == "iot_reader"
+    assert logins.pop("flower") == "iot_reader"
+    assert set(logins.values()) == {"iot_writer"}, logins
+    for name, service in _services(model).items():
+        mounts = set(service.get("secrets") or [])
+        if "elastic_password" in mounts:
+            assert name in {"search", "search-users"}, f"{name} can log in as elastic"
+        expected = {"iot_writer": "search_writer_password", "iot_reader": "search_reader_password"}
+        user = environment(service).get("SEARCH_USERNAME")
+        if user in expected:
+            assert environment(service)["SEARCH_PASSWORD"] == f"{{secret:{expected[user]}}}"
+    jobs = _services(model)
+    assert "search-users" in jobs["search-templates"]["depends_on"]
+    api = environment(jobs["api"])
+    assert api["APP_ENV"] == "production"
+    assert SECRET_REFERENCE.search(api["API_KEY"]), "the API needs its key outside local"
+
+
+def test_the_search_roles_grant_only_what_each_login_needs() -> None:
+    from iot_pipeline.container.search_users import LOGINS, READER, WRITER
+
+    roles = {login.user: login.role_body("iot") for login in LOGINS}
+    for body in roles.values():
+        assert [i["names"] for i in body["indices"]] == [["iot-*"]]  # the prefix only
+        assert not {"all", "manage", "manage_security"} & set(body["cluster"])
+    reader = set(roles[READER]["indices"][0]["privileges"])
+    assert reader == {"read", "view_index_metadata"}
+    writer = set(roles[WRITER]["indices"][0]["privileges"])
+    assert {"create_index", "write", "delete_index"} <= writer
+    assert "all" not in writer

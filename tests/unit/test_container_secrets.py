@@ -112,3 +112,44 @@ def test_entrypoint_refuses_to_start_without_the_secret(tmp_path: Path) -> None:
     assert done.returncode == EX_CONFIG
     assert "refusing to start true" in done.stderr
     assert "make secrets" in done.stderr
+
+
+def test_search_users_job_checks_before_it_connects(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iot_pipeline.container import search_users
+
+    monkeypatch.setenv("SEARCH_ENGINE", "opensearch")
+    assert search_users.main(["--wait", "0"]) == 0  # no security plugin: nothing to create
+    monkeypatch.setenv("SEARCH_ENGINE", "elasticsearch")
+    monkeypatch.setenv("SEARCH_USERNAME", "iot_writer")
+    assert search_users.main(["--wait", "0"]) == 2  # only `elastic` may create logins
+    monkeypatch.setenv("SEARCH_USERNAME", "elastic")
+    monkeypatch.setenv("SEARCH_WRITER_PASSWORD", "changeme")
+    monkeypatch.setenv("SEARCH_READER_PASSWORD", "r" * 32)
+    assert search_users.main(["--wait", "0"]) == 2  # a placeholder password is refused
+
+
+def test_search_users_creates_each_role_then_its_user() -> None:
+    from iot_pipeline.container.search_users import LOGINS, apply
+
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    class Security:
+        def put_role(self, **body: object) -> None:
+            calls.append(("role", body))
+
+        def put_user(self, **body: object) -> None:
+            calls.append(("user", body))
+
+    class Client:
+        security = Security()
+
+    passwords = {login.user: f"{login.user}-password-0123456789" for login in LOGINS}
+    lines = apply(Client(), "iot", passwords)
+    assert len(lines) == len(LOGINS)
+    for login, (role, user) in zip(LOGINS, zip(calls[::2], calls[1::2], strict=True), strict=True):
+        assert role == ("role", {"name": login.user, **login.role_body("iot")})
+        assert user[1] == {
+            "username": login.user,
+            "password": passwords[login.user],
+            "roles": [login.user],
+        }

@@ -87,3 +87,13 @@ def test_secret_is_not_printed(clean_env: Path, monkeypatch: pytest.MonkeyPatch)
 )
 def test_split_host_port(address: str, expected: tuple[str, int]) -> None:
     assert split_host_port(address, 6379) == expected
+
+
+@pytest.mark.parametrize("env", ["test", "production"])
+def test_the_api_refuses_to_start_open_outside_local(env: str) -> None:
+    from iot_pipeline.api.app import ApiKeyRequired, create_app
+
+    with pytest.raises(ApiKeyRequired, match=f"API_KEY is empty with APP_ENV={env}"):
+        create_app(Settings(app_env=env, api_key=""))
+    assert create_app(Settings(app_env=env, api_key="k" * 32)).title  # a key: it starts
+    assert create_app(Settings(app_env="local", api_key="")).title  # a laptop may stay open

@@ -28,9 +28,19 @@ Raw (cleaned) and aggregated readings of Casablanca's sensor network, live and h
 """.replace("problem#json", "problem+json")
 
 
+class ApiKeyRequired(ValueError):
+    """The API would serve every route without a key outside a local deployment."""
+
+
 def create_app(settings: Settings | None = None, store: AsyncSearchStore | None = None) -> FastAPI:
     """The API for these settings (default: from the environment)."""
     settings = settings or Settings()
+    if settings.app_env != "local" and not settings.api_key.get_secret_value():
+        raise ApiKeyRequired(
+            f"API_KEY is empty with APP_ENV={settings.app_env}: every route would be open. "
+            "Set API_KEY (compose: `make secrets` writes secrets/api_key), or APP_ENV=local "
+            "for a development machine."
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

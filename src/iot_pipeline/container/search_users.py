@@ -1,0 +1,138 @@
+"""`python -m iot_pipeline.container.search_users [--wait S]`: least-privilege search logins.
+
+The container deployment's one-shot setup job, the only process that logs in as the
+Elasticsearch superuser `elastic`. It creates (or updates) two roles on the pipeline's
+indices (`<SEARCH_INDEX_PREFIX>-*`) and one user for each:
+
+- `iot_writer` (worker, Airflow tasks): create, write, read, refresh, map and delete the
+  prefix's indices (retention deletes whole indices) and manage index templates;
+- `iot_reader` (REST API): read the prefix's indices and the cluster's health.
+
+Their passwords come from SEARCH_WRITER_PASSWORD and SEARCH_READER_PASSWORD (secrets). With
+OpenSearch (docker-compose.opensearch.yml runs it without its security plugin) there is no
+user to create and the job says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from iot_pipeline.settings import Settings
+
+WRITER = "iot_writer"
+READER = "iot_reader"
+
+
+@dataclass(frozen=True)
+class Login:
+    """A role and the user that has it."""
+
+    user: str
+    password_variable: str
+    cluster: tuple[str, ...]
+    index_privileges: tuple[str, ...]
+    description: str
+
+    def role_body(self, prefix: str) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "cluster": list(self.cluster),
+            "indices": [{"names": [f"{prefix}-*"], "privileges": list(self.index_privileges)}],
+        }
+
+
+LOGINS = (
+    Login(
+        WRITER,
+        "SEARCH_WRITER_PASSWORD",
+        ("monitor", "manage_index_templates"),
+        ("create_index", "write", "read", "view_index_metadata", "manage", "delete_index"),
+        "worker and Airflow tasks: index readings and windows, apply templates, retention",
+    ),
+    Login(
+        READER,
+        "SEARCH_READER_PASSWORD",
+        ("monitor",),
+        ("read", "view_index_metadata"),
+        "REST API: read readings and windows",
+    ),
+)
+
+
+class SetupError(RuntimeError):
+    """The logins cannot be created; the message says why."""
+
+
+def _passwords() -> dict[str, str]:
+    from iot_pipeline.container.secrets import check_value
+
+    found = {}
+    for login in LOGINS:
+        value = os.environ.get(login.password_variable, "")
+        found[login.user] = check_value(login.password_variable.lower(), value)
+    return found
+
+
+def apply(client: Any, prefix: str, passwords: dict[str, str]) -> list[str]:
+    """Create or update every role and user; returns what was done, one line each."""
+    done = []
+    for login in LOGINS:
+        client.security.put_role(name=login.user, **login.role_body(prefix))
+        client.security.put_user(
+            username=login.user, password=passwords[login.user], roles=[login.user]
+        )
+        done.append(f"{login.user}: role on {prefix}-* ({', '.join(login.index_privileges)})")
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Create the pipeline's search logins.")
+    parser.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the engine")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if settings.search_engine != "elasticsearch":
+        print(f"search users: {settings.search_engine} runs without security here; nothing to do")
+        return 0
+    if settings.search_username != "elastic":
+        print("search users: this job logs in as `elastic` (SEARCH_USERNAME)", file=sys.stderr)
+        return 2
+    from iot_pipeline.container.secrets import SecretError
+
+    try:
+        passwords = _passwords()
+    except SecretError as exc:
+        print(f"search users: {exc}", file=sys.stderr)
+        return 2
+    from elasticsearch import ApiError, Elasticsearch, TransportError
+
+    client = Elasticsearch(
+        settings.search_url,
+        basic_auth=(settings.search_username, settings.search_password.get_secret_value()),
+        request_timeout=30,
+    )
+    deadline = time.monotonic() + args.wait
+    try:
+        while True:
+            try:
+                for line in apply(client, settings.search_index_prefix, passwords):
+                    print(f"search users: {line}")
+                return 0
+            except (TransportError, ApiError) as exc:
+                retryable = isinstance(exc, TransportError) or getattr(exc, "status_code", 0) >= 500
+                if not retryable or time.monotonic() >= deadline:
+                    print(f"search users: failed: {exc}", file=sys.stderr)
+                    return 1
+                print(f"search users: waiting for {settings.search_url} ({exc})", file=sys.stderr)
+                time.sleep(2.0)
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
