@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     search_password: SecretStr = Field(
         SecretStr(""), description="Search password; never commit a real one."
     )
+    search_writer_password: SecretStr = Field(
+        SecretStr(""),
+        description="Container setup job only: password it gives the search user `iot_writer`.",
+    )
+    search_reader_password: SecretStr = Field(
+        SecretStr(""),
+        description="Container setup job only: password it gives the search user `iot_reader`.",
+    )
     search_index_prefix: str = Field(
         "iot", description="Prefix of every index and template the pipeline creates."
     )

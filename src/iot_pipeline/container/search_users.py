@@ -16,7 +16,6 @@ user to create and the job says so.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -69,14 +68,14 @@ class SetupError(RuntimeError):
     """The logins cannot be created; the message says why."""
 
 
-def _passwords() -> dict[str, str]:
+def _passwords(settings: Settings) -> dict[str, str]:
     from iot_pipeline.container.secrets import check_value
 
-    found = {}
-    for login in LOGINS:
-        value = os.environ.get(login.password_variable, "")
-        found[login.user] = check_value(login.password_variable.lower(), value)
-    return found
+    given = {WRITER: settings.search_writer_password, READER: settings.search_reader_password}
+    return {
+        login.user: check_value(login.password_variable, given[login.user].get_secret_value())
+        for login in LOGINS
+    }
 
 
 def apply(client: Any, prefix: str, passwords: dict[str, str]) -> list[str]:
@@ -105,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from iot_pipeline.container.secrets import SecretError
 
     try:
-        passwords = _passwords()
+        passwords = _passwords(settings)
     except SecretError as exc:
         print(f"search users: {exc}", file=sys.stderr)
         return 2

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from iot_pipeline.settings import Settings
@@ -114,14 +116,15 @@ def api_health(settings: Settings) -> Health:
 WORKER_NODE = "worker@%h"  # the native stack's Celery node name (%h: this host's name)
 
 
-def worker_health(settings: Settings) -> Health:
-    """The stack's Celery worker answers a ping through the broker (so it consumes tasks)."""
+def worker_health(settings: Settings, timeout: float = 2.0) -> Health:
+    """This host's Celery worker (`worker@<hostname>`) answers a ping through the broker, so
+    it consumes tasks."""
     from iot_pipeline.worker.app import create_app
 
     node = WORKER_NODE.replace("%h", socket.gethostname())
     app = create_app(settings)
     try:
-        replies = app.control.ping(destination=[node], timeout=2)
+        replies = app.control.ping(destination=[node], timeout=timeout)
     except Exception as exc:  # any broker error means "not answering"
         return Health(False, f"{node} cannot be pinged: {type(exc).__name__}: {exc}"[:200])
     finally:
@@ -129,3 +132,18 @@ def worker_health(settings: Settings) -> Health:
     if not any(node in reply for reply in replies or []):
         return Health(False, f"{node} does not answer a ping")
     return Health(True, f"{node} answers a ping")
+
+
+def heartbeat_health(path: Path | None, interval: float) -> Health:
+    """The simulator proves its loop runs: its heartbeat file was touched within three rounds
+    (at least 30 s)."""
+    if path is None:
+        return Health(False, "DATA_GENERATOR_HEARTBEAT_FILE is not set")
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return Health(False, f"no heartbeat yet at {path}")
+    limit = max(30.0, 3 * interval)
+    if age > limit:
+        return Health(False, f"last round {age:.0f} s ago (limit {limit:.0f} s)")
+    return Health(True, f"last round {age:.0f} s ago")

@@ -24,6 +24,7 @@ from iot_pipeline.stack.probes import (
     WORKER_NODE,
     Health,
     api_health,
+    heartbeat_health,
     kafka_health,
     redis_health,
     search_health,
@@ -332,7 +333,7 @@ def _redis_service(settings: Settings, paths: StackPaths) -> Service:
     return Service("redis", (host, port), command, redis_health, prepare)
 
 
-def _generator_service(workdir: Path) -> Service:
+def _generator_service(settings: Settings, paths: StackPaths, workdir: Path) -> Service:
     command = [
         sys.executable,
         str(workdir / "data_generator" / "producer.py"),
@@ -340,7 +341,13 @@ def _generator_service(workdir: Path) -> Service:
         "--progress-every",
         "60",
     ]
-    return Service("generator", None, command, None, phase=1)
+    beat = paths.run / "generator.heartbeat"  # touched every round: proof that it produces
+
+    def probe(s: Settings) -> Health:
+        return heartbeat_health(beat, s.data_generator_interval_seconds)
+
+    environment = {"DATA_GENERATOR_HEARTBEAT_FILE": str(beat)}
+    return Service("generator", None, command, probe, phase=1, environment=environment)
 
 
 def _worker_service(settings: Settings, workdir: Path) -> Service:
@@ -436,7 +443,7 @@ def native_services(settings: Settings) -> list[Service]:
     ]
     services.append(_worker_service(settings, Path.cwd()))
     if settings.data_generator_enabled:
-        services.append(_generator_service(Path.cwd()))
+        services.append(_generator_service(settings, paths, Path.cwd()))
     if settings.api_enabled:
         services.append(_api_service(settings, Path.cwd()))
     if settings.airflow_enabled:
