@@ -1,11 +1,16 @@
 """Redis for real, in the tests' own database."""
 
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from iot_pipeline.settings import Settings
+from iot_pipeline.stack.services import snapshot_to_aof
 
 
 @pytest.fixture
@@ -36,3 +41,48 @@ def test_tests_use_their_own_database(client: redis.Redis, base_settings: Settin
         client.connection_pool.connection_kwargs["db"]
         != redis.Redis.from_url(base_settings.redis_url).connection_pool.connection_kwargs["db"]
     )
+
+
+def _own_redis(data: Path, sock: Path, *options: str) -> subprocess.Popen[bytes]:
+    server = shutil.which("redis-server")
+    assert server is not None
+    process = subprocess.Popen(
+        [server, "--port", "0", "--unixsocket", str(sock), "--dir", str(data), *options],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(unix_socket_path=str(sock))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
+def test_a_snapshot_of_an_older_version_survives_the_switch_to_aof(tmp_path: Path) -> None:
+    """Started with `appendonly yes` on a folder holding only dump.rdb, Redis would come up
+    empty; `make up` first writes the append-only file from the snapshot."""
+    data, sock = tmp_path / "data", tmp_path / "r.sock"
+    data.mkdir()
+    old = _own_redis(data, sock, "--appendonly", "no")
+    client = redis.Redis(unix_socket_path=str(sock))
+    client.mset({f"iot:cleaner-state:t:{i}": f"state-{i}" for i in range(50)})
+    client.shutdown(save=True)
+    old.wait(30)
+    assert (data / "dump.rdb").exists()
+
+    server = shutil.which("redis-server")
+    assert server is not None
+    snapshot_to_aof(server, data)
+
+    assert (data / "appendonlydir").is_dir()
+    new = _own_redis(data, sock, "--appendonly", "yes")
+    try:
+        client = redis.Redis(unix_socket_path=str(sock))
+        assert client.dbsize() == 50
+        assert client.get("iot:cleaner-state:t:7") == b"state-7"
+    finally:
+        new.terminate()
+        new.wait(30)

@@ -130,7 +130,7 @@ def worker_health(settings: Settings, timeout: float = 2.0) -> Health:
     finally:
         app.close()
     if not any(node in reply for reply in replies or []):
-        return Health(False, f"{node} does not answer a ping")
+        return Health(False, f"{node} did not answer a ping within {timeout:.0f} s")
     return Health(True, f"{node} answers a ping")
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -329,8 +332,80 @@ def _redis_service(settings: Settings, paths: StackPaths) -> Service:
 
     def prepare() -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
+        if (data_dir / "dump.rdb").exists() and not (data_dir / "appendonlydir").exists():
+            snapshot_to_aof(server, data_dir)
 
     return Service("redis", (host, port), command, redis_health, prepare)
+
+
+def snapshot_to_aof(server: str, data_dir: Path) -> None:
+    """Turn an older version's snapshot (dump.rdb) into the append-only file.
+
+    Started with `appendonly yes` and no AOF yet, Redis would start empty and ignore the
+    snapshot, losing the pipeline's state (cleaner checkpoints, run state, dead-letter notes).
+    So a Redis of our own, on a private socket, loads the snapshot and writes the AOF from it.
+    """
+    import redis
+
+    # a socket path must stay short (108 bytes): a private temporary folder, not the stack's
+    folder = tempfile.TemporaryDirectory(prefix="iot-redis-")
+    sock = Path(folder.name) / "redis.sock"
+    process = subprocess.Popen(
+        [
+            server,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "no",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    client = redis.Redis(unix_socket_path=str(sock), socket_timeout=10)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise StackError(
+                        f"redis-server could not load {data_dir / 'dump.rdb'}"
+                    ) from None
+                time.sleep(0.1)
+        keys = client.dbsize()
+        client.config_set("appendonly", "yes")
+        while True:
+            info = client.info("persistence")
+            if (
+                info.get("aof_enabled") == 1
+                and not info.get("aof_rewrite_in_progress")
+                and not info.get("aof_rewrite_scheduled")
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise StackError("redis-server did not finish writing its append-only file")
+            time.sleep(0.1)
+        print(f"{'redis':<21} converted its snapshot ({keys} keys in db 0) to an append-only file")
+        with contextlib.suppress(redis.ConnectionError):  # the server closes the connection
+            client.shutdown(nosave=True)
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.terminate()
+        process.wait(30)
+        folder.cleanup()
 
 
 def _generator_service(settings: Settings, paths: StackPaths, workdir: Path) -> Service:
