@@ -210,3 +210,24 @@ def test_only_a_clean_run_with_a_backlog_triggers_the_next_at_once(
 
     report = {"failed_ranges": failed, "quarantined_ranges": [], "lag_after": lag}
     assert needs_catch_up(Settings(etl_catch_up_min_lag=5000), report) is expected
+
+
+def test_a_redis_restart_is_waited_out_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    from iot_pipeline.orchestration import batches
+
+    monkeypatch.setattr(batches.time, "sleep", lambda _: None)
+    answers: list[object] = [redis.ConnectionError("restarting"), redis.ConnectionError("x"), 7]
+
+    def call() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert batches._patiently(call) == 7
+    monkeypatch.setattr(batches, "BROKER_OUTAGE_SECONDS", -1.0)  # an outage that lasts
+    answers[:] = [redis.ConnectionError("down for good")]
+    with pytest.raises(redis.ConnectionError):
+        batches._patiently(call)

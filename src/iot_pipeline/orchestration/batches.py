@@ -21,15 +21,20 @@ import re
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import redis
 from celery import Celery
 from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
 
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.worker.app import PROCESS_RANGE, PROCESSING_QUEUE
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
@@ -124,6 +129,24 @@ class _Partition:
     failed: bool = False
 
 
+BROKER_OUTAGE_SECONDS = 60.0  # how long a run waits out a Redis restart before it fails
+_BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+
+
+def _patiently(call: Callable[[], T]) -> T:
+    """`call()`, tried again while Redis (broker and result backend) is unreachable, for up to
+    BROKER_OUTAGE_SECONDS: a Redis restart must not fail the run in progress."""
+    deadline = time.monotonic() + BROKER_OUTAGE_SECONDS
+    while True:
+        try:
+            return call()
+        except _BROKER_ERRORS as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis unreachable (%s); trying again", exc)
+            time.sleep(1.0)
+
+
 def _dispatch(app: Celery, task: RangeTask, queue: str) -> AsyncResult[Any]:
     """Send the range's task, unless a task under its id already succeeded or is running."""
     task_id = task.task_id
@@ -167,13 +190,13 @@ def run_tasks(
         part.running = None
         if part.queue and not part.failed and (first or time.monotonic() < last_start):
             task = part.queue.popleft()
-            part.running = (task, _dispatch(app, task, queue))
+            part.running = (task, _patiently(lambda: _dispatch(app, task, queue)))
 
     for part in partitions.values():
         start_next(part, first=True)
     while any(p.running for p in partitions.values()):
         for part in partitions.values():
-            if part.running is None or not part.running[1].ready():
+            if part.running is None or not _patiently(part.running[1].ready):
                 continue
             task, result = part.running
             if result.successful():
