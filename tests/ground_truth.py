@@ -99,13 +99,21 @@ def assert_aggregates_match(store: SearchStore, prefix: str) -> int:
         for a in aggregates(store, prefix).values()
         if a["count"] > 0
     }
-    assert set(with_values) == set(truth)
+    assert_windows_equal(truth, with_values)
+    return len(truth)
+
+
+def assert_windows_equal(
+    truth: dict[tuple[str, str, str, str, str], list[float]],
+    stored: dict[tuple[str, ...], Any],
+) -> None:
+    """The same windows, each with the count, extremes, sum, mean and spread of its values."""
+    assert set(stored) == set(truth)
     for window, values in truth.items():
-        doc = with_values[window]
+        doc = stored[window]
         assert doc["count"] == len(values), window
         assert doc["min"] == min(values), window
         assert doc["max"] == max(values), window
         assert doc["sum"] == pytest.approx(math.fsum(values), rel=1e-12, abs=1e-6), window
         assert doc["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9, abs=1e-9)
         assert doc["std"] == pytest.approx(statistics.pstdev(values), rel=1e-9, abs=1e-9)
-    return len(truth)

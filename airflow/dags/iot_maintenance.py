@@ -22,24 +22,26 @@ from airflow.sdk import Param, dag, get_current_context, task
 from iot_pipeline.settings import get_settings
 
 
-@dag(
-    dag_id="iot_retention",
-    schedule="@daily",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
-    tags=["iot", "maintenance"],
-    params={
-        "keep_days": Param(
-            get_settings().retention_days,
-            type="integer",
-            minimum=1,
-            description="Days of reading indices to keep (today included).",
-        )
-    },
-    doc_md=__doc__,
-)
+def _daily(dag_id: str, keep_days: int, keep_what: str) -> Any:
+    """A daily maintenance DAG with one parameter, `keep_days`."""
+    return dag(
+        dag_id=dag_id,
+        schedule="@daily",
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+        tags=["iot", "maintenance"],
+        params={
+            "keep_days": Param(
+                keep_days, type="integer", minimum=1, description=f"Days of {keep_what} to keep."
+            )
+        },
+        doc_md=__doc__,
+    )
+
+
+@_daily("iot_retention", get_settings().retention_days, "reading indices (today included)")
 def iot_retention() -> None:
     @task
     def delete_expired() -> dict[str, Any]:
@@ -55,23 +57,10 @@ def iot_retention() -> None:
 iot_retention()
 
 
-@dag(
-    dag_id="iot_housekeeping",
-    schedule="@daily",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
-    tags=["iot", "maintenance"],
-    params={
-        "keep_days": Param(
-            get_settings().airflow_history_days,
-            type="integer",
-            minimum=1,
-            description="Days of Airflow history (metadata rows, task logs) to keep.",
-        )
-    },
-    doc_md=__doc__,
+@_daily(
+    "iot_housekeeping",
+    get_settings().airflow_history_days,
+    "Airflow history (metadata rows, task logs)",
 )
 def iot_housekeeping() -> None:
     @task

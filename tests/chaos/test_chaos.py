@@ -24,7 +24,6 @@ import functools
 import math
 import os
 import signal
-import statistics
 import time
 import urllib.request
 import uuid
@@ -37,7 +36,7 @@ import orjson
 import pytest
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
-from ground_truth import document_id
+from ground_truth import assert_windows_equal, document_id
 from recovery_log import RESULTS
 
 from iot_pipeline.kafka_config import consumer_config, producer_config
@@ -200,10 +199,12 @@ def produce(settings: Settings, readings: list[dict[str, Any]]) -> None:
     assert producer.flush(60) == 0, "the backlog was not fully produced"
 
 
-def offline_windows(readings: list[dict[str, Any]]) -> dict[tuple[str, ...], list[float]]:
+def offline_windows(
+    readings: list[dict[str, Any]],
+) -> dict[tuple[str, str, str, str, str], list[float]]:
     """The backlog's windows (both scopes, three resolutions), computed with plain Python."""
     sizes = {"1m": 60, "1h": 3600, "1d": 86400}
-    windows: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    windows: dict[tuple[str, str, str, str, str], list[float]] = defaultdict(list)
     for r in readings:
         epoch = datetime.fromisoformat(r["event_time"]).timestamp()
         for resolution, size in sizes.items():
@@ -449,16 +450,7 @@ def test_the_pipeline_recovers_by_itself_and_loses_nothing(
     assert dead == [], f"{len(dead)} dead letters for valid readings, e.g. {dead[0][:300]!r}"
 
     truth = offline_windows(readings)
-    windows = stored_windows(store, settings.search_index_prefix, tag)
-    assert set(windows) == set(truth)
-    for window, values in truth.items():
-        doc = windows[window]
-        assert doc["count"] == len(values), window
-        assert doc["min"] == min(values), window
-        assert doc["max"] == max(values), window
-        assert doc["sum"] == pytest.approx(math.fsum(values), rel=1e-12, abs=1e-9), window
-        assert doc["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9), window
-        assert doc["std"] == pytest.approx(statistics.pstdev(values), rel=1e-9, abs=1e-9), window
+    assert_windows_equal(truth, stored_windows(store, settings.search_index_prefix, tag))
 
     restarts = {
         name: count - restarts_before.get(name, 0)
