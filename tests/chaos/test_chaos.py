@@ -4,7 +4,8 @@ known backlog, one fault per test:
 
 (a) the worker SIGKILLed mid-range (its whole process group, as a container kill does),
 (b) the search node stopped for 30 s mid-run,
-(c) Kafka restarted, (d) Redis restarted, mid-run,
+(c) Kafka restarted, (d) Redis restarted, mid-run, and Redis SIGKILLed (supervisord starts
+it again; its append-only file is fsynced every second),
 (e) the Airflow scheduler SIGKILLed mid-run (its executor and task processes with it).
 
 After each: every produced reading is stored exactly once and valid, the windows of the
@@ -370,6 +371,7 @@ FAULTS: dict[str, Callable[[Supervisor], None]] = {
     "search node down 30 s": lambda s: restart(s, "opensearch", SEARCH_OUTAGE),
     "Kafka restart": lambda s: restart(s, "kafka"),
     "Redis restart": lambda s: restart(s, "redis"),
+    "Redis SIGKILL": lambda s: kill_group(s, "redis"),
     "scheduler SIGKILL": lambda s: kill_group(s, "airflow-scheduler"),
 }
 
