@@ -6,7 +6,11 @@ import pytest
 from pydantic import ValidationError
 
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.airflow_services import admin_password, password_file
+from iot_pipeline.stack.airflow_services import (
+    admin_password,
+    password_file,
+    retire_leaked_password,
+)
 from iot_pipeline.stack.cli import _print_airflow_login
 from iot_pipeline.stack.services import StackError, StackPaths, native_services
 from iot_pipeline.stack.supervisor import START_RETRIES, START_SECONDS, Supervisor, render_config
@@ -186,3 +190,19 @@ def test_restarts_are_counted_from_supervisords_log(tmp_path: Path) -> None:
     )
     assert Supervisor(paths).restarts() == {"worker": 1, "airflow-scheduler": 1}
     assert Supervisor(StackPaths(tmp_path / "none")).restarts() == {}
+
+
+def test_a_password_printed_in_a_log_is_replaced(settings: Settings, tmp_path: Path) -> None:
+    native_services(settings)
+    root = settings.stack_dir.resolve()
+    old = admin_password(root)
+    assert old is not None
+    log = tmp_path / "airflow-api.log"
+    log.write_text("Simple auth manager | Password for user 'admin': unrelated\n", encoding="utf-8")
+    assert not retire_leaked_password(root, log)
+    assert admin_password(root) == old
+    log.write_text(f"Simple auth manager | Password for user 'admin': {old}\n", encoding="utf-8")
+    assert retire_leaked_password(root, log)
+    new = admin_password(root)
+    assert new not in (None, old)
+    assert password_file(root).stat().st_mode & 0o777 == 0o600

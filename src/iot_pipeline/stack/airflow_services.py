@@ -64,6 +64,23 @@ def _ensure_password(stack_root: Path) -> None:
         json.dump({ADMIN_USER: secrets.token_urlsafe(12)}, handle)
 
 
+def retire_leaked_password(stack_root: Path, log: Path) -> bool:
+    """A password an older version let Airflow print into its log is replaced by a new one
+    (the login reads the file on every attempt); returns whether it was."""
+    current = admin_password(stack_root)
+    if current is None or not log.exists():
+        return False
+    with log.open("rb") as handle:
+        leaked = any(current.encode() in line for line in handle)
+    if not leaked:
+        return False
+    path = password_file(stack_root)
+    path.unlink()
+    _ensure_password(stack_root)
+    print(f"the Airflow admin password was in {log.name}; a new one is in {path.name}")
+    return True
+
+
 def airflow_environment(settings: Settings, stack_root: Path, workdir: Path) -> dict[str, str]:
     """What every Airflow process of the native stack runs with."""
     home = airflow_home(stack_root)

@@ -22,6 +22,7 @@ from iot_pipeline.stack.airflow_services import (
     airflow_health,
     component_health,
     migrate,
+    retire_leaked_password,
 )
 from iot_pipeline.stack.probes import (
     WORKER_NODE,
@@ -443,6 +444,7 @@ def _airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> l
 
     def prepare() -> None:
         (paths.root / "airflow").mkdir(parents=True, exist_ok=True)
+        retire_leaked_password(paths.root, paths.log_of("airflow-api"))
         migrate(settings, paths.root, workdir)
 
     return [
