@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.services import StackPaths
+from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import make_store
 

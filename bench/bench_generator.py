@@ -25,7 +25,8 @@ from iot_pipeline.generator.faults import FaultRates
 from iot_pipeline.generator.network import build_network
 from iot_pipeline.generator.stream import ReadingStream
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.services import StackPaths, java_executable
+from iot_pipeline.stack.jvm_services import java_executable
+from iot_pipeline.stack.model import StackPaths
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPRESSION = "lz4"

@@ -43,7 +43,7 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from iot_pipeline.kafka_config import consumer_config  # noqa: E402
 from iot_pipeline.settings import Settings  # noqa: E402
 from iot_pipeline.stack.airflow_services import admin_password  # noqa: E402
-from iot_pipeline.stack.services import StackPaths  # noqa: E402
+from iot_pipeline.stack.model import StackPaths  # noqa: E402
 from iot_pipeline.stack.supervisor import Supervisor  # noqa: E402
 from iot_pipeline.storage import make_store  # noqa: E402
 

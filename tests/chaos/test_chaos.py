@@ -44,6 +44,7 @@ from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.orchestration.offsets import OffsetsError, positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.airflow_services import component_health
+from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.probes import (
     Health,
     api_health,
@@ -52,7 +53,6 @@ from iot_pipeline.stack.probes import (
     search_health,
     worker_health,
 )
-from iot_pipeline.stack.services import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import SearchStore, TransientStoreError, make_store
 from iot_pipeline.worker.app import create_app

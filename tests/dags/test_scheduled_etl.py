@@ -9,7 +9,7 @@ import pytest
 
 from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.services import StackPaths
+from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
 
 INTERVAL = 60.0  # the default schedule, "* * * * *"

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.services import snapshot_to_aof
+from iot_pipeline.stack.redis_service import snapshot_to_aof
 
 
 @pytest.fixture

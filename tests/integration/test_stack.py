@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.services import StackPaths
+from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.topics import load_topic_specs
 
 

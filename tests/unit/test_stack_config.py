@@ -12,7 +12,8 @@ from iot_pipeline.stack.airflow_services import (
     retire_leaked_password,
 )
 from iot_pipeline.stack.cli import _print_airflow_login
-from iot_pipeline.stack.services import StackError, StackPaths, native_services
+from iot_pipeline.stack.model import StackError, StackPaths
+from iot_pipeline.stack.services import native_services
 from iot_pipeline.stack.supervisor import START_RETRIES, START_SECONDS, Supervisor, render_config
 from iot_pipeline.topics import load_topic_specs, topic_names
 

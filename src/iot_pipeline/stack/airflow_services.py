@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iot_pipeline.settings import Settings, child_environment
+from iot_pipeline.stack.model import Service, StackError, StackPaths
 from iot_pipeline.stack.probes import Health, local_json
 
 ADMIN_USER = "admin"
@@ -120,8 +121,6 @@ def airflow_command(*args: str) -> list[str]:
 
 def migrate(settings: Settings, stack_root: Path, workdir: Path) -> None:
     """Create or upgrade the metadata DB (idempotent, a few seconds)."""
-    from iot_pipeline.stack.services import StackError
-
     env = child_environment(airflow_environment(settings, stack_root, workdir))
     result = subprocess.run(
         airflow_command("db", "migrate"),
@@ -171,3 +170,55 @@ def component_health(component: str) -> Callable[[Settings], Health]:
         return Health(status == "healthy", f"heartbeat {status}, last {beat}")
 
     return probe
+
+
+# Airflow's log server binds every interface (its host is not configurable). Natively every
+# component shares one log folder, so the API server reads task logs from the files and the
+# log server is not started at all; loopback only.
+NO_LOG_SERVER = ("--skip-serve-logs",)
+
+
+def native_airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> list[Service]:
+    """The API server (web UI), scheduler, dag-processor and triggerer, on loopback."""
+    env = airflow_environment(settings, paths.root, workdir)
+
+    def prepare() -> None:
+        (paths.root / "airflow").mkdir(parents=True, exist_ok=True)
+        retire_leaked_password(paths.root, paths.log_of("airflow-api"))
+        migrate(settings, paths.root, workdir)
+
+    return [
+        Service(
+            "airflow-api",
+            ("127.0.0.1", settings.airflow_port),
+            airflow_command("api-server"),
+            airflow_health,
+            prepare,
+            phase=1,
+            environment=env,
+        ),
+        Service(
+            "airflow-scheduler",
+            None,
+            airflow_command("scheduler", *NO_LOG_SERVER),
+            component_health("scheduler"),
+            phase=1,
+            environment=env,
+        ),
+        Service(
+            "airflow-dag-processor",
+            None,
+            airflow_command("dag-processor"),
+            component_health("dag_processor"),
+            phase=1,
+            environment=env,
+        ),
+        Service(
+            "airflow-triggerer",
+            None,
+            airflow_command("triggerer", *NO_LOG_SERVER),
+            component_health("triggerer"),
+            phase=1,
+            environment=env,
+        ),
+    ]

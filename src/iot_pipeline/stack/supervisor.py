@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from iot_pipeline.stack.services import Service, StackError, StackPaths
+from iot_pipeline.stack.model import Service, StackError, StackPaths
 
 # supervisord states of a process that is alive or on its way up (BACKOFF: it exited while
 # starting and supervisord tries again after a pause).
