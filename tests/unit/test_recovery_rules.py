@@ -34,7 +34,7 @@ ME = "worker@a"
 def test_only_tasks_of_dead_workers_are_taken_back(
     status: str, started_by: str | None, live: set[str], orphan: bool
 ) -> None:
-    assert is_orphan(status, started_by, ME, live, alone=not live) is orphan
+    assert is_orphan(status, started_by, ME, live) is orphan
 
 
 def test_the_launcher_ends_what_a_killed_start_left_and_execs(tmp_path: os.PathLike[str]) -> None:

@@ -122,16 +122,19 @@ def notes_lifetime(topics_file: Path) -> float:
 
 
 def _adopt_legacy(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> None:
-    """Move the notes of an older version (a set that never shrank) into the expiring ones."""
-    for topic, partition in {(d.record.topic, d.record.partition) for d in letters}:
-        legacy = _legacy_key(prefix, topic, partition)
-        offsets = {
-            str(o, "ascii") if isinstance(o, bytes) else str(o) for o in state.smembers(legacy)
-        }
+    """Move the notes of an older version (a set that never shrank) into the expiring ones;
+    one round trip when there are none left."""
+    sources = sorted({(d.record.topic, d.record.partition) for d in letters})
+    pipe = state.pipeline(transaction=False)
+    for topic, partition in sources:
+        pipe.smembers(_legacy_key(prefix, topic, partition))
+    found = pipe.execute()
+    now = time.time()
+    for (topic, partition), offsets in zip(sources, found, strict=True):
         if offsets:
-            now = time.time()
-            state.zadd(_notes_key(prefix, topic, partition), dict.fromkeys(offsets, now), nx=True)
-        state.delete(legacy)
+            notes = {str(o, "ascii") if isinstance(o, bytes) else str(o): now for o in offsets}
+            state.zadd(_notes_key(prefix, topic, partition), notes, nx=True)
+            state.delete(_legacy_key(prefix, topic, partition))
 
 
 def not_yet_sent(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> list[DeadLetter]:

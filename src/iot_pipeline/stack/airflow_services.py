@@ -197,28 +197,20 @@ def native_airflow_services(settings: Settings, paths: StackPaths, workdir: Path
             phase=1,
             environment=env,
         ),
-        Service(
-            "airflow-scheduler",
-            None,
-            airflow_command("scheduler", *NO_LOG_SERVER),
-            component_health("scheduler"),
-            phase=1,
-            environment=env,
-        ),
-        Service(
-            "airflow-dag-processor",
-            None,
-            airflow_command("dag-processor"),
-            component_health("dag_processor"),
-            phase=1,
-            environment=env,
-        ),
-        Service(
-            "airflow-triggerer",
-            None,
-            airflow_command("triggerer", *NO_LOG_SERVER),
-            component_health("triggerer"),
-            phase=1,
-            environment=env,
+        *(
+            Service(
+                f"airflow-{name.replace('_', '-')}",
+                None,
+                airflow_command(name.replace("_", "-"), *options),
+                component_health(name),
+                phase=1,
+                environment=env,
+            )
+            # each reports a heartbeat under its own name; the log server stays off
+            for name, options in (
+                ("scheduler", NO_LOG_SERVER),
+                ("dag_processor", ()),
+                ("triggerer", NO_LOG_SERVER),
+            )
         ),
     ]

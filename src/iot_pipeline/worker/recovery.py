@@ -37,14 +37,13 @@ class Held:
     delivered_at: float
 
 
-def is_orphan(
-    status: str, started_by: str | None, own_node: str, live_nodes: set[str], alone: bool
-) -> bool:
-    """Whether a message delivered before this worker booted must be handed out again."""
+def is_orphan(status: str, started_by: str | None, own_node: str, live_nodes: set[str]) -> bool:
+    """Whether a message delivered before this worker booted must be handed out again;
+    `live_nodes`: the other workers that answer a ping."""
     if status in states.READY_STATES:
         return False  # finished: its worker died after storing the result
-    if alone:
-        return True
+    if not live_nodes:
+        return True  # nobody else is alive: whoever held it is dead
     return started_by is not None and (started_by == own_node or started_by not in live_nodes)
 
 
@@ -79,7 +78,7 @@ def take_back_orphans(app: Celery, own_node: str, booted_at: float) -> int:
                 if status in states.READY_STATES:
                     qos._remove_from_indices(held.tag).execute()
                     continue
-                if not is_orphan(status, started_by, own_node, live, alone=not live):
+                if not is_orphan(status, started_by, own_node, live):
                     continue
                 qos.restore_by_tag(held.tag, client=client, leftmost=True)
                 taken += 1
