@@ -4,7 +4,8 @@ drains a known backlog. They need the stack started by `make up` (supervisord)."
 from pathlib import Path
 
 import pytest
-from recovery_log import RESULTS
+
+from support.recovery_log import RESULTS
 
 HERE = Path(__file__).parent
 

@@ -37,8 +37,6 @@ import orjson
 import pytest
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
-from ground_truth import assert_windows_equal, document_id
-from recovery_log import RESULTS
 
 from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.orchestration.offsets import OffsetsError, positions
@@ -56,6 +54,9 @@ from iot_pipeline.stack.probes import (
 from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import SearchStore, TransientStoreError, make_store
 from iot_pipeline.worker.app import create_app
+
+from support.ground_truth import assert_windows_equal, document_id
+from support.recovery_log import RESULTS
 
 SENSORS = 24  # half temperature, half humidity
 PER_SENSOR = 1000  # one reading every CADENCE: 24,000 readings over 83 minutes

@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 import pytest
-from dag_runs import run_airflow
+
+from support.dag_runs import run_airflow
 
 EXPECTED = {
     "iot_sensor_etl",

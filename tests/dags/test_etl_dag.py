@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from dag_runs import run_airflow
-from ground_truth import expected_ids, snapshot
-from isolation import own_pipeline
-from kafka_io import consume_all
-from workers import backfill, settings_env, start_worker, stop, wait_ready
 
 from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
+
+from support.dag_runs import run_airflow
+from support.ground_truth import expected_ids, snapshot
+from support.isolation import own_pipeline
+from support.kafka_io import consume_all
+from support.workers import backfill, settings_env, start_worker, stop, wait_ready
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from dag_runs import run_airflow
+from support.dag_runs import run_airflow
 
 
 def test_old_runs_and_old_task_logs_are_deleted_recent_ones_kept(

@@ -14,16 +14,17 @@ from typing import Any
 import pytest
 from celery import Celery
 from confluent_kafka import Producer
-from dag_runs import run_airflow
-from ground_truth import assert_aggregates_match, expected_ids, snapshot
-from isolation import own_pipeline
-from kafka_io import consume_all
-from readings import sample_reading
-from workers import backfill, settings_env, start_worker, stop, wait_ready
 
 from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
+
+from support.dag_runs import run_airflow
+from support.ground_truth import assert_aggregates_match, expected_ids, snapshot
+from support.isolation import own_pipeline
+from support.kafka_io import consume_all
+from support.readings import sample_reading
+from support.workers import backfill, settings_env, start_worker, stop, wait_ready
 
 PARTITIONS = 6
 RANDOM_RECORDS = 10_200

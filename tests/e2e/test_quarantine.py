@@ -13,18 +13,19 @@ import pytest
 import redis
 from celery import Celery
 from confluent_kafka import Producer
-from dag_runs import run_airflow
-from ground_truth import assert_aggregates_match, document_id, expected_ids, snapshot
-from isolation import own_pipeline
-from kafka_io import consume_all
-from readings import sample_reading
-from workers import backfill, settings_env, start_worker, stop, wait_ready
 
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.orchestration.run_state import read_state
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
+
+from support.dag_runs import run_airflow
+from support.ground_truth import assert_aggregates_match, document_id, expected_ids, snapshot
+from support.isolation import own_pipeline
+from support.kafka_io import consume_all
+from support.readings import sample_reading
+from support.workers import backfill, settings_env, start_worker, stop, wait_ready
 
 MARKER = "drill-7f3a"
 BAD_PARTITION = 4

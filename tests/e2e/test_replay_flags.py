@@ -12,11 +12,6 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
-from dag_runs import run_airflow
-from ground_truth import document_id, snapshot
-from isolation import own_pipeline
-from kafka_io import consume_all
-from workers import backfill, settings_env, start_worker, stop, wait_ready
 
 from iot_pipeline.cleaning import RawRecord, clean_batch
 from iot_pipeline.cleaning.rules import CROSS_METRIC, DUPLICATE
@@ -24,6 +19,12 @@ from iot_pipeline.orchestration.etl import commit_batch, plan_batch, process_bat
 from iot_pipeline.processing.pipeline import cleaning_policy
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
+
+from support.dag_runs import run_airflow
+from support.ground_truth import document_id, snapshot
+from support.isolation import own_pipeline
+from support.kafka_io import consume_all
+from support.workers import backfill, settings_env, start_worker, stop, wait_ready
 
 CAP = 300  # records per range: several ranges and checkpoints per partition
 FAULTS = ("spike=0.02", "duplicate=0.03", "out_of_order=0.02", "late=0.01", "stuck=0.05")

@@ -14,10 +14,6 @@ import pytest
 import redis
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
-from ground_truth import aggregates, assert_aggregates_match, snapshot
-from isolation import own_pipeline
-from kafka_io import consume_all
-from workers import backfill, start_worker, stop, wait_ready
 
 from iot_pipeline.aggregation import recompute_windows, touched_windows
 from iot_pipeline.kafka_config import consumer_config, producer_config
@@ -26,6 +22,11 @@ from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 from iot_pipeline.worker.app import PROCESS_RANGE
+
+from support.ground_truth import aggregates, assert_aggregates_match, snapshot
+from support.isolation import own_pipeline
+from support.kafka_io import consume_all
+from support.workers import backfill, start_worker, stop, wait_ready
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 

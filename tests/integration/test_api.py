@@ -13,18 +13,19 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from api_process import start_api, stop_api
-from ground_truth import document_id, expected_ids, snapshot
-from isolation import own_pipeline
-from kafka_io import consume_all
-from tcp_proxy import TcpProxy
-from workers import backfill
 
 from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
+
+from support.api_process import start_api, stop_api
+from support.ground_truth import document_id, expected_ids, snapshot
+from support.isolation import own_pipeline
+from support.kafka_io import consume_all
+from support.tcp_proxy import TcpProxy
+from support.workers import backfill
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

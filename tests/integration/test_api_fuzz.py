@@ -10,22 +10,23 @@ from typing import Any
 import pytest
 import redis
 import schemathesis
-from api_process import start_api, stop_api
 from hypothesis import HealthCheck, given, settings
-from isolation import own_pipeline
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-from workers import backfill
 
 from iot_pipeline.orchestration.offsets import plan_ranges
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
+
+from support.api_process import start_api, stop_api
+from support.isolation import own_pipeline
+from support.workers import backfill
 
 
 @pytest.fixture(scope="module")

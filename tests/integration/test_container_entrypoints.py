@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 from celery import Celery
 from confluent_kafka.admin import AdminClient
-from isolation import own_pipeline
-from kafka_io import consume_all
-from workers import ROOT, backfill, settings_env, start_worker, stop, wait_ready
 
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 from iot_pipeline.worker.app import PROCESS_RANGE, create_app
+
+from support.isolation import own_pipeline
+from support.kafka_io import consume_all
+from support.workers import ROOT, backfill, settings_env, start_worker, stop, wait_ready
 
 pytestmark = pytest.mark.usefixtures("stack_ready")
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import redis
 from confluent_kafka import Producer
-from partitioning import kafka_murmur2_partition
 
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.processing.pipeline import process_range
@@ -19,6 +18,8 @@ from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, load_templates, make_store
+
+from support.partitioning import kafka_murmur2_partition
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 # (minute, pm2.5, pm10): only the second minute breaks the rule.

@@ -14,12 +14,13 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from kafka_io import consume_all
-from partitioning import kafka_murmur2_partition
 from pydantic import ValidationError
 
 from iot_pipeline.schema import SensorReading
 from iot_pipeline.settings import Settings
+
+from support.kafka_io import consume_all
+from support.partitioning import kafka_murmur2_partition
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCER = ROOT / "data_generator" / "producer.py"

@@ -10,12 +10,13 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
-from kafka_io import consume_all
-from partitioning import kafka_murmur2, kafka_murmur2_partition
 
 from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.settings import Settings
 from iot_pipeline.topics import ensure_topics
+
+from support.kafka_io import consume_all
+from support.partitioning import kafka_murmur2, kafka_murmur2_partition
 
 PARTITIONS = 6
 

@@ -13,12 +13,8 @@ from datetime import datetime
 import httpx
 import pytest
 import redis
-from api_process import free_port, start_api, stop_api
 from confluent_kafka import Producer
-from isolation import own_pipeline
 from prometheus_client.parser import text_string_to_metric_families
-from tcp_proxy import TcpProxy
-from workers import ROOT, settings_env
 
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.orchestration.run_state import (
@@ -31,6 +27,11 @@ from iot_pipeline.orchestration.run_state import (
 )
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
+
+from support.api_process import free_port, start_api, stop_api
+from support.isolation import own_pipeline
+from support.tcp_proxy import TcpProxy
+from support.workers import ROOT, settings_env
 
 STALL = 10  # seconds (ETL_STALL_SECONDS); commits "older" than it are written with a past `at`
 KEY = "k3y-for-pipeline-health"

@@ -17,16 +17,17 @@ from typing import Any
 import pytest
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
-from ground_truth import aggregates, document_id, expected_ids, offline_windows, snapshot
-from isolation import own_pipeline
-from kafka_io import consume_all
-from workers import backfill, start_worker, stop, wait_ready
 
 from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 from iot_pipeline.worker.app import PROCESS_RANGE
+
+from support.ground_truth import aggregates, document_id, expected_ids, offline_windows, snapshot
+from support.isolation import own_pipeline
+from support.kafka_io import consume_all
+from support.workers import backfill, start_worker, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 # The batch clock is fixed once (as the orchestrator does); clock-skewed events lie after it.

@@ -6,11 +6,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from readings import sample_reading
 
 from iot_pipeline.cleaning import CleaningPolicy, RawRecord, SensorState, clean_batch, rules
 from iot_pipeline.cleaning.state import STUCK_REPEATS
 from iot_pipeline.schema import format_event_time
+
+from support.readings import sample_reading
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

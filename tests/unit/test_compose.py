@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compose_model import (
+from jsonschema.validators import validator_for
+
+from iot_pipeline.container.secrets import NAMES as SECRET_NAMES
+
+from support.compose_model import (
     COMPOSE,
     OPENSEARCH_OVERRIDE,
     ROOT,
@@ -30,9 +34,6 @@ from compose_model import (
     from_images,
     strip_tags,
 )
-from jsonschema.validators import validator_for
-
-from iot_pipeline.container.secrets import NAMES as SECRET_NAMES
 
 PUBLISHED = {"api", "airflow-apiserver", "flower"}
 SECRET_REFERENCE = re.compile(r"\{secret:([a-z0-9_]+)\}")

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compose_model import COMPOSE, ROOT, compose, dockerfile
 from packaging.requirements import Requirement
 
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.services import native_services
+
+from support.compose_model import COMPOSE, ROOT, compose, dockerfile
 
 # Option values that legitimately differ between a container and the native stack.
 VARYING_OPTIONS = {"--host", "--port", "--concurrency"}

@@ -8,13 +8,14 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from readings import sample_reading
 
 from iot_pipeline.cleaning import RawRecord, clean_batch, rules
 from iot_pipeline.cleaning.batch import CleaningPolicy
 from iot_pipeline.processing import documents
 from iot_pipeline.processing.dead_letters import FRAMING_BYTES, dead_letter_headers, fit_value
 from iot_pipeline.processing.documents import reading_actions, reading_id
+
+from support.readings import sample_reading
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SENSOR = "casa-anfa-01-temperature"

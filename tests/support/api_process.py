@@ -8,9 +8,10 @@ import sys
 import time
 
 import httpx
-from workers import ROOT, settings_env
 
 from iot_pipeline.settings import Settings
+
+from support.workers import ROOT, settings_env
 
 
 def free_port() -> int:
