@@ -38,8 +38,9 @@ import pytest
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from iot_pipeline.errors import OffsetsError, TransientStoreError
 from iot_pipeline.kafka_config import consumer_config, producer_config
-from iot_pipeline.orchestration.offsets import OffsetsError, positions
+from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.airflow_services import component_health
 from iot_pipeline.stack.model import StackPaths
@@ -52,7 +53,7 @@ from iot_pipeline.stack.probes import (
     worker_health,
 )
 from iot_pipeline.stack.supervisor import Supervisor
-from iot_pipeline.storage import SearchStore, TransientStoreError, make_store
+from iot_pipeline.storage import SearchStore, make_store
 from iot_pipeline.worker.app import create_app
 
 from support.ground_truth import assert_windows_equal, document_id

@@ -87,7 +87,8 @@ def test_a_replay_starts_from_the_nearest_checkpoint_and_keeps_its_own(
 def test_a_task_is_started_at_most_worker_max_deliveries_times(
     client: redis.Redis, test_settings: Settings
 ) -> None:
-    from iot_pipeline.worker.tasks import RangeRedelivered, _count_delivery
+    from iot_pipeline.errors import RangeRedelivered
+    from iot_pipeline.worker.tasks import _count_delivery
 
     settings = test_settings.model_copy(
         update={"search_index_prefix": "statetest", "worker_max_deliveries": 3}

@@ -171,7 +171,8 @@ def test_a_range_that_timed_out_is_not_bisected() -> None:
 
 
 def test_unexpected_errors_reach_the_orchestrator_by_name() -> None:
-    from iot_pipeline.worker.tasks import RangeFailed, process_range_task
+    from iot_pipeline.errors import RangeFailed
+    from iot_pipeline.worker.tasks import process_range_task
 
     with pytest.raises(RangeFailed, match=r"^ValidationError: \d+ validation error"):
         process_range_task({"batch_id": ""})

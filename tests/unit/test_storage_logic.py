@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from iot_pipeline.errors import TransientStoreError
 from iot_pipeline.storage import (
     BulkOutcome,
     BulkPolicy,
     IndexAction,
     ItemFailure,
-    TransientStoreError,
     index_all,
     load_templates,
 )

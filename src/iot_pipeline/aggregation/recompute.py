@@ -35,13 +35,12 @@ from iot_pipeline.aggregation.windows import (
     aggregate_id,
     aggregates_index,
 )
+from iot_pipeline.errors import PermanentStoreError, TransientStoreError
 from iot_pipeline.schema import METRICS
 from iot_pipeline.storage import (
     BulkPolicy,
     IndexAction,
-    PermanentStoreError,
     SearchStore,
-    TransientStoreError,
     index_all,
     readings_index,
 )

@@ -13,6 +13,7 @@ from iot_pipeline import __version__
 from iot_pipeline.api import observability, pipeline_metrics, problems
 from iot_pipeline.api.routers import aggregates, health, pipeline, readings, sensors, stream
 from iot_pipeline.api.upstream import make_state_client
+from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage.async_store import AsyncSearchStore, make_async_store
 
@@ -28,7 +29,7 @@ Raw (cleaned) and aggregated readings of Casablanca's sensor network, live and h
 """.replace("problem#json", "problem+json")
 
 
-class ApiKeyRequired(ValueError):
+class ApiKeyRequired(ConfigurationError, ValueError):
     """The API would serve every route without a key outside a local deployment."""
 
 

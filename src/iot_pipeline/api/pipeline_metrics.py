@@ -14,12 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from iot_pipeline.api.upstream import (
-    KafkaUnavailable,
-    RedisUnavailable,
-    kafka_positions,
-    read_run_state,
-)
+from iot_pipeline.api.upstream import kafka_positions, read_run_state
+from iot_pipeline.errors import KafkaUnavailable, RedisUnavailable
 from iot_pipeline.orchestration.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
 

@@ -12,8 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iot_pipeline.api.queries import BadCursor
-from iot_pipeline.api.upstream import KafkaUnavailable, RedisUnavailable
-from iot_pipeline.storage import PermanentStoreError, StoreError, TransientStoreError
+from iot_pipeline.errors import (
+    KafkaUnavailable,
+    PermanentStoreError,
+    RedisUnavailable,
+    StoreError,
+    TransientStoreError,
+)
 
 log = logging.getLogger("iot_pipeline.api")
 PROBLEM = "application/problem+json"

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from iot_pipeline.errors import DataError
+
 Quality = Literal["all", "valid", "invalid", "flagged"]
 Order = Literal["asc", "desc"]
 
 
-class BadCursor(ValueError):
+class BadCursor(DataError, ValueError):
     """A pagination cursor that this API did not issue (or for another sort)."""
 
 

@@ -7,20 +7,13 @@ import socket
 import redis
 import redis.asyncio
 
-from iot_pipeline.orchestration.offsets import OffsetsError, PartitionPosition, positions
+from iot_pipeline.errors import KafkaUnavailable, RedisUnavailable
+from iot_pipeline.orchestration.offsets import PartitionPosition, positions
 from iot_pipeline.orchestration.run_state import RunState, parse_state, state_commands
 from iot_pipeline.settings import Settings, split_host_port
 
 RECENT_QUARANTINES = 20  # quarantine entries shown by /pipeline/status
 REDIS_TIMEOUT_SECONDS = 2.0
-
-
-class KafkaUnavailable(RuntimeError):
-    """Kafka does not answer: offsets and lag are unknown for now."""
-
-
-class RedisUnavailable(RuntimeError):
-    """Redis does not answer: the ETL's run state is unknown for now."""
 
 
 def make_state_client(settings: Settings) -> redis.asyncio.Redis:
@@ -68,7 +61,6 @@ def kafka_positions(settings: Settings, topic: str) -> list[PartitionPosition]:
     # a closed port fails now, not after the client's metadata timeout
     if not _reachable(settings):
         raise KafkaUnavailable(f"no broker of {settings.kafka_brokers} accepts connections")
-    try:
-        return positions(settings, topic, settings.etl_consumer_group)
-    except OffsetsError as exc:
-        raise KafkaUnavailable(str(exc)) from exc
+    return positions(
+        settings, topic, settings.etl_consumer_group
+    )  # OffsetsError is a KafkaUnavailable

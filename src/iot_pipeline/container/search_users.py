@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
 
 WRITER = "iot_writer"
@@ -64,7 +65,7 @@ LOGINS = (
 )
 
 
-class SetupError(RuntimeError):
+class SetupError(ConfigurationError):
     """The logins cannot be created; the message says why."""
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from iot_pipeline.errors import ConfigurationError
+
 PLACEHOLDERS = frozenset({"changeme", "changethis", "password", "admin", "secret", "airflow"})
 MIN_LENGTH = 16
 AIRFLOW_ADMIN = "admin"
@@ -52,7 +54,7 @@ SECRETS: tuple[Secret, ...] = (
 NAMES = frozenset(s.name for s in SECRETS)
 
 
-class SecretError(RuntimeError):
+class SecretError(ConfigurationError):
     """A secret is missing or unfit; the message says which and what to run."""
 
 

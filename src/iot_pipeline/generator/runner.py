@@ -16,6 +16,7 @@ from typing import Any, Literal, TextIO
 import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.generator.faults import FaultRates
 from iot_pipeline.generator.network import build_network
 from iot_pipeline.generator.stream import ReadingStream, Round
@@ -27,7 +28,7 @@ Mode = Literal["live", "backfill"]
 BACKFILL_CHUNK_READINGS = 20_000
 
 
-class GeneratorError(RuntimeError):
+class GeneratorError(ConfigurationError):
     """The generator cannot run as asked; the message says why and what to do."""
 
 

@@ -41,10 +41,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
 TIMEOUT_PREFIX = "Timeout:"  # how a range the orchestrator gave up waiting for is reported
 
 
-class BatchFailed(RuntimeError):
-    """At least one range failed or did not finish in time."""
-
-
 def batch_id_for(run_id: str) -> str:
     """A batch id from an orchestrator's run id (stored in documents and headers)."""
     return _UNSAFE.sub("_", run_id)[:128] or "batch"

@@ -20,8 +20,8 @@ from typing import Any
 
 import redis
 
+from iot_pipeline.errors import BatchFailed
 from iot_pipeline.orchestration.batches import (
-    BatchFailed,
     batch_id_for,
     narrow_failure,
     range_tasks,

@@ -14,16 +14,13 @@ from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from iot_pipeline.errors import OffsetsError
 from iot_pipeline.kafka_config import consumer_config
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 TIMEOUT = 15.0
-
-
-class OffsetsError(RuntimeError):
-    """Kafka could not answer or refused a commit (transient: the run is retried)."""
 
 
 @contextmanager

@@ -13,14 +13,11 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from iot_pipeline.cleaning import DeadLetter
+from iot_pipeline.errors import DeadLetterError
 from iot_pipeline.processing.reader import SOURCE_KEY_HEADER, SOURCE_TIME_HEADER
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 from iot_pipeline.topics import load_topic_specs
-
-
-class DeadLetterError(RuntimeError):
-    """Dead letters could not be written durably (transient: retry the task)."""
 
 
 def dead_letter_headers(

@@ -23,6 +23,7 @@ from iot_pipeline.cleaning import (
 )
 from iot_pipeline.cleaning.batch import unprocessable
 from iot_pipeline.cleaning.rules import DUPLICATE
+from iot_pipeline.errors import PermanentError, PermanentStoreError
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import (
     not_yet_sent,
@@ -43,7 +44,6 @@ from iot_pipeline.settings import Settings
 from iot_pipeline.storage import (
     BulkPolicy,
     IndexReport,
-    PermanentStoreError,
     SearchStore,
     index_all,
     readings_index,
@@ -90,7 +90,7 @@ class RangeReport:
         return asdict(self)
 
 
-class InjectedFault(RuntimeError):
+class InjectedFault(PermanentError):
     """A failure asked for by FAULT_INJECTION_MARKER (tests and drills)."""
 
 

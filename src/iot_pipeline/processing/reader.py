@@ -17,14 +17,10 @@ from confluent_kafka import (
 )
 
 from iot_pipeline.cleaning import RawRecord
+from iot_pipeline.errors import KafkaReadError
 from iot_pipeline.kafka_config import consumer_config
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
-
-
-class KafkaReadError(RuntimeError):
-    """The range could not be read completely (transient: retry the task)."""
-
 
 # Headers a dead letter keeps of its source record, restored when the dead-letter topic is
 # replayed so that the record is judged as it was the first time.

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.probes import Health
 
 
-class StackError(RuntimeError):
+class StackError(ConfigurationError):
     """The native stack cannot do what was asked; the message says what to do."""
 
 

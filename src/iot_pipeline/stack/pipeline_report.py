@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from iot_pipeline.errors import OffsetsError
 from iot_pipeline.orchestration.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.probes import port_open
@@ -35,7 +36,7 @@ class PipelineReport:
 
 
 def _lags(settings: Settings) -> tuple[dict[int, int] | None, str]:
-    from iot_pipeline.orchestration.offsets import OffsetsError, positions
+    from iot_pipeline.orchestration.offsets import positions
 
     host, port = settings.kafka_bootstrap
     if not port_open(host, port):  # else the client waits for its metadata timeout

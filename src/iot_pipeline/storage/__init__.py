@@ -5,10 +5,7 @@ from iot_pipeline.storage.base import (
     BulkOutcome,
     IndexAction,
     ItemFailure,
-    PermanentStoreError,
     SearchStore,
-    StoreError,
-    TransientStoreError,
 )
 from iot_pipeline.storage.bulk import BulkPolicy, IndexReport, index_all
 from iot_pipeline.storage.templates import load_templates, readings_index
@@ -32,10 +29,7 @@ __all__ = [
     "IndexAction",
     "IndexReport",
     "ItemFailure",
-    "PermanentStoreError",
     "SearchStore",
-    "StoreError",
-    "TransientStoreError",
     "index_all",
     "load_templates",
     "make_store",

@@ -11,8 +11,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from iot_pipeline.errors import TransientStoreError
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import TransientStoreError, load_templates, make_store
+from iot_pipeline.storage import load_templates, make_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from iot_pipeline.errors import TransientStoreError
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage.base import TransientStoreError, error_for_status
+from iot_pipeline.storage.base import error_for_status
 
 T = TypeVar("T")
 

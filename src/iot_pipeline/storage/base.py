@@ -1,10 +1,8 @@
-"""The storage interface both engine adapters implement, and its error hierarchy.
+"""The storage interface both engine adapters implement.
 
-    StoreError                 the search engine refused or failed
-    ├── TransientStoreError    worth retrying later (unreachable, 429, 5xx)
-    └── PermanentStoreError    retrying cannot help (bad request, auth, missing template)
-
-Third-party client errors are translated into these at the adapter's edge.
+Its errors are `iot_pipeline.errors`' StoreError family: TransientStoreError is worth retrying
+later (unreachable, 429, 5xx), PermanentStoreError is not (bad request, auth, missing
+template). Third-party client errors are translated into these at the adapter's edge.
 """
 
 from __future__ import annotations
@@ -14,17 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-
-class StoreError(RuntimeError):
-    """The search engine refused or failed an operation."""
-
-
-class TransientStoreError(StoreError):
-    """A failure that may pass: retry later."""
-
-
-class PermanentStoreError(StoreError):
-    """A failure that retrying cannot fix."""
+from iot_pipeline.errors import PermanentStoreError, StoreError, TransientStoreError
 
 
 def is_transient_status(status: int) -> bool:

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from iot_pipeline.errors import TransientStoreError
 from iot_pipeline.storage.base import (
     IndexAction,
     ItemFailure,
     SearchStore,
-    TransientStoreError,
     encoded_action,
 )
 

@@ -14,12 +14,11 @@ from typing import Any, TypeVar, cast
 import elastic_transport
 import elasticsearch
 
+from iot_pipeline.errors import PermanentStoreError, TransientStoreError
 from iot_pipeline.storage.base import (
     BULK_FILTER,
     BulkOutcome,
     IndexAction,
-    PermanentStoreError,
-    TransientStoreError,
     Versioned,
     bulk_body,
     error_for_status,

@@ -10,12 +10,11 @@ import orjson
 from opensearchpy import JSONSerializer, OpenSearch
 from opensearchpy import exceptions as os_errors
 
+from iot_pipeline.errors import PermanentStoreError, TransientStoreError
 from iot_pipeline.storage.base import (
     BULK_FILTER,
     BulkOutcome,
     IndexAction,
-    PermanentStoreError,
-    TransientStoreError,
     Versioned,
     bulk_body,
     error_for_status,

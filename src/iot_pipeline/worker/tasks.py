@@ -16,36 +16,22 @@ from celery.exceptions import Retry
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from pydantic import ValidationError
 
+from iot_pipeline.errors import (
+    PartitionBusy,
+    RangeFailed,
+    RangeRedelivered,
+    RedisUnavailable,
+    TransientError,
+    TransientStoreError,
+)
 from iot_pipeline.logs import bind, unbind
-from iot_pipeline.processing.dead_letters import DeadLetterError
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
-from iot_pipeline.processing.reader import KafkaReadError
 from iot_pipeline.settings import Settings, get_settings
-from iot_pipeline.storage import SearchStore, TransientStoreError, load_templates, make_store
+from iot_pipeline.storage import SearchStore, load_templates, make_store
 from iot_pipeline.worker.app import PROCESS_RANGE, app
 
 log = logging.getLogger(__name__)
-
-
-class PartitionBusy(RuntimeError):
-    """Another task holds the partition (the task retries after a while)."""
-
-
-class RangeFailed(RuntimeError):
-    """Processing the range raised (permanent for this attempt; the message names why)."""
-
-
-class RangeRedelivered(RuntimeError):
-    """The task was redelivered too often after its worker died (permanent)."""
-
-
-TRANSIENT = (
-    TransientStoreError,
-    KafkaReadError,
-    DeadLetterError,
-    redis.ConnectionError,
-)
 
 
 @cache
@@ -95,7 +81,7 @@ def _unbind_batch(task_id: str, **_: object) -> None:
 @app.task(
     name=PROCESS_RANGE,
     bind=True,
-    autoretry_for=TRANSIENT,
+    autoretry_for=(TransientError,),
     retry_backoff=2,
     retry_backoff_max=60,
     retry_jitter=True,
@@ -105,8 +91,12 @@ def process_range_task(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, 
     """Process one offset range; `task` is a RangeTask as JSON (keys, not payloads)."""
     try:
         return _process(self, task)
-    except (*TRANSIENT, Retry, RangeRedelivered, PartitionBusy):
+    except (TransientError, Retry, RangeRedelivered):
         raise
+    except redis.ConnectionError as exc:
+        # Redis holds the cleaner state, the notes and the locks all through a range: its
+        # client's errors are translated here, at the task's edge
+        raise RedisUnavailable(f"Redis does not answer: {exc}") from exc
     except Exception as exc:
         # One class every process can rebuild, with the original's name in the message: the
         # orchestrator reports and quarantines on it (a pydantic or client error would reach

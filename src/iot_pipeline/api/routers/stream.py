@@ -21,8 +21,8 @@ from iot_pipeline.api import queries
 from iot_pipeline.api.deps import Conf, Store, check_values, readings_pattern
 from iot_pipeline.api.models import problem_schema
 from iot_pipeline.api.routers.readings import Districts, Metrics, SensorIds
+from iot_pipeline.errors import StoreError
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import StoreError
 from iot_pipeline.storage.async_store import AsyncSearchStore
 
 router = APIRouter(
