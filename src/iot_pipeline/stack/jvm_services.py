@@ -21,7 +21,7 @@ def java_executable(settings: Settings) -> str:
         return str(candidate)
     found = shutil.which("java")
     if found is None:
-        raise StackError("java not found: install a JDK 17+ or set JAVA_HOME (see README)")
+        raise StackError("java not found: install a JDK 17+ or set JAVA_HOME (see docs/setup.md)")
     return found
 
 

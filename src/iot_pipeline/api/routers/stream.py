@@ -88,7 +88,7 @@ async def _events(
 
 @router.get(
     "/stream/readings",
-    summary="Live readings as server-sent events (same filters as /readings)",
+    summary="Live readings as server-sent events (filters: sensor, district, metric, quality)",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream"}},
 )
