@@ -1,5 +1,6 @@
 """The service folders must never shadow the libraries they are named after."""
 
+import re
 import subprocess
 import sys
 import sysconfig
@@ -58,3 +59,38 @@ def test_every_setting_is_documented_in_the_configuration_table() -> None:
     table = (ROOT / "docs" / "configuration.md").read_text()
     missing = [n.upper() for n in Settings.model_fields if f"`{n.upper()}`" not in table]
     assert missing == [], "add these to docs/configuration.md's configuration table"
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors a forge derives from a page's headings (outside code blocks)."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    headings = re.findall(r"^#{1,6}\s+(.*)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_link_of_the_docs_resolves_inside_the_repository() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken, checked = [], 0
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            checked += 1
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists() or not dest.is_relative_to(ROOT):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert checked > 20
+    assert broken == []
+
+
+def test_the_readme_stays_a_front_door() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 220, "move details into docs/ and link them"
+    # the two commands come first
+    assert lines[2] == "```bash"
+    assert lines[3].startswith("make up")
+    assert lines[4].startswith("make test")
