@@ -31,11 +31,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from api_process import start_api, stop_api  # noqa: E402
-
 from iot_pipeline.api import queries  # noqa: E402
 from iot_pipeline.cleaning import CleaningPolicy, RawRecord, clean_batch  # noqa: E402
-from iot_pipeline.cleaning.rules import DUPLICATE  # noqa: E402
 from iot_pipeline.generator.faults import FaultRates  # noqa: E402
 from iot_pipeline.generator.network import build_network  # noqa: E402
 from iot_pipeline.generator.stream import ReadingStream  # noqa: E402
@@ -43,6 +40,9 @@ from iot_pipeline.processing.documents import reading_actions  # noqa: E402
 from iot_pipeline.settings import Settings  # noqa: E402
 from iot_pipeline.storage import load_templates, make_store  # noqa: E402
 from iot_pipeline.storage.base import bulk_body  # noqa: E402
+from iot_pipeline.vocabulary import DUPLICATE  # noqa: E402
+
+from support.api_process import start_api, stop_api  # noqa: E402
 
 PREFIX = "bench-api"
 TARGET = 5_000_000
@@ -147,7 +147,7 @@ def load(settings: Settings) -> datetime:
 
 
 def _load_aggregates(settings: Settings, hourly: dict[tuple[str, str, int], list[float]]) -> None:
-    from iot_pipeline.aggregation import aggregates_index
+    from iot_pipeline.indices import aggregates_index
     from iot_pipeline.storage import IndexAction
 
     actions = []

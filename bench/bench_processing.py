@@ -26,7 +26,6 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from iot_pipeline.cleaning import CleaningPolicy, clean_batch
-from iot_pipeline.cleaning.rules import DUPLICATE
 from iot_pipeline.kafka_config import consumer_config
 from iot_pipeline.processing import dead_letters
 from iot_pipeline.processing.documents import reading_actions
@@ -34,6 +33,7 @@ from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import BulkPolicy, load_templates, make_store
+from iot_pipeline.vocabulary import DUPLICATE
 from iot_pipeline.worker.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]

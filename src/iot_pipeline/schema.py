@@ -13,9 +13,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from iot_pipeline.vocabulary import Metric
+
 SCHEMA_VERSION = 1
 
-Metric = Literal["temperature", "humidity", "pm25", "pm10", "no2", "o3", "co"]
 Unit = Literal["°C", "°F", "%", "µg/m³", "mg/m³"]
 
 

@@ -14,11 +14,11 @@ import redis
 from celery import Celery
 
 from iot_pipeline.cleaning import RawRecord, clean_batch
-from iot_pipeline.cleaning.rules import CROSS_METRIC, DUPLICATE
 from iot_pipeline.orchestration.etl import commit_batch, plan_batch, process_batch
 from iot_pipeline.processing.pipeline import cleaning_policy
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
+from iot_pipeline.vocabulary import CROSS_METRIC, DUPLICATE
 
 from support.dag_runs import run_airflow
 from support.ground_truth import document_id, snapshot

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from iot_pipeline.cleaning import CleaningPolicy, RawRecord, SensorState, clean_batch, rules
+from iot_pipeline import vocabulary
+from iot_pipeline.cleaning import CleaningPolicy, RawRecord, SensorState, clean_batch
 from iot_pipeline.cleaning.state import STUCK_REPEATS
 from iot_pipeline.schema import format_event_time
 
@@ -37,7 +38,7 @@ def test_unparseable_bytes_are_dead_lettered_with_coordinates(raw: bytes) -> Non
     result = clean(raw)
     assert result.readings == []
     (dead,) = result.dead_letters
-    assert (dead.reason, dead.stage) == (rules.MALFORMED_JSON, "parse")
+    assert (dead.reason, dead.stage) == (vocabulary.MALFORMED_JSON, "parse")
     assert (dead.record.value, dead.record.partition, dead.record.offset) == (raw, 3, 0)
 
 
@@ -53,7 +54,7 @@ def test_unparseable_bytes_are_dead_lettered_with_coordinates(raw: bytes) -> Non
 )
 def test_schema_violations_name_the_field(doc: object, field: str) -> None:
     (dead,) = clean(json.dumps(doc).encode()).dead_letters
-    assert (dead.reason, dead.stage) == (rules.SCHEMA_INVALID, "schema")
+    assert (dead.reason, dead.stage) == (vocabulary.SCHEMA_INVALID, "schema")
     assert field in dead.detail or field == "(root)"
 
 
@@ -62,7 +63,7 @@ def test_fahrenheit_is_converted_and_flagged() -> None:
     assert kept.reading.unit == "°C"
     assert kept.reading.value == pytest.approx(21.5)
     assert (kept.original_value, kept.original_unit) == (70.7, "°F")
-    assert kept.flags == (rules.UNIT_CONVERTED,)
+    assert kept.flags == (vocabulary.UNIT_CONVERTED,)
     assert kept.valid
 
 
@@ -78,7 +79,7 @@ def test_event_times_with_an_offset_become_utc() -> None:
 
 def test_unit_that_cannot_apply_is_dead_lettered() -> None:
     (dead,) = clean(reading(metric="pm25", unit="°C")).dead_letters
-    assert (dead.reason, dead.stage) == (rules.UNIT_MISMATCH, "normalise")
+    assert (dead.reason, dead.stage) == (vocabulary.UNIT_MISMATCH, "normalise")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +90,7 @@ def test_physically_impossible_values_are_kept_flagged_and_invalid(
     metric: str, unit: str, value: float
 ) -> None:
     (kept,) = clean(reading(metric=metric, unit=unit, value=value)).readings
-    assert rules.IMPOSSIBLE_VALUE in kept.flags
+    assert vocabulary.IMPOSSIBLE_VALUE in kept.flags
     assert not kept.valid
 
 
@@ -98,14 +99,14 @@ def test_future_timestamps_beyond_the_tolerated_skew() -> None:
     later = (NOW + timedelta(hours=2)).isoformat()
     ok, skewed = clean(reading(event_time=soon), reading(event_id="e-2", event_time=later)).readings
     assert ok.valid
-    assert rules.FUTURE_TIMESTAMP in skewed.flags
+    assert vocabulary.FUTURE_TIMESTAMP in skewed.flags
 
 
 def test_same_event_again_is_a_duplicate_even_in_a_later_batch() -> None:
     states: dict[str, SensorState] = {}
     clean(reading(), states=states)
     (again,) = clean(reading(), states=states).readings
-    assert again.flags == (rules.DUPLICATE,)
+    assert again.flags == (vocabulary.DUPLICATE,)
 
 
 def test_too_late_is_measured_against_the_sensor_watermark_when_a_limit_is_set() -> None:
@@ -120,7 +121,7 @@ def test_too_late_is_measured_against_the_sensor_watermark_when_a_limit_is_set()
         states=states,
         policy=limited,
     ).readings
-    assert rules.TOO_LATE in late.flags
+    assert vocabulary.TOO_LATE in late.flags
     assert within.valid
 
 
@@ -145,7 +146,7 @@ def test_readings_before_the_kept_days_are_dead_letters() -> None:
     )
     assert [r.reading.event_id for r in result.readings] == ["kept"]
     (letter,) = result.dead_letters
-    assert letter.reason == rules.BEYOND_RETENTION
+    assert letter.reason == vocabulary.BEYOND_RETENTION
     assert "oldest day still kept" in letter.detail
 
 
@@ -163,14 +164,14 @@ def _series(values: list[float]) -> list[dict[str, object]]:
 def test_spike_against_the_recent_median_and_not_remembered() -> None:
     result = clean(*_series([21.0, 21.2, 20.9, 21.1, 35.0, 21.3]))
     flags = [r.flags for r in result.readings]
-    assert rules.SPIKE in flags[4]  # (a jump that fast also breaks the rate-of-change rule)
+    assert vocabulary.SPIKE in flags[4]  # (a jump that fast also breaks the rate-of-change rule)
     assert all(f == () for i, f in enumerate(flags) if i != 4)
 
 
 def test_stuck_after_identical_repeats() -> None:
     values = [21.0, 21.4] + [21.7] * (STUCK_REPEATS + 2) + [21.9]
     flags = [r.flags for r in clean(*_series(values)).readings]
-    stuck = [i for i, f in enumerate(flags) if rules.STUCK in f]
+    stuck = [i for i, f in enumerate(flags) if vocabulary.STUCK in f]
     assert stuck == list(range(2 + STUCK_REPEATS - 1, 2 + STUCK_REPEATS + 2))
 
 
@@ -185,6 +186,6 @@ def test_state_survives_a_json_round_trip() -> None:
 def test_rate_of_change_against_the_previous_valid_reading() -> None:
     # too few readings for a median: the jump is caught by the rate rule alone
     result = clean(*_series([21.0, 30.0]))
-    assert result.readings[1].flags == (rules.RATE_OF_CHANGE,)
+    assert result.readings[1].flags == (vocabulary.RATE_OF_CHANGE,)
     slow = clean(*_series([21.0, 21.9, 22.8, 23.7]))
     assert all(r.valid for r in slow.readings)

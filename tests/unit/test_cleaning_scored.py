@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from iot_pipeline.cleaning import RawRecord, SensorState, clean_batch, rules
+from iot_pipeline import vocabulary
+from iot_pipeline.cleaning import RawRecord, SensorState, clean_batch
 from iot_pipeline.generator.faults import FaultRates
 from iot_pipeline.generator.network import build_network
 from iot_pipeline.generator.stream import ReadingStream
@@ -81,17 +82,19 @@ def scored() -> dict[str, tuple[float, float, int]]:
 
     predicted = {
         "structural": set(dead) - copies,
-        "impossible_value": flagged(rules.IMPOSSIBLE_VALUE),
-        "wrong_unit": flagged(rules.UNIT_CONVERTED),
-        "clock_skew": flagged(rules.FUTURE_TIMESTAMP),
-        "spike": flagged(rules.SPIKE),
-        "stuck": flagged(rules.STUCK),
+        "impossible_value": flagged(vocabulary.IMPOSSIBLE_VALUE),
+        "wrong_unit": flagged(vocabulary.UNIT_CONVERTED),
+        "clock_skew": flagged(vocabulary.FUTURE_TIMESTAMP),
+        "spike": flagged(vocabulary.SPIKE),
+        "stuck": flagged(vocabulary.STUCK),
     }
     out = {kind: (*_score(truth[kind], predicted[kind]), len(truth[kind])) for kind in predicted}
     # duplicates: every later copy of the same event, whatever else it carries
     duplicate_copies = {o for o in copies if o in readings}
     out["duplicate"] = (
-        *_score(duplicate_copies, {o for o, r in readings.items() if rules.DUPLICATE in r.flags}),
+        *_score(
+            duplicate_copies, {o for o, r in readings.items() if vocabulary.DUPLICATE in r.flags}
+        ),
         len(duplicate_copies),
     )
     return out

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from iot_pipeline.cleaning import RawRecord, clean_batch, rules
+from iot_pipeline import vocabulary
+from iot_pipeline.cleaning import RawRecord, clean_batch
 from iot_pipeline.cleaning.batch import CleaningPolicy
 from iot_pipeline.processing import documents
 from iot_pipeline.processing.dead_letters import FRAMING_BYTES, dead_letter_headers, fit_value
@@ -61,7 +62,7 @@ def test_hostile_bytes_are_dead_lettered_between_valid_readings(name: str) -> No
     kept, dead = between_valid(record(HOSTILE[name], 1))
     assert kept == ["before", "after"]
     assert len(dead) == 1
-    assert dead[0][0] in {rules.MALFORMED_JSON, rules.SCHEMA_INVALID}, dead
+    assert dead[0][0] in {vocabulary.MALFORMED_JSON, vocabulary.SCHEMA_INVALID}, dead
 
 
 @pytest.mark.parametrize(
@@ -77,7 +78,7 @@ def test_hostile_bytes_are_dead_lettered_between_valid_readings(name: str) -> No
 def test_event_times_outside_the_plausible_span_are_dead_letters(moment: str) -> None:
     kept, dead = between_valid(record(doc(event_id="x", event_time=moment), 1))
     assert kept == ["before", "after"]
-    assert dead == [(rules.TIME_OUT_OF_RANGE, "time")]
+    assert dead == [(vocabulary.TIME_OUT_OF_RANGE, "time")]
 
 
 def test_the_plausible_span_is_configurable() -> None:
@@ -88,12 +89,12 @@ def test_the_plausible_span_is_configurable() -> None:
     ahead = record(doc(event_id="e-2", event_time="2026-11-30T12:00:01Z"), 1)
     result = clean_batch([old, ahead], {}, NOW, policy)
     assert len(result.readings) == 2
-    assert result.readings[1].flags == (rules.FUTURE_TIMESTAMP,)  # kept, flagged, invalid
+    assert result.readings[1].flags == (vocabulary.FUTURE_TIMESTAMP,)  # kept, flagged, invalid
 
 
 def test_a_few_minutes_ahead_is_kept_and_flagged() -> None:
     (kept,) = clean_batch([record(doc(event_time="2026-11-28T12:10:00Z"))], {}, NOW).readings
-    assert rules.FUTURE_TIMESTAMP in kept.flags
+    assert vocabulary.FUTURE_TIMESTAMP in kept.flags
 
 
 def test_the_clock_is_the_records_kafka_time_so_a_replay_judges_alike() -> None:
@@ -103,17 +104,17 @@ def test_the_clock_is_the_records_kafka_time_so_a_replay_judges_alike() -> None:
     replayed = clean_batch(
         [record(ahead, timestamp=produced)], {}, NOW + timedelta(days=3)
     ).readings[0]
-    assert first.flags == replayed.flags == (rules.FUTURE_TIMESTAMP,)
+    assert first.flags == replayed.flags == (vocabulary.FUTURE_TIMESTAMP,)
     # a producer's clock ahead of ours is not trusted: the batch's clock bounds it
     hostile = record(doc(event_time="2026-11-28T18:00:00Z"), timestamp=NOW.timestamp() + 86400)
-    assert clean_batch([hostile], {}, NOW).readings[0].flags == (rules.FUTURE_TIMESTAMP,)
+    assert clean_batch([hostile], {}, NOW).readings[0].flags == (vocabulary.FUTURE_TIMESTAMP,)
 
 
 @pytest.mark.parametrize("seq", [2**63, 2**64, -1])
 def test_seq_beyond_int64_is_a_schema_violation(seq: int) -> None:
     kept, dead = between_valid(record(doc(event_id="x", seq=seq), 1))
     assert kept == ["before", "after"]
-    assert dead == [(rules.SCHEMA_INVALID, "schema")]
+    assert dead == [(vocabulary.SCHEMA_INVALID, "schema")]
 
 
 def test_the_largest_int64_seq_is_stored() -> None:
@@ -126,7 +127,7 @@ def test_the_largest_int64_seq_is_stored() -> None:
 def test_a_key_naming_another_sensor_is_dead_lettered_and_no_key_is_accepted() -> None:
     kept, dead = between_valid(record(doc(event_id="x"), 1, key=b"casa-maarif-02-no2"))
     assert kept == ["before", "after"]
-    assert dead == [(rules.KEY_MISMATCH, "key")]
+    assert dead == [(vocabulary.KEY_MISMATCH, "key")]
     kept, dead = between_valid(record(doc(event_id="x"), 1, key=None))
     assert kept == ["before", "x", "after"]
     assert dead == []
@@ -153,7 +154,7 @@ def test_a_step_that_raises_makes_an_unprocessable_letter_naming_step_and_except
     assert [r.reading.event_id for r in result.readings] == ["before", "e-1"]
     (dead,) = result.dead_letters
     assert (dead.reason, dead.stage, dead.error_type) == (
-        rules.UNPROCESSABLE,
+        vocabulary.UNPROCESSABLE,
         "state",
         "ZeroDivisionError",
     )
@@ -216,4 +217,7 @@ def test_random_bytes_never_raise_and_never_become_readings() -> None:
     result = clean_batch(noise, {}, NOW)
     assert result.readings == []
     assert len(result.dead_letters) == 3000
-    assert {d.reason for d in result.dead_letters} <= {rules.MALFORMED_JSON, rules.SCHEMA_INVALID}
+    assert {d.reason for d in result.dead_letters} <= {
+        vocabulary.MALFORMED_JSON,
+        vocabulary.SCHEMA_INVALID,
+    }

@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from iot_pipeline.aggregation import Window, aggregate_id, aggregates_index, touched_windows
+from iot_pipeline.aggregation import Window, aggregate_id, touched_windows
 from iot_pipeline.aggregation.windows import window_start
 from iot_pipeline.cleaning import RawRecord, clean_batch
+from iot_pipeline.indices import aggregates_index
 
 
 @pytest.mark.parametrize(

@@ -30,21 +30,20 @@ from iot_pipeline import __version__
 from iot_pipeline.aggregation.stats import Moments, close, merge
 from iot_pipeline.aggregation.windows import (
     PARENT,
-    RESOLUTIONS,
     Window,
     aggregate_id,
-    aggregates_index,
 )
 from iot_pipeline.errors import PermanentStoreError, TransientStoreError
+from iot_pipeline.indices import aggregates_index, readings_index
 from iot_pipeline.schema import METRICS
 from iot_pipeline.storage import (
     BulkPolicy,
     IndexAction,
     SearchStore,
     index_all,
-    readings_index,
 )
 from iot_pipeline.storage.base import Versioned
+from iot_pipeline.vocabulary import RESOLUTIONS
 
 _KEY_FIELD = {"sensor": "sensor_id", "district": "district"}
 COMPOSITE_PAGE = 5000

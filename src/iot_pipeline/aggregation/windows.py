@@ -8,14 +8,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from iot_pipeline.cleaning import CleanReading
+from iot_pipeline.vocabulary import RESOLUTIONS
 
-RESOLUTIONS: dict[str, int] = {"1m": 60, "1h": 3600, "1d": 86400}
-SCOPES = ("sensor", "district")
 # Each coarser resolution is merged from the next finer one (1h from 1m, 1d from 1h).
 PARENT: dict[str, str] = {"1m": "1h", "1h": "1d"}
 CHILD: dict[str, str] = {parent: child for child, parent in PARENT.items()}
-# Aggregate indices are time-bucketed so that each resolution has a retention of its own.
-_BUCKET_FORMAT = {"1m": "%Y.%m.%d", "1h": "%Y.%m", "1d": "%Y"}
 
 
 @dataclass(frozen=True, order=True)
@@ -60,18 +57,6 @@ def aggregate_id(window: Window) -> str:
     """The deterministic document id of a window's aggregate."""
     start = datetime.fromtimestamp(window.start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{window.scope}:{window.key}:{window.metric}:{window.resolution}:{start}"
-
-
-@lru_cache(maxsize=65536)
-def aggregates_index(prefix: str, resolution: str, start: int) -> str:
-    """The index holding a window's aggregate: 1m by day, 1h by month, 1d by year."""
-    bucket = datetime.fromtimestamp(start, UTC).strftime(_BUCKET_FORMAT[resolution])
-    return f"{prefix}-agg-{resolution}-{bucket}"
-
-
-def aggregates_pattern(prefix: str, resolution: str) -> str:
-    """Every index of one resolution's aggregates."""
-    return f"{prefix}-agg-{resolution}-*"
 
 
 def windows_of(sensor_id: str, district: str, metric: str, epoch: float) -> set[Window]:

@@ -9,6 +9,7 @@ import redis.asyncio
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
+from iot_pipeline import indices
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage.async_store import AsyncSearchStore
 
@@ -34,7 +35,7 @@ StateClient = Annotated[redis.asyncio.Redis, Depends(get_state_client)]
 
 
 def readings_pattern(settings: Settings) -> str:
-    return f"{settings.search_index_prefix}-readings-*"
+    return indices.readings_pattern(settings.search_index_prefix)
 
 
 def invalid(parameter: str, message: str) -> RequestValidationError:

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from iot_pipeline.vocabulary import Resolution, Scope
+
 _READING_EXAMPLE: dict[str, Any] = {
     "event_id": "2afbd6f8-6b-1f",
     "sensor_id": "casa-maarif-01-pm25",
@@ -123,11 +125,11 @@ class SensorList(BaseModel):
 class Aggregate(BaseModel):
     """One tumbling window of one sensor or district and metric."""
 
-    scope: Literal["sensor", "district"]
+    scope: Scope
     key: str
     metric: str
     unit: str
-    resolution: Literal["1m", "1h", "1d"]
+    resolution: Resolution
     window_start: datetime
     window_end: datetime
     count: int = Field(description="Valid readings in the window.")

@@ -8,11 +8,10 @@ from iot_pipeline.cleaning.batch import (
     RawRecord,
     clean_batch,
 )
-from iot_pipeline.cleaning.rules import INVALIDATING, Rejection
+from iot_pipeline.cleaning.rules import Rejection
 from iot_pipeline.cleaning.state import SensorState
 
 __all__ = [
-    "INVALIDATING",
     "BatchResult",
     "CleanReading",
     "CleaningPolicy",

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from iot_pipeline.cleaning.rules import (
-    INVALIDATING,
-    UNPROCESSABLE,
     Rejection,
     key_matches,
     normalise_time,
@@ -22,6 +20,7 @@ from iot_pipeline.cleaning.rules import (
 )
 from iot_pipeline.cleaning.state import SensorState, evict_idle, sequential_checks
 from iot_pipeline.schema import SensorReading
+from iot_pipeline.vocabulary import INVALIDATING, UNPROCESSABLE
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from iot_pipeline.cleaning.rules import CROSS_METRIC, INVALIDATING
+from iot_pipeline.vocabulary import CROSS_METRIC, INVALIDATING
 
 # (finer, coarser): the finer fraction is part of the coarser one, so it cannot be larger.
 NESTED_METRICS = (("pm25", "pm10"),)

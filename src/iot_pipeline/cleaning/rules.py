@@ -13,37 +13,16 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from iot_pipeline.schema import METRICS, SensorReading
-
-# Reason codes of rejected records (dead-letter topic) and the stage that produced them.
-MALFORMED_JSON = "malformed_json"
-SCHEMA_INVALID = "schema_invalid"
-UNIT_MISMATCH = "unit_mismatch"
-TIME_OUT_OF_RANGE = "time_out_of_range"  # before the plausible start, or far in the future
-KEY_MISMATCH = "key_mismatch"  # the Kafka key names another sensor
-BEYOND_RETENTION = "beyond_retention"  # its day's raw readings are no longer kept
-UNPROCESSABLE = "unprocessable"  # a step raised: a bug or an input no rule foresaw
-
-# Quality flags of kept readings. INVALIDATING ones keep a reading out of the aggregates.
-UNIT_CONVERTED = "unit_converted"
-IMPOSSIBLE_VALUE = "impossible_value"
-FUTURE_TIMESTAMP = "future_timestamp"
-TOO_LATE = "too_late"
-DUPLICATE = "duplicate"
-SPIKE = "spike"
-STUCK = "stuck"
-RATE_OF_CHANGE = "rate_of_change"
-CROSS_METRIC = "cross_metric"  # e.g. PM2.5 above PM10 at the same station and time
-INVALIDATING = frozenset(
-    {
-        IMPOSSIBLE_VALUE,
-        FUTURE_TIMESTAMP,
-        TOO_LATE,
-        DUPLICATE,
-        SPIKE,
-        STUCK,
-        RATE_OF_CHANGE,
-        CROSS_METRIC,
-    }
+from iot_pipeline.vocabulary import (
+    BEYOND_RETENTION,
+    FUTURE_TIMESTAMP,
+    IMPOSSIBLE_VALUE,
+    KEY_MISMATCH,
+    MALFORMED_JSON,
+    SCHEMA_INVALID,
+    TIME_OUT_OF_RANGE,
+    UNIT_CONVERTED,
+    UNIT_MISMATCH,
 )
 
 

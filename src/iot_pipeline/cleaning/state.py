@@ -9,7 +9,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from iot_pipeline.cleaning.rules import DUPLICATE, RATE_OF_CHANGE, SPIKE, STUCK, TOO_LATE
+from iot_pipeline.vocabulary import DUPLICATE, RATE_OF_CHANGE, SPIKE, STUCK, TOO_LATE
 
 # A reading further than this from the median of its sensor's recent valid readings is a spike
 # (canonical units). Chosen well above noise plus an hour of the fastest normal change.

@@ -26,9 +26,9 @@ from iot_pipeline.processing.dead_letters import (
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.processing.reader import read_pieces
 from iot_pipeline.settings import Settings
+from iot_pipeline.vocabulary import RANGE_FAILED
 
 log = logging.getLogger(__name__)
-RANGE_FAILED = "range_failed"
 
 
 def quarantine_range(

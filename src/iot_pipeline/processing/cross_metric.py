@@ -12,15 +12,16 @@ from datetime import datetime
 from typing import Any
 
 from iot_pipeline.aggregation.windows import Window, windows_of
-from iot_pipeline.cleaning import INVALIDATING, CleanReading
+from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.cross_metric import (
     CROSS_METRICS,
     StationReading,
     cross_metric_violations,
 )
-from iot_pipeline.cleaning.rules import CROSS_METRIC
+from iot_pipeline.indices import readings_index, readings_pattern
 from iot_pipeline.processing.documents import reading_id
-from iot_pipeline.storage import IndexAction, SearchStore, readings_index
+from iot_pipeline.storage import IndexAction, SearchStore
+from iot_pipeline.vocabulary import CROSS_METRIC, INVALIDATING
 
 PAGE = 5000
 _FIELDS = ["event_id", "station_id", "sensor_id", "district", "metric", "value", "event_time"]
@@ -61,7 +62,7 @@ def _stored_partners(
         "sort": [{"event_id": "asc"}],
     }
     while True:
-        page = store.search(f"{prefix}-readings-*", body)["hits"]["hits"]
+        page = store.search(readings_pattern(prefix), body)["hits"]["hits"]
         hits += page
         if len(page) < PAGE:
             return hits

@@ -9,8 +9,9 @@ from typing import Any
 
 from iot_pipeline import __version__
 from iot_pipeline.cleaning import CleanReading
+from iot_pipeline.indices import readings_index
 from iot_pipeline.schema import format_event_time
-from iot_pipeline.storage import IndexAction, readings_index
+from iot_pipeline.storage import IndexAction
 from iot_pipeline.storage.base import encode_action
 
 

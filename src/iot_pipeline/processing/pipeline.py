@@ -22,8 +22,8 @@ from iot_pipeline.cleaning import (
     clean_batch,
 )
 from iot_pipeline.cleaning.batch import unprocessable
-from iot_pipeline.cleaning.rules import DUPLICATE
 from iot_pipeline.errors import PermanentError, PermanentStoreError
+from iot_pipeline.indices import readings_index
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import (
     not_yet_sent,
@@ -46,8 +46,8 @@ from iot_pipeline.storage import (
     IndexReport,
     SearchStore,
     index_all,
-    readings_index,
 )
+from iot_pipeline.vocabulary import DUPLICATE
 
 log = logging.getLogger(__name__)
 

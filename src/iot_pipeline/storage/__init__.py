@@ -8,7 +8,7 @@ from iot_pipeline.storage.base import (
     SearchStore,
 )
 from iot_pipeline.storage.bulk import BulkPolicy, IndexReport, index_all
-from iot_pipeline.storage.templates import load_templates, readings_index
+from iot_pipeline.storage.templates import load_templates
 
 
 def make_store(settings: Settings) -> SearchStore:
@@ -33,5 +33,4 @@ __all__ = [
     "index_all",
     "load_templates",
     "make_store",
-    "readings_index",
 ]

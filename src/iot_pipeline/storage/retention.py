@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
+from iot_pipeline.indices import aggregates_pattern, readings_pattern
 from iot_pipeline.settings import Settings
 
 _BUCKET = re.compile(r"-(\d{4})(?:\.(\d{2})(?:\.(\d{2}))?)?$")
@@ -52,9 +53,9 @@ def apply_retention(settings: Settings, keep_days: int, today: date | None = Non
 
     prefix = settings.search_index_prefix
     today = today or datetime.now(UTC).date()
-    kept = {f"{prefix}-readings-*": keep_days}
+    kept = {readings_pattern(prefix): keep_days}
     kept |= {
-        f"{prefix}-agg-{resolution}-*": days
+        aggregates_pattern(prefix, resolution): days
         for resolution, days in settings.aggregate_retention_days.items()
     }
     store = make_store(settings)

@@ -1,9 +1,8 @@
-"""Index templates (JSON in `elasticsearch/`) and index naming, shared by both engines."""
+"""Index templates (JSON in `elasticsearch/`), shared by both engines."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,3 @@ def load_templates(folder: Path, prefix: str) -> dict[str, dict[str, Any]]:
         body.pop("$comment", None)
         templates[f"{prefix}-{path.name.removesuffix('.template.json')}"] = body
     return templates
-
-
-def readings_index(prefix: str, event_time: datetime) -> str:
-    """The daily index of raw readings for an event time (UTC)."""
-    return f"{prefix}-readings-{event_time:%Y.%m.%d}"

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from iot_pipeline.aggregation import aggregates_pattern
 from iot_pipeline.api import queries
 from iot_pipeline.api.deps import Conf, Store, check_limit, check_range, check_values
 from iot_pipeline.api.models import Aggregate, AggregatePage, problem_schema
-from iot_pipeline.api.routers.readings import End, MetricName, Start
+from iot_pipeline.api.routers.readings import End, Start
+from iot_pipeline.indices import aggregates_pattern
+from iot_pipeline.vocabulary import Metric, Resolution, Scope
 
 router = APIRouter(
     tags=["aggregates"],
@@ -28,9 +29,9 @@ router = APIRouter(
 )
 async def list_aggregates(
     *,
-    metric: Annotated[MetricName, Query(description="The metric.")],
-    resolution: Annotated[Literal["1m", "1h", "1d"], Query(description="Window size.")] = "1h",
-    scope: Annotated[Literal["sensor", "district"], Query()] = "district",
+    metric: Annotated[Metric, Query(description="The metric.")],
+    resolution: Annotated[Resolution, Query(description="Window size.")] = "1h",
+    scope: Annotated[Scope, Query()] = "district",
     key: Annotated[
         list[str] | None,
         Query(max_length=100, description="Sensor ids or district names (repeatable)."),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -18,6 +18,7 @@ from iot_pipeline.api.deps import (
     source,
 )
 from iot_pipeline.api.models import LatestReadings, Reading, ReadingPage, problem_schema
+from iot_pipeline.vocabulary import Flag, Metric
 
 router = APIRouter(
     tags=["readings"],
@@ -27,24 +28,12 @@ router = APIRouter(
     },
 )
 
-MetricName = Literal["temperature", "humidity", "pm25", "pm10", "no2", "o3", "co"]
-FlagName = Literal[
-    "unit_converted",
-    "impossible_value",
-    "future_timestamp",
-    "too_late",
-    "duplicate",
-    "spike",
-    "stuck",
-    "rate_of_change",
-    "cross_metric",
-]
 
 SensorIds = Annotated[
     list[str] | None, Query(max_length=100, description="Sensor ids (repeatable).")
 ]
 Districts = Annotated[list[str] | None, Query(max_length=50, description="Districts (repeatable).")]
-Metrics = Annotated[list[MetricName] | None, Query(description="Metrics (repeatable).")]
+Metrics = Annotated[list[Metric] | None, Query(description="Metrics (repeatable).")]
 Start = Annotated[datetime | None, Query(description="From this event time (ISO 8601, inclusive).")]
 End = Annotated[datetime | None, Query(description="Until this event time (ISO 8601, exclusive).")]
 
@@ -65,7 +54,7 @@ async def list_readings(
         queries.Quality,
         Query(description="`valid` (in the aggregates), `invalid`, `flagged` (any flag), `all`."),
     ] = "all",
-    flag: Annotated[FlagName | None, Query(description="Only readings with this flag.")] = None,
+    flag: Annotated[Flag | None, Query(description="Only readings with this flag.")] = None,
     order: Annotated[queries.Order, Query(description="By event time.")] = "desc",
     limit: Annotated[int, Query(ge=1, description="Page size.")] = 100,
     cursor: Annotated[

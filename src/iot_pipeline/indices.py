@@ -1,0 +1,41 @@
+"""Index names, spelled once: every module that reads or writes the search store asks here.
+
+    <prefix>-readings-YYYY.MM.DD      raw readings, one index per UTC day of event time
+    <prefix>-agg-1m-YYYY.MM.DD        1-minute window aggregates, by day
+    <prefix>-agg-1h-YYYY.MM           1-hour aggregates, by month
+    <prefix>-agg-1d-YYYY              1-day aggregates, by year
+
+Time-bucketed names let retention delete whole indices, each resolution on a schedule of its
+own. The index templates (`elasticsearch/*.template.json`) match these patterns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from iot_pipeline.vocabulary import Resolution
+
+_BUCKET_FORMAT: dict[str, str] = {"1m": "%Y.%m.%d", "1h": "%Y.%m", "1d": "%Y"}
+
+
+def readings_index(prefix: str, event_time: datetime) -> str:
+    """The daily index of raw readings for an event time (UTC)."""
+    return f"{prefix}-readings-{event_time:%Y.%m.%d}"
+
+
+def readings_pattern(prefix: str) -> str:
+    """Every index of raw readings."""
+    return f"{prefix}-readings-*"
+
+
+@lru_cache(maxsize=65536)
+def aggregates_index(prefix: str, resolution: Resolution | str, start: int) -> str:
+    """The index holding a window's aggregate: 1m by day, 1h by month, 1d by year."""
+    bucket = datetime.fromtimestamp(start, UTC).strftime(_BUCKET_FORMAT[resolution])
+    return f"{prefix}-agg-{resolution}-{bucket}"
+
+
+def aggregates_pattern(prefix: str, resolution: Resolution | str) -> str:
+    """Every index of one resolution's aggregates."""
+    return f"{prefix}-agg-{resolution}-*"

@@ -1,0 +1,63 @@
+"""The pipeline's vocabulary: the names of metrics, quality flags, dead-letter reasons, window
+resolutions and scopes, spelled once. The schema, the cleaning rules, the aggregation and the
+API's models and parameters all import them from here.
+
+Each closed set is a `Literal` type (so mypy and the OpenAPI document know every value) with
+one constant per value, typed by it (so a misspelt constant does not type-check).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+Metric = Literal["temperature", "humidity", "pm25", "pm10", "no2", "o3", "co"]
+METRIC_NAMES: Final[tuple[Metric, ...]] = get_args(Metric)
+
+# Quality flags of kept readings. INVALIDATING ones keep a reading out of the aggregates.
+Flag = Literal[
+    "unit_converted",
+    "impossible_value",
+    "future_timestamp",
+    "too_late",
+    "duplicate",
+    "spike",
+    "stuck",
+    "rate_of_change",
+    "cross_metric",
+]
+UNIT_CONVERTED: Final[Flag] = "unit_converted"
+IMPOSSIBLE_VALUE: Final[Flag] = "impossible_value"
+FUTURE_TIMESTAMP: Final[Flag] = "future_timestamp"
+TOO_LATE: Final[Flag] = "too_late"
+DUPLICATE: Final[Flag] = "duplicate"
+SPIKE: Final[Flag] = "spike"
+STUCK: Final[Flag] = "stuck"
+RATE_OF_CHANGE: Final[Flag] = "rate_of_change"
+CROSS_METRIC: Final[Flag] = "cross_metric"  # e.g. PM2.5 above PM10 at the same station and time
+INVALIDATING: Final[frozenset[Flag]] = frozenset(get_args(Flag)) - {UNIT_CONVERTED}
+
+# Why a record went to the dead-letter topic (its `dlq.reason` header).
+Reason = Literal[
+    "malformed_json",
+    "schema_invalid",
+    "unit_mismatch",
+    "time_out_of_range",
+    "key_mismatch",
+    "beyond_retention",
+    "unprocessable",
+    "range_failed",
+]
+MALFORMED_JSON: Final[Reason] = "malformed_json"
+SCHEMA_INVALID: Final[Reason] = "schema_invalid"
+UNIT_MISMATCH: Final[Reason] = "unit_mismatch"
+TIME_OUT_OF_RANGE: Final[Reason] = "time_out_of_range"  # before 2000, or far in the future
+KEY_MISMATCH: Final[Reason] = "key_mismatch"  # the Kafka key names another sensor
+BEYOND_RETENTION: Final[Reason] = "beyond_retention"  # its day's raw readings are gone
+UNPROCESSABLE: Final[Reason] = "unprocessable"  # a step raised: a bug or an unforeseen input
+RANGE_FAILED: Final[Reason] = "range_failed"  # its range was quarantined
+
+# Window aggregates: tumbling windows of these sizes, per sensor or per district.
+Resolution = Literal["1m", "1h", "1d"]
+RESOLUTIONS: Final[dict[str, int]] = {"1m": 60, "1h": 3600, "1d": 86400}  # seconds
+Scope = Literal["sensor", "district"]
+SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
