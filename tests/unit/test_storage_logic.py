@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from iot_pipeline.errors import TransientStoreError
+from iot_pipeline.errors import PermanentStoreError, TransientStoreError
 from iot_pipeline.storage import (
     BulkOutcome,
     BulkPolicy,
@@ -153,7 +153,7 @@ def test_async_store_follows_the_engine_setting() -> None:
     import asyncio
 
     from iot_pipeline.settings import Settings
-    from iot_pipeline.storage.async_store import make_async_store
+    from iot_pipeline.storage import make_async_store
 
     async def engines() -> list[str]:
         names = []
@@ -164,3 +164,62 @@ def test_async_store_follows_the_engine_setting() -> None:
         return names
 
     assert asyncio.run(engines()) == ["opensearch", "elasticsearch"]
+
+
+def _engine_errors() -> list[tuple[str, Any, Exception, type[Exception] | None]]:
+    import elastic_transport
+    import elasticsearch
+    from opensearchpy import exceptions as os_errors
+
+    from iot_pipeline.storage import elasticsearch_store, opensearch_store
+
+    def es_api(status: int) -> Exception:
+        meta = elastic_transport.ApiResponseMeta(
+            status,
+            "1.1",
+            elastic_transport.HttpHeaders(),
+            0.1,
+            None,  # type: ignore[arg-type]
+        )
+        return elasticsearch.ApiError("refused", meta, {"error": "x"})
+
+    os_error, es_error = opensearch_store.store_error, elasticsearch_store.store_error
+    return [
+        (
+            "os refused connection",
+            os_error,
+            os_errors.ConnectionError("N/A", "refused", None),
+            TransientStoreError,
+        ),
+        (
+            "os timeout",
+            os_error,
+            os_errors.ConnectionTimeout("TIMEOUT", "slow", None),
+            TransientStoreError,
+        ),
+        ("os 429", os_error, os_errors.TransportError(429, "too many", {}), TransientStoreError),
+        ("os 503", os_error, os_errors.TransportError(503, "unavailable", {}), TransientStoreError),
+        ("os 400", os_error, os_errors.RequestError(400, "bad", {}), PermanentStoreError),
+        ("os other", os_error, ValueError("ours"), None),
+        (
+            "es refused connection",
+            es_error,
+            elastic_transport.ConnectionError("refused"),
+            TransientStoreError,
+        ),
+        ("es timeout", es_error, elastic_transport.ConnectionTimeout("slow"), TransientStoreError),
+        ("es 429", es_error, es_api(429), TransientStoreError),
+        ("es 403", es_error, es_api(403), PermanentStoreError),
+        ("es other", es_error, ValueError("ours"), None),
+    ]
+
+
+def test_each_engine_translates_its_client_errors_once_for_both_adapters() -> None:
+    from iot_pipeline.storage.base import translated
+
+    for name, store_error, raised, expected in _engine_errors():
+        with pytest.raises(expected or type(raised)) as caught, translated(store_error):
+            raise raised
+        if expected is not None:
+            assert caught.value.__cause__ is raised, name
+            assert len(str(caught.value)) <= 1000, name

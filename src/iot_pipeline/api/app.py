@@ -15,7 +15,7 @@ from iot_pipeline.api.routers import aggregates, health, pipeline, readings, sen
 from iot_pipeline.api.upstream import make_state_client
 from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage.async_store import AsyncSearchStore, make_async_store
+from iot_pipeline.storage import AsyncSearchStore, make_async_store
 
 DESCRIPTION = """
 Raw (cleaned) and aggregated readings of Casablanca's sensor network, live and historical.

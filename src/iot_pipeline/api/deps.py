@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 
 from iot_pipeline import indices
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage.async_store import AsyncSearchStore
+from iot_pipeline.storage import AsyncSearchStore
 
 
 def get_store(request: Request) -> AsyncSearchStore:

@@ -1,7 +1,9 @@
-"""Storage: one small interface, an adapter per engine, bulk indexing that loses nothing."""
+"""Storage: one small interface (sync for the workers, async for the API), one module per
+engine holding both of its adapters, bulk indexing that loses nothing."""
 
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage.base import (
+    AsyncSearchStore,
     BulkOutcome,
     IndexAction,
     ItemFailure,
@@ -23,7 +25,20 @@ def make_store(settings: Settings) -> SearchStore:
     return OpenSearchStore(settings.search_url, settings.search_username, password)
 
 
+def make_async_store(settings: Settings) -> AsyncSearchStore:
+    """The async adapter (the API's) SEARCH_ENGINE names, connected to SEARCH_URL."""
+    password = settings.search_password.get_secret_value()
+    if settings.search_engine == "elasticsearch":
+        from iot_pipeline.storage.elasticsearch_store import AsyncElasticsearchStore
+
+        return AsyncElasticsearchStore(settings.search_url, settings.search_username, password)
+    from iot_pipeline.storage.opensearch_store import AsyncOpenSearchStore
+
+    return AsyncOpenSearchStore(settings.search_url, settings.search_username, password)
+
+
 __all__ = [
+    "AsyncSearchStore",
     "BulkOutcome",
     "BulkPolicy",
     "IndexAction",
@@ -32,5 +47,6 @@ __all__ = [
     "SearchStore",
     "index_all",
     "load_templates",
+    "make_async_store",
     "make_store",
 ]

@@ -7,12 +7,28 @@ template). Third-party client errors are translated into these at the adapter's 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from iot_pipeline.errors import PermanentStoreError, StoreError, TransientStoreError
+
+
+@contextmanager
+def translated(store_error: Callable[[Exception], StoreError | None]) -> Iterator[None]:
+    """Run the block with a client's exceptions translated: `store_error` (one per engine,
+    shared by its sync and async adapters) names the StoreError an exception stands for, or
+    None for one that is not the client's (it passes unchanged)."""
+    try:
+        yield
+    except Exception as exc:
+        error = store_error(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def is_transient_status(status: int) -> bool:
@@ -117,6 +133,36 @@ class SearchStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class AsyncSearchStore(Protocol):
+    """What the API needs from a search engine (async)."""
+
+    engine: str
+
+    async def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Run a search; returns the raw response body (missing indices match nothing)."""
+
+    async def ping(self) -> bool:
+        """Whether the engine answers."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class AsyncClientStore:
+    """What both official async clients do alike (the engine adapters add `search`)."""
+
+    client: Any
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except Exception:  # any failure means "not ready"
+            return False
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 def parse_bulk_response(actions: list[IndexAction], body: dict[str, Any]) -> BulkOutcome:

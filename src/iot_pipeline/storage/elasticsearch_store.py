@@ -1,22 +1,22 @@
-"""SearchStore on Elasticsearch 8/9, with the official `elasticsearch` client.
+"""SearchStore on Elasticsearch 8/9 with the official `elasticsearch` client: the sync adapter
+(the workers) and the async one (the API), over one translation of the client's errors.
 
-The client checks that the server is Elasticsearch (product header), so this adapter cannot
+The client checks that the server is Elasticsearch (product header), so these adapters cannot
 be pointed at OpenSearch; the native stack runs OpenSearch and the container deployment runs
-Elasticsearch. Request bodies are the same as the OpenSearch adapter's.
+Elasticsearch. Request bodies are the same as the OpenSearch adapters'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import elastic_transport
 import elasticsearch
 
-from iot_pipeline.errors import PermanentStoreError, TransientStoreError
+from iot_pipeline.errors import PermanentStoreError, StoreError, TransientStoreError
 from iot_pipeline.storage.base import (
     BULK_FILTER,
+    AsyncClientStore,
     BulkOutcome,
     IndexAction,
     Versioned,
@@ -27,21 +27,20 @@ from iot_pipeline.storage.base import (
     is_missing_index,
     mget_body,
     parse_bulk_response,
+    translated,
 )
 
-T = TypeVar("T")
 
-
-def _translate(call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
-        raise TransientStoreError(f"Elasticsearch unreachable: {exc}") from exc
-    except elasticsearch.ApiError as exc:
+def store_error(exc: Exception) -> StoreError | None:
+    """The StoreError an `elasticsearch` client exception stands for (None: not the client's)."""
+    if isinstance(exc, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout)):
+        return TransientStoreError(f"Elasticsearch unreachable: {exc}"[:1000])
+    if isinstance(exc, elasticsearch.ApiError):
         status = exc.meta.status
-        raise error_for_status(status)(
+        return error_for_status(status)(
             f"Elasticsearch answered {status}: {exc.message} {exc.body}"[:1000]
-        ) from exc
+        )
+    return None
 
 
 class ElasticsearchStore:
@@ -57,17 +56,14 @@ class ElasticsearchStore:
 
     def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
         for name, body in templates.items():
-            _translate(partial(self.client.indices.put_index_template, name=name, **body))
+            with translated(store_error):
+                self.client.indices.put_index_template(name=name, **body)
             mappings = body.get("template", {}).get("mappings")
             if mappings:
-                _translate(
-                    partial(
-                        self.client.indices.put_mapping,
-                        index=",".join(body["index_patterns"]),
-                        allow_no_indices=True,
-                        **mappings,
+                with translated(store_error):
+                    self.client.indices.put_mapping(
+                        index=",".join(body["index_patterns"]), allow_no_indices=True, **mappings
                     )
-                )
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:
@@ -75,19 +71,20 @@ class ElasticsearchStore:
         # Pre-encoded NDJSON bytes pass through the client's serializer untouched; its type
         # hints only know the list-of-dicts form.
         body = cast(Any, bulk_body(actions))
-        response = _translate(
-            lambda: self.client.bulk(operations=body, refresh=refresh, filter_path=BULK_FILTER)
-        )
+        with translated(store_error):
+            response = self.client.bulk(operations=body, refresh=refresh, filter_path=BULK_FILTER)
         return parse_bulk_response(actions, dict(response))
 
     def refresh(self, index: str) -> None:
-        _translate(lambda: self.client.indices.refresh(index=index, allow_no_indices=True))
+        with translated(store_error):
+            self.client.indices.refresh(index=index, allow_no_indices=True)
 
     def get_many(self, index: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
         try:
-            response = _translate(lambda: self.client.mget(index=index, ids=ids))
+            with translated(store_error):
+                response = self.client.mget(index=index, ids=ids)
         except PermanentStoreError as exc:
             if is_missing_index(exc):
                 return {}
@@ -97,31 +94,49 @@ class ElasticsearchStore:
     def get_versioned(self, refs: list[tuple[str, str]]) -> dict[tuple[str, str], Versioned]:
         if not refs:
             return {}
-        return found_versioned(_translate(lambda: self.client.mget(docs=mget_body(refs)["docs"])))
+        with translated(store_error):
+            return found_versioned(self.client.mget(docs=mget_body(refs)["docs"]))
 
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = _translate(
-            lambda: self.client.search(index=index, allow_no_indices=True, **body)
-        )
-        return dict(response)
+        with translated(store_error):
+            return dict(self.client.search(index=index, allow_no_indices=True, **body))
 
     def count(self, index: str, query: dict[str, Any] | None = None) -> int:
-        response = _translate(
-            lambda: self.client.count(index=index, query=query, allow_no_indices=True)
-        )
+        with translated(store_error):
+            response = self.client.count(index=index, query=query, allow_no_indices=True)
         return int(response["count"])
 
     def list_indices(self, pattern: str) -> list[str]:
-        response = _translate(
-            lambda: self.client.indices.get(
+        with translated(store_error):
+            response = self.client.indices.get(
                 index=pattern, allow_no_indices=True, ignore_unavailable=True
             )
-        )
         return sorted(response)
 
     def delete_indices(self, names: list[str]) -> None:
         if names:
-            _translate(lambda: self.client.indices.delete(index=",".join(names)))
+            with translated(store_error):
+                self.client.indices.delete(index=",".join(names))
 
     def close(self) -> None:
         self.client.close()
+
+
+class AsyncElasticsearchStore(AsyncClientStore):
+    """The API's read side on Elasticsearch (the client's async flavour)."""
+
+    engine = "elasticsearch"
+
+    def __init__(self, url: str, username: str = "", password: str = "", timeout: float = 10):
+        auth = (username, password) if username else None
+        self.client = elasticsearch.AsyncElasticsearch(
+            url, basic_auth=auth, request_timeout=timeout, max_retries=0
+        )
+
+    async def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        # the official client takes the body's keys as keyword arguments (as the sync adapter)
+        with translated(store_error):
+            response = await self.client.search(
+                index=index, allow_no_indices=True, ignore_unavailable=True, **body
+            )
+        return dict(response)

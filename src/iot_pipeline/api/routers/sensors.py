@@ -12,7 +12,7 @@ from iot_pipeline.api.deps import Conf, Store, check_values, not_found, readings
 from iot_pipeline.api.models import Sensor, SensorList, problem_schema
 from iot_pipeline.api.routers.readings import Districts, Metrics
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage.async_store import AsyncSearchStore
+from iot_pipeline.storage import AsyncSearchStore
 
 router = APIRouter(
     tags=["sensors"],

@@ -23,7 +23,7 @@ from iot_pipeline.api.models import problem_schema
 from iot_pipeline.api.routers.readings import Districts, Metrics, SensorIds
 from iot_pipeline.errors import StoreError
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage.async_store import AsyncSearchStore
+from iot_pipeline.storage import AsyncSearchStore
 
 router = APIRouter(
     tags=["stream"],
