@@ -34,10 +34,24 @@ _OFFSET = {"type": ["null", "integer"], "minimum": 0}
 _TIME = {"type": ["null", "string"], "format": "date-time"}
 
 
+def _plan(topic: str | None = None) -> dict[str, Any]:
+    """The replay's plan from the run's parameters (checked: offsets or times, not both)."""
+    from iot_pipeline.orchestration.etl import plan_replay
+    from iot_pipeline.orchestration.handoffs import ReplayRequest
+
+    context = get_current_context()
+    fields = {k: v for k, v in context["params"].items() if k in ReplayRequest.model_fields}
+    if topic:
+        fields["topic"] = topic
+    request = ReplayRequest.model_validate(fields)
+    return plan_replay(get_settings(), str(context["run_id"]), request).to_xcom()
+
+
 def _summary_of(plan: dict[str, Any]) -> dict[str, Any]:
     from iot_pipeline.orchestration.etl import process_replay
+    from iot_pipeline.orchestration.handoffs import BatchPlan
 
-    return process_replay(get_settings(), plan)
+    return process_replay(get_settings(), BatchPlan.model_validate(plan))
 
 
 @dag(
@@ -61,20 +75,7 @@ def _summary_of(plan: dict[str, Any]) -> dict[str, Any]:
 def iot_replay() -> None:
     @task
     def plan() -> dict[str, Any]:
-        from iot_pipeline.orchestration.etl import plan_replay
-
-        context = get_current_context()
-        p = context["params"]
-        return plan_replay(
-            get_settings(),
-            str(context["run_id"]),
-            p["topic"],
-            p["partition"],
-            p["start_offset"],
-            p["end_offset"],
-            p["start_time"],
-            p["end_time"],
-        )
+        return _plan()
 
     @task
     def process(plan: dict[str, Any]) -> dict[str, Any]:
@@ -97,21 +98,7 @@ def iot_replay() -> None:
 def iot_dead_letter_replay() -> None:
     @task
     def plan() -> dict[str, Any]:
-        from iot_pipeline.orchestration.etl import plan_replay
-
-        context = get_current_context()
-        p = context["params"]
-        settings = get_settings()
-        return plan_replay(
-            settings,
-            str(context["run_id"]),
-            settings.dead_letter_topic,
-            None,
-            p["start_offset"],
-            p["end_offset"],
-            None,
-            None,
-        )
+        return _plan(get_settings().dead_letter_topic)
 
     @task
     def process(plan: dict[str, Any]) -> dict[str, Any]:

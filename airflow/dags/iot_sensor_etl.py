@@ -57,15 +57,16 @@ def iot_sensor_etl() -> None:
     def plan() -> dict[str, Any]:
         from iot_pipeline.orchestration.etl import plan_batch
 
-        return plan_batch(get_settings(), str(get_current_context()["run_id"]))
+        return plan_batch(get_settings(), str(get_current_context()["run_id"])).to_xcom()
 
     # Failed ranges are not retried inside the run: the next run plans from the same
     # committed offsets (and counts towards quarantine); workers retry transient errors.
     @task(retries=0)
     def process(plan: dict[str, Any]) -> dict[str, Any]:
         from iot_pipeline.orchestration.etl import process_batch
+        from iot_pipeline.orchestration.handoffs import BatchPlan
 
-        return process_batch(get_settings(), plan)
+        return process_batch(get_settings(), BatchPlan.model_validate(plan))
 
     @task
     def commit(summary: dict[str, Any]) -> int:
@@ -76,20 +77,23 @@ def iot_sensor_etl() -> None:
     @task
     def report(plan: dict[str, Any], summary: dict[str, Any], committed: int) -> dict[str, Any]:
         from iot_pipeline.orchestration.etl import report_batch
+        from iot_pipeline.orchestration.handoffs import BatchPlan
 
-        return report_batch(get_settings(), plan, summary)
+        return report_batch(get_settings(), BatchPlan.model_validate(plan), summary).to_xcom()
 
     @task(retries=0)
     def verdict(report: dict[str, Any]) -> str:
         from iot_pipeline.orchestration.etl import verdict
+        from iot_pipeline.orchestration.handoffs import RunReport
 
-        return verdict(report)
+        return verdict(RunReport.model_validate(report))
 
     @task.short_circuit
     def behind(report: dict[str, Any]) -> bool:
         from iot_pipeline.orchestration.etl import needs_catch_up
+        from iot_pipeline.orchestration.handoffs import RunReport
 
-        return needs_catch_up(get_settings(), report)
+        return needs_catch_up(get_settings(), RunReport.model_validate(report))
 
     catch_up = TriggerDagRunOperator(
         task_id="catch_up",

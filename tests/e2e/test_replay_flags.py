@@ -43,7 +43,7 @@ def _etl_until_drained(settings: Settings, tag: str) -> None:
     """The ETL's own steps, run by run (a plan is capped at CAP records per partition)."""
     for n in range(20):
         plan = plan_batch(settings, f"{tag}-{n}")
-        if not plan["ranges"]:
+        if not plan.ranges:
             return
         summary = process_batch(settings, plan)
         assert summary["failures"] == [], summary

@@ -128,13 +128,16 @@ def test_a_quarantined_range_joins_its_partitions_committable_range() -> None:
 
 
 def test_the_verdict_fails_the_run_with_the_reason() -> None:
-    ok = {"failed_ranges": [], "quarantined_ranges": [], "partitions_committed": 6}
+    from iot_pipeline.orchestration.handoffs import RunReport
+
+    ok = RunReport(batch_id="b", partitions_committed=6)
     assert verdict(ok) == "ok: 6 partitions committed"
-    bad = {
-        "failed_ranges": ["t[4]:0-10: InjectedFault: x"],
-        "quarantined_ranges": ["t[4]:0-10 (10 records)"],
-        "partitions_committed": 6,
-    }
+    bad = RunReport(
+        batch_id="b",
+        failed_ranges=["t[4]:0-10: InjectedFault: x"],
+        quarantined_ranges=["t[4]:0-10 (10 records)"],
+        partitions_committed=6,
+    )
     with pytest.raises(Exception, match=r"1 ranges failed \(1 quarantined: t\[4\]:0-10"):
         verdict(bad)
 
@@ -207,9 +210,10 @@ def test_only_a_clean_run_with_a_backlog_triggers_the_next_at_once(
     lag: int, failed: list[str], expected: bool
 ) -> None:
     from iot_pipeline.orchestration.etl import needs_catch_up
+    from iot_pipeline.orchestration.handoffs import RunReport
     from iot_pipeline.settings import Settings
 
-    report = {"failed_ranges": failed, "quarantined_ranges": [], "lag_after": lag}
+    report = RunReport(batch_id="b", failed_ranges=failed, lag_after=lag)
     assert needs_catch_up(Settings(etl_catch_up_min_lag=5000), report) is expected
 
 

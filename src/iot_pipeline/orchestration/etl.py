@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -27,6 +26,7 @@ from iot_pipeline.orchestration.batches import (
     range_tasks,
     run_tasks,
 )
+from iot_pipeline.orchestration.handoffs import BatchPlan, ReplayRequest, RunReport
 from iot_pipeline.orchestration.offsets import (
     commit_ranges,
     plan_ranges,
@@ -47,7 +47,7 @@ from iot_pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def plan_batch(settings: Settings, run_id: str, topic: str | None = None) -> dict[str, Any]:
+def plan_batch(settings: Settings, run_id: str, topic: str | None = None) -> BatchPlan:
     """Fix the batch: its id, its clock and one capped offset range per partition."""
     topic = topic or settings.kafka_sensor_data_topic
     ranges = plan_ranges(
@@ -57,19 +57,13 @@ def plan_batch(settings: Settings, run_id: str, topic: str | None = None) -> dic
         settings.etl_max_records_per_partition,
         settings.etl_range_records,
     )
-    planned_at = time.time()
-    plan = {
-        "batch_id": batch_id_for(run_id),
-        "ingest_time": datetime.now(UTC).isoformat(),
-        "planned_at": planned_at,
-        "ranges": [r.model_dump() for r in ranges],
-    }
+    plan = BatchPlan.now(batch_id_for(run_id), ranges)
     with _state(settings) as client:
-        note_planned(client, settings.search_index_prefix, ranges, planned_at)
+        note_planned(client, settings.search_index_prefix, ranges, plan.planned_at)
     total = sum(r.size for r in ranges)
     log.info(
         "batch %s: %d records in %d ranges (%s)",
-        plan["batch_id"],
+        plan.batch_id,
         total,
         len(ranges),
         ", ".join(str(r) for r in ranges) or "nothing new",
@@ -90,15 +84,15 @@ def _ranges(items: list[dict[str, Any]]) -> list[OffsetRange]:
     return [OffsetRange.model_validate(r) for r in items]
 
 
-def process_batch(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
+def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
     """Run every range of the plan on the Celery workers; quarantine ranges that keep failing.
 
     Never raises for a failed range: the summary's `done` says what each partition may
     commit, `failures` and `quarantined` what went wrong (the verdict task fails the run)."""
     from iot_pipeline.worker.app import create_app
 
-    ingest_time = datetime.fromisoformat(plan["ingest_time"])
-    tasks = range_tasks(plan["batch_id"], ingest_time, _ranges(plan["ranges"]))
+    ingest_time = plan.ingest_time
+    tasks = range_tasks(plan.batch_id, ingest_time, plan.ranges)
     app = create_app(settings)
     summary = run_tasks(
         app,
@@ -139,7 +133,7 @@ def process_batch(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
             culprits = narrow_failure(
                 app,
                 failure,
-                plan["batch_id"],
+                plan.batch_id,
                 ingest_time,
                 settings.etl_task_timeout_seconds,
                 summary,
@@ -157,7 +151,7 @@ def process_batch(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
                     culprit.range,
                     culprit.error,
                     attempts,
-                    plan["batch_id"],
+                    plan.batch_id,
                     ingest_time,
                 )
                 quarantined.append(entry.as_dict())
@@ -177,12 +171,11 @@ def _extend(done: list[OffsetRange], quarantined: OffsetRange) -> list[OffsetRan
     return sorted(out, key=lambda r: r.partition)
 
 
-def process_replay(settings: Settings, plan: dict[str, Any]) -> dict[str, Any]:
+def process_replay(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
     """Run a replay's ranges on the replay queue; raises BatchFailed if any range failed."""
     from iot_pipeline.worker.app import REPLAY_QUEUE, create_app
 
-    ingest_time = datetime.fromisoformat(plan["ingest_time"])
-    tasks = range_tasks(plan["batch_id"], ingest_time, _ranges(plan["ranges"]), replay=True)
+    tasks = range_tasks(plan.batch_id, plan.ingest_time, plan.ranges, replay=True)
     summary = run_tasks(
         create_app(settings), tasks, timeout=settings.etl_task_timeout_seconds, queue=REPLAY_QUEUE
     )
@@ -207,116 +200,69 @@ def commit_batch(settings: Settings, summary: dict[str, Any]) -> int:
     return len(ranges)
 
 
-def report_batch(
-    settings: Settings, plan: dict[str, Any], summary: dict[str, Any]
-) -> dict[str, Any]:
+def report_batch(settings: Settings, plan: BatchPlan, summary: dict[str, Any]) -> RunReport:
     """The run's summary: records read, valid, flagged, dead-lettered, failed and quarantined
     ranges, lag after, duration."""
     lag = {
         p.partition: p.lag
         for p in positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
     }
-    failures = summary.get("failures", [])
-    quarantined = summary.get("quarantined", [])
-    result = {
-        "batch_id": plan["batch_id"],
-        "records_read": summary.get("records", 0),
-        "indexed": summary.get("indexed", 0),
-        "valid": summary.get("valid", 0),
-        "flagged": summary.get("flagged", 0),
-        "duplicates": summary.get("duplicates", 0),
-        "dead_lettered": summary.get("dead_letters", 0),
-        "windows_updated": summary.get("windows", 0),
-        "partitions_committed": len(summary.get("done", [])),
-        "failed_ranges": [
-            f"{OffsetRange.model_validate(f['range'])}: {f['error']}" for f in failures
-        ],
-        "quarantined_ranges": [f"{q['range']} ({q['records']} records)" for q in quarantined],
-        "lag_after": sum(lag.values()),
-        "lag_per_partition": lag,
-        "duration_seconds": round(time.time() - float(plan["planned_at"]), 1),
-    }
     with _state(settings) as client:
-        result["consecutive_failed_runs"] = note_run(
-            client, settings.search_index_prefix, clean=not failures
+        failed_runs = note_run(
+            client, settings.search_index_prefix, clean=not summary.get("failures")
         )
-    log.info("batch summary: %s", result)
-    return result
+    report = RunReport.of(plan, summary, lag, failed_runs)
+    log.info("batch summary: %s", report.to_xcom())
+    return report
 
 
-def needs_catch_up(settings: Settings, report: dict[str, Any]) -> bool:
+def needs_catch_up(settings: Settings, report: RunReport) -> bool:
     """Whether the next run should start at once: a clean run that left a backlog behind.
     A run with failures waits for the schedule (a failing range must not spin)."""
-    if report["failed_ranges"] or report["quarantined_ranges"]:
+    if not report.clean:
         return False
-    behind = int(report["lag_after"]) >= settings.etl_catch_up_min_lag
+    behind = report.lag_after >= settings.etl_catch_up_min_lag
     if behind:
-        log.info("lag %s after this run: triggering the next run now", report["lag_after"])
+        log.info("lag %s after this run: triggering the next run now", report.lag_after)
     return behind
 
 
-def verdict(report: dict[str, Any]) -> str:
+def verdict(report: RunReport) -> str:
     """Raise (failing the run) when a range failed or was quarantined; else say all is well."""
-    if report["failed_ranges"] or report["quarantined_ranges"]:
+    if not report.clean:
+        quarantined = report.quarantined_ranges
         raise BatchFailed(
-            f"{len(report['failed_ranges'])} ranges failed"
+            f"{len(report.failed_ranges)} ranges failed"
             + (
-                f" ({len(report['quarantined_ranges'])} quarantined: "
-                + ", ".join(report["quarantined_ranges"])
-                + ")"
-                if report["quarantined_ranges"]
+                f" ({len(quarantined)} quarantined: {', '.join(quarantined)})"
+                if quarantined
                 else ""
             )
             + "; other partitions committed. "
-            + "; ".join(report["failed_ranges"])
+            + "; ".join(report.failed_ranges)
         )
-    return f"ok: {report['partitions_committed']} partitions committed"
+    return f"ok: {report.partitions_committed} partitions committed"
 
 
-def plan_replay(
-    settings: Settings,
-    run_id: str,
-    topic: str,
-    partition: int | None,
-    start_offset: int | None,
-    end_offset: int | None,
-    start_time: str | None,
-    end_time: str | None,
-) -> dict[str, Any]:
+def plan_replay(settings: Settings, run_id: str, request: ReplayRequest) -> BatchPlan:
     """The ranges of a replay: an offset range of one or every partition, or a time range.
 
     Replays never touch the consumer group: processing is idempotent, so reprocessing what
     was already indexed overwrites the same documents and recomputes the same windows.
     """
-    if start_time or end_time:
-        if start_offset is not None or end_offset is not None:
-            raise ValueError("give either offsets or times, not both")
-        if not (start_time and end_time):
-            raise ValueError("a time range needs both start_time and end_time (ISO 8601)")
-        ranges = ranges_for_times(settings, topic, _parse_time(start_time), _parse_time(end_time))
+    topic = request.topic
+    if request.start_time is not None and request.end_time is not None:
+        ranges = ranges_for_times(settings, topic, request.start_time, request.end_time)
     else:
         ranges = []
         for p in positions(settings, topic, f"{settings.etl_consumer_group}.replay"):
-            start = p.low if start_offset is None else max(start_offset, p.low)
-            end = p.high if end_offset is None else min(end_offset, p.high)
+            start = p.low if request.start_offset is None else max(request.start_offset, p.low)
+            end = p.high if request.end_offset is None else min(request.end_offset, p.high)
             if end > start:
                 ranges.append(OffsetRange(topic=topic, partition=p.partition, start=start, end=end))
-    if partition is not None:
-        ranges = [r for r in ranges if r.partition == partition]
+    if request.partition is not None:
+        ranges = [r for r in ranges if r.partition == request.partition]
     # bounded tasks, whatever the span asked for
     split = split_ranges(ranges, settings.etl_range_records)
     log.info("replay %s: %s", run_id, ", ".join(map(str, split)) or "nothing in that range")
-    return {
-        "batch_id": batch_id_for(f"replay-{run_id}"),
-        "ingest_time": datetime.now(UTC).isoformat(),
-        "planned_at": time.time(),
-        "ranges": [r.model_dump() for r in split],
-    }
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"not an ISO 8601 time: {text!r}") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return BatchPlan.now(batch_id_for(f"replay-{run_id}"), split)
