@@ -268,11 +268,11 @@ def test_a_writer_holding_stale_inputs_never_overwrites_a_newer_window(own: Sett
     store = make_store(settings)
 
     def index(first: int, count: int) -> list[Any]:
-        from readings import sample_reading
-
         from iot_pipeline.cleaning import RawRecord, clean_batch
         from iot_pipeline.processing.documents import reading_actions
         from iot_pipeline.storage import index_all
+
+        from support.readings import sample_reading
 
         raws = [
             RawRecord(

@@ -8,13 +8,8 @@ import statistics
 
 import pytest
 
-from iot_pipeline.aggregation.recompute import (
-    MAX_RANGES_PER_QUERY,
-    _members,
-    _query_chunks,
-    _runs,
-    unchanged,
-)
+from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY, _members, _query_chunks, _runs
+from iot_pipeline.aggregation.recompute import unchanged
 from iot_pipeline.aggregation.stats import Moments, close, merge
 from iot_pipeline.aggregation.windows import Window
 

@@ -1,11 +1,10 @@
 """Bring the windows a range touched up to date: exact, bounded, and without a global lock.
 
-1-minute windows are computed by the engine from the stored readings. The query names the
-touched minutes themselves (per group of keys, contiguous minutes as one range), never the
-span between a batch's oldest and newest reading, so its cost follows the number of touched
-windows. Each 1-hour window is then merged from its sixty 1-minute documents and each 1-day
-window from its twenty-four 1-hour documents (`stats.merge`), read by id in real time: no
-coarse window rescans readings.
+1-minute windows are computed by the engine from the stored readings (`minutes`: the
+queries name the touched minutes themselves, so their cost follows the number of touched
+windows, not a batch's time span). Each 1-hour window is then merged from its sixty 1-minute
+documents and each 1-day window from its twenty-four 1-hour documents (`stats.merge`), read
+by id in real time: no coarse window rescans readings.
 
 Concurrency is optimistic and per window. A writer reads a window's version *before* reading
 what the window is computed from, and writes only over that version (`if_seq_no`, or
@@ -19,14 +18,15 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from iot_pipeline import __version__
+from iot_pipeline.aggregation.minutes import collect_minutes
 from iot_pipeline.aggregation.stats import Moments, close, merge
 from iot_pipeline.aggregation.windows import (
     PARENT,
@@ -34,7 +34,7 @@ from iot_pipeline.aggregation.windows import (
     aggregate_id,
 )
 from iot_pipeline.errors import PermanentStoreError, TransientStoreError
-from iot_pipeline.indices import aggregates_index, readings_index
+from iot_pipeline.indices import aggregates_index
 from iot_pipeline.schema import METRICS
 from iot_pipeline.storage import (
     BulkPolicy,
@@ -45,10 +45,6 @@ from iot_pipeline.storage import (
 from iot_pipeline.storage.base import Versioned
 from iot_pipeline.vocabulary import RESOLUTIONS
 
-_KEY_FIELD = {"sensor": "sensor_id", "district": "district"}
-COMPOSITE_PAGE = 5000
-# Time ranges in one query (the engine caps boolean clauses at 1024).
-MAX_RANGES_PER_QUERY = 500
 MGET_CHUNK = 5000
 MAX_ATTEMPTS = 20
 
@@ -219,68 +215,7 @@ def document(
     }
 
 
-# --- 1-minute windows, from the readings -------------------------------------------------
-#
-# Two composite aggregations per chunk of touched minutes, over the readings of the touched
-# sensor-minutes and district-minutes together: one per (district, metric, minute, sensor,
-# valid) with the value's statistics, from which both scopes' windows are merged here (a
-# district window also learns its reporting sensors), and one per flag over the few flagged
-# readings, for the quality counts. Plain metric sub-aggregations keep the engine's work per
-# bucket small.
-
-_STATS = {"s": {"extended_stats": {"field": "value"}}}
-
-
-@dataclass
-class _Minute:
-    """What one 1-minute window collects from the buckets."""
-
-    parts: list[Moments]
-    readings: int = 0
-    invalid: int = 0
-    sensors: set[str] | None = None
-    quality: Counter[str] | None = None
-
-
 def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, dict[str, Any]]:
-    days = sorted(
-        {readings_index(context.prefix, datetime.fromtimestamp(w.start, UTC)) for w in windows}
-    )
-    indices = ",".join(f"{day}*" for day in days)  # a day deleted meanwhile is no error
-    collected: dict[Window, _Minute] = {}
-    metrics = sorted({w.metric for w in windows})
-    for chunk in _query_chunks(windows):
-        # only this chunk's windows: a reading matched by two chunks is counted once
-        mine = _members(chunk, windows)
-        for key, bucket in _buckets(context.store, indices, _minute_query(metrics, chunk)):
-            epoch = int(key["t"]) // 1000
-            count = int(bucket["doc_count"])
-            valid = key["valid"] in (True, 1, "true")
-            for window in (
-                mine.get(("sensor", key["sensor_id"], key["metric"], epoch)),
-                mine.get(("district", key["district"], key["metric"], epoch)),
-            ):
-                if window is None:
-                    continue
-                minute = collected.setdefault(window, _Minute([]))
-                minute.readings += count
-                if valid:
-                    minute.parts.append(Moments.from_engine(bucket["s"]))
-                else:
-                    minute.invalid += count
-                if window.scope == "district":
-                    minute.sensors = (minute.sensors or set()) | {key["sensor_id"]}
-        flagged = _minute_query(metrics, chunk, flags=True)
-        for key, bucket in _buckets(context.store, indices, flagged):
-            epoch = int(key["t"]) // 1000
-            for window in (
-                mine.get(("sensor", key["sensor_id"], key["metric"], epoch)),
-                mine.get(("district", key["district"], key["metric"], epoch)),
-            ):
-                if window is not None and window in collected:
-                    minute = collected[window]
-                    minute.quality = minute.quality or Counter()
-                    minute.quality[key["flags"]] += int(bucket["doc_count"])
     return {
         window: document(
             window,
@@ -291,114 +226,8 @@ def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, 
             sorted(minute.sensors or ()) if window.scope == "district" else [window.key],
             context.sample_interval,
         )
-        for window, minute in collected.items()
+        for window, minute in collect_minutes(context.store, context.prefix, windows).items()
     }
-
-
-def _runs(starts: Iterable[int]) -> tuple[tuple[int, int], ...]:
-    """Sorted minute starts as contiguous [start, end) runs."""
-    runs: list[list[int]] = []
-    for start in sorted(set(starts)):
-        if runs and runs[-1][1] == start:
-            runs[-1][1] = start + 60
-        else:
-            runs.append([start, start + 60])
-    return tuple((a, b) for a, b in runs)
-
-
-# (scope, keys, time runs): the readings of these keys in these minutes
-Clause = tuple[str, list[str], list[tuple[int, int]]]
-
-
-def _query_chunks(windows: list[Window]) -> Iterator[list[Clause]]:
-    """Clauses that cover exactly these windows' minutes, in queries of at most
-    MAX_RANGES_PER_QUERY ranges. Keys of a scope sharing the same minutes share one clause
-    (the common case: fresh readings of many sensors)."""
-    minutes: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for window in windows:
-        minutes[(window.scope, window.key)].add(window.start)
-    keys_by_runs: dict[tuple[str, tuple[tuple[int, int], ...]], list[str]] = defaultdict(list)
-    for (scope, key), starts in sorted(minutes.items()):
-        keys_by_runs[(scope, _runs(starts))].append(key)
-    chunk: list[Clause] = []
-    size = 0
-    for (scope, runs), keys in keys_by_runs.items():
-        for first in range(0, len(runs), MAX_RANGES_PER_QUERY):
-            part = list(runs[first : first + MAX_RANGES_PER_QUERY])
-            if chunk and size + len(part) > MAX_RANGES_PER_QUERY:
-                yield chunk
-                chunk, size = [], 0
-            chunk.append((scope, keys, part))
-            size += len(part)
-    if chunk:
-        yield chunk
-
-
-def _members(chunk: list[Clause], windows: list[Window]) -> dict[tuple[str, str, str, int], Window]:
-    """(scope, key, metric, minute) -> window, for the windows this chunk's clauses cover."""
-    covered = {
-        (scope, key, minute)
-        for scope, keys, runs in chunk
-        for key in keys
-        for start, end in runs
-        for minute in range(start, end, 60)
-    }
-    return {
-        (w.scope, w.key, w.metric, w.start): w
-        for w in windows
-        if (w.scope, w.key, w.start) in covered
-    }
-
-
-def _time_ranges(runs: list[tuple[int, int]]) -> dict[str, Any]:
-    ranges = [
-        {"range": {"event_time": {"gte": a * 1000, "lt": b * 1000, "format": "epoch_millis"}}}
-        for a, b in runs
-    ]
-    return {"bool": {"should": ranges, "minimum_should_match": 1}}
-
-
-def _minute_query(metrics: list[str], chunk: list[Clause], flags: bool = False) -> dict[str, Any]:
-    """A composite aggregation per (district, metric, minute, sensor, valid) with the value's
-    statistics, or per (..., flag) over flagged readings, over exactly the chunk's minutes."""
-    should = [
-        {"bool": {"filter": [{"terms": {_KEY_FIELD[scope]: keys}}, _time_ranges(runs)]}}
-        for scope, keys, runs in chunk
-    ]
-    minute = {"field": "event_time", "fixed_interval": "1m"}
-    sources: list[dict[str, Any]] = [
-        {"district": {"terms": {"field": "district"}}},
-        {"metric": {"terms": {"field": "metric"}}},
-        {"t": {"date_histogram": minute}},
-        {"sensor_id": {"terms": {"field": "sensor_id"}}},
-    ]
-    last = "flags" if flags else "valid"
-    sources.append({last: {"terms": {"field": last}}})
-    composite: dict[str, Any] = {"composite": {"size": COMPOSITE_PAGE, "sources": sources}}
-    if not flags:
-        composite["aggs"] = _STATS
-    query: list[dict[str, Any]] = [
-        {"terms": {"metric": metrics}},
-        {"bool": {"should": should, "minimum_should_match": 1}},
-    ]
-    if flags:
-        query.append({"exists": {"field": "flags"}})
-    return {"size": 0, "query": {"bool": {"filter": query}}, "aggs": {"w": composite}}
-
-
-def _buckets(
-    store: SearchStore, indices: str, body: dict[str, Any]
-) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(key, bucket) of the composite aggregation `w`, page after page."""
-    while True:
-        result = store.search(indices, body)
-        page = result.get("aggregations", {}).get("w", {"buckets": []})
-        for bucket in page["buckets"]:
-            yield bucket["key"], bucket
-        after = page.get("after_key")
-        if not page["buckets"] or after is None:
-            return
-        body["aggs"]["w"]["composite"]["after"] = after
 
 
 # --- coarser windows, merged from their children -----------------------------------------

@@ -1,9 +1,11 @@
-"""The dead-letter topic: original bytes as the value, why and where in the headers."""
+"""The dead-letter topic: original bytes as the value, why and where in the headers; and a
+range's dead-letter stage (`deliver`): each source record's letter written once."""
 
 from __future__ import annotations
 
 import time
 import zlib
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -12,11 +14,12 @@ import redis
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from iot_pipeline.cleaning import DeadLetter
+from iot_pipeline.cleaning import CleanReading, DeadLetter
 from iot_pipeline.errors import DeadLetterError
 from iot_pipeline.processing.reader import SOURCE_KEY_HEADER, SOURCE_TIME_HEADER
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
+from iot_pipeline.storage import ItemFailure
 from iot_pipeline.topics import load_topic_specs
 
 
@@ -231,3 +234,51 @@ def send_dead_letters(
             f"{remaining} dead letters unconfirmed, {len(failures)} failed: "
             f"{failures[0] if failures else 'timeout'}"
         )
+
+
+INDEX_REJECTED = "index_rejected"  # the search engine refused the document (strict mapping)
+
+
+def index_rejections(
+    rejected: list[ItemFailure], readings: dict[str, CleanReading]
+) -> list[DeadLetter]:
+    """A letter for each reading the search engine refused (`readings`: by document id)."""
+    return [
+        DeadLetter(
+            readings[failure.action.id].source,
+            INDEX_REJECTED,
+            "index",
+            f"{failure.error_type}: {failure.reason}",
+        )
+        for failure in rejected
+    ]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a range's dead-letter stage did."""
+
+    letters: int  # records of the range that are dead letters
+    new: int  # of which written now (the others were, by an earlier run)
+    still_dead: int  # records replayed from the dead-letter topic that fail again
+
+
+def deliver(
+    settings: Settings,
+    state: redis.Redis,
+    letters: list[DeadLetter],
+    batch_id: str,
+    ingest_time: datetime,
+) -> Delivery:
+    """Write a range's dead letters, each source record's once.
+
+    Replaying the dead-letter topic itself: what still fails is already there, once. A record
+    dead-lettered by an earlier run of the same offsets (a replay, a retried batch) is not
+    written again, unless a crash falls between Kafka's acknowledgement and the note in Redis
+    (then at least once)."""
+    sent = [d for d in letters if d.record.topic != settings.dead_letter_topic]
+    prefix = settings.search_index_prefix
+    fresh = not_yet_sent(state, prefix, sent)
+    send_dead_letters(settings, fresh, batch_id, ingest_time)
+    remember_sent(state, prefix, fresh, notes_lifetime(settings.kafka_topics_file))
+    return Delivery(letters=len(sent), new=len(fresh), still_dead=len(letters) - len(sent))

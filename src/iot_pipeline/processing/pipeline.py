@@ -16,7 +16,6 @@ from iot_pipeline.cleaning import (
     BatchResult,
     CleaningPolicy,
     CleanReading,
-    DeadLetter,
     RawRecord,
     SensorState,
     clean_batch,
@@ -25,12 +24,7 @@ from iot_pipeline.cleaning.batch import unprocessable
 from iot_pipeline.errors import PermanentError, PermanentStoreError
 from iot_pipeline.indices import readings_index
 from iot_pipeline.processing.cross_metric import cross_metric_updates
-from iot_pipeline.processing.dead_letters import (
-    not_yet_sent,
-    notes_lifetime,
-    remember_sent,
-    send_dead_letters,
-)
+from iot_pipeline.processing.dead_letters import deliver, index_rejections
 from iot_pipeline.processing.documents import reading_actions, reading_id
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
@@ -142,33 +136,10 @@ def process_range(
     result, keep, report = _clean_and_index(settings, store, task, records, states, policy, bulk)
     clock.lap("clean_index")
     by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in keep}
-    letters = list(result.dead_letters)
     refused = {failure.action.id for failure in report.rejected}
     stored = [r for i, r in by_id.items() if i not in refused] if refused else keep
-    for failure in report.rejected:
-        rejected = by_id[failure.action.id]
-        letters.append(
-            DeadLetter(
-                rejected.source,
-                "index_rejected",
-                "index",
-                f"{failure.error_type}: {failure.reason}",
-            )
-        )
-    # Replaying the dead-letter topic itself: what still fails is already there, once.
-    sent = [d for d in letters if d.record.topic != settings.dead_letter_topic]
-    still_dead = len(letters) - len(sent)
-    # A record dead-lettered by an earlier run of the same offsets (a replay, a retried
-    # batch) is not written again: one letter per source record, unless a crash falls
-    # between Kafka's acknowledgement and this note in Redis (then at least once).
-    letters = not_yet_sent(state_client, settings.search_index_prefix, sent)
-    send_dead_letters(settings, letters, task.batch_id, task.ingest_time)
-    remember_sent(
-        state_client,
-        settings.search_index_prefix,
-        letters,
-        notes_lifetime(settings.kafka_topics_file),
-    )
+    letters = result.dead_letters + index_rejections(report.rejected, by_id)
+    delivered = deliver(settings, state_client, letters, task.batch_id, task.ingest_time)
     clock.lap("dead_letters")
     windows, cross_flagged = (
         _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0)
@@ -190,9 +161,9 @@ def process_range(
         valid=sum(1 for r in keep if r.valid),
         flagged=sum(1 for r in keep if r.flags),
         duplicates=len(result.readings) - len(keep),
-        dead_letters=len(sent),
-        dead_letters_new=len(letters),
-        still_dead=still_dead,
+        dead_letters=delivered.letters,
+        dead_letters_new=delivered.new,
+        still_dead=delivered.still_dead,
         retried_items=report.retries,
         windows=windows,
         cross_metric_changes=cross_flagged,
