@@ -5,6 +5,10 @@ Every component takes its configuration from here; nothing else in the project r
 `KAFKA_BROKERS`). The same settings drive the clients and the native stack (`make up`): the
 broker, search and Redis addresses are where the clients connect *and* where the native
 services bind.
+
+It is one long class on purpose: every setting, its default, its bounds and its description
+in one place, which `docs/configuration.md` and `.env` are checked against; split, the table
+would be scattered over modules.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iot_pipeline.cleaning.cross_metric import StationReading, cross_metric_violations
+from iot_pipeline.cleaning.cross_metric_rule import StationReading, cross_metric_violations
 from iot_pipeline.vocabulary import CROSS_METRIC, SPIKE, UNIT_CONVERTED
 
 T0 = 1_800_000_000.0  # a multiple of 5

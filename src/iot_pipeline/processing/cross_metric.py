@@ -13,7 +13,7 @@ from typing import Any
 
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import CleanReading
-from iot_pipeline.cleaning.cross_metric import (
+from iot_pipeline.cleaning.cross_metric_rule import (
     CROSS_METRICS,
     StationReading,
     cross_metric_violations,
