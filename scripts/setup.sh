@@ -4,6 +4,7 @@
 #  - redis-server through apt when it is missing
 #  - the virtualenv (.venv) with the package, every service's dependencies and dev tools
 #  - Kafka and OpenSearch jars from Maven Central into $STACK_DIR/lib
+#  - the browser assets the API serves (web/assets.json) into src/iot_pipeline/api/static/vendor
 #  - tools/composecheck (the Compose loader, for the container checks) into $STACK_DIR/bin
 # Each step is skipped when what it installs is already there and up to date.
 set -euo pipefail
@@ -78,6 +79,10 @@ for component in kafka opensearch; do
   echo "$want" > "$dest/.setup-stamp"
   step "$component jars: $(ls "$dest"/*.jar | wc -l) jars in $dest"
 done
+
+# --- browser assets the API serves itself (Swagger UI, ReDoc), pinned in web/assets.json ---
+"$VENV/bin/python" scripts/vendor_assets.py \
+  || fail "could not vendor the browser assets of web/assets.json (is the npm registry reachable?)"
 
 # --- composecheck: the Compose loader (compose-go) for the static checks of the containers ---
 checker=$stack_dir/bin/composecheck

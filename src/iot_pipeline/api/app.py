@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 
 from iot_pipeline import __version__
-from iot_pipeline.api import observability, pipeline_metrics, problems
+from iot_pipeline.api import docs_pages, observability, pipeline_metrics, problems
 from iot_pipeline.api.routers import aggregates, health, pipeline, readings, sensors, stream
 from iot_pipeline.api.upstream import make_state_client
 from iot_pipeline.errors import ConfigurationError
@@ -60,9 +60,12 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own assets (docs_pages), not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     problems.install(app)
+    docs_pages.install(app)
     registry = observability.install(app)
     origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
     if origins:
