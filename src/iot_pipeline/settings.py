@@ -240,13 +240,47 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the REST API.")
     api_key: SecretStr = Field(
         SecretStr(""),
-        description="When set, every route but /health and /ready needs it in `X-API-Key`.",
+        description="When set, every route but /health, /health/pipeline, /ready and the docs "
+        "needs it in `X-API-Key`.",
     )
     api_cors_origins: str = Field(
         "", description="Comma-separated origins allowed by CORS; empty allows none."
     )
     api_max_limit: int = Field(1000, ge=1, le=10_000, description="Largest page size (`limit`).")
     api_enabled: bool = Field(True, description="Whether `make up` starts the REST API.")
+    api_limit_concurrency: int = Field(
+        1000,
+        ge=10,
+        description="Connections and tasks uvicorn serves at once; beyond, it answers 503.",
+    )
+    api_live_enabled: bool = Field(
+        True,
+        description="Whether the API runs the live path (one Kafka consumer from the topic's "
+        "end and one Redis subscription per process) that feeds /stream/readings.",
+    )
+    api_stream_max_clients: int = Field(
+        200, ge=1, description="SSE clients one API process serves; beyond, 429 with Retry-After."
+    )
+    api_stream_max_seconds: float = Field(
+        3600.0, gt=0, description="A stream ends after this long (the client reconnects)."
+    )
+    api_stream_heartbeat_seconds: float = Field(
+        15.0, gt=0, description="A quiet stream sends a keep-alive comment this often."
+    )
+    api_stream_buffer: int = Field(
+        50_000, ge=100, description="Recent live events kept for resuming with Last-Event-ID."
+    )
+    api_stream_client_queue: int = Field(
+        10_000,
+        ge=10,
+        description="Events waiting for one client; a client that falls this far behind is "
+        "disconnected and resumes from its last id.",
+    )
+    live_publish: bool = Field(
+        True,
+        description="Whether workers publish each stored slice of readings on the Redis "
+        "channel `<SEARCH_INDEX_PREFIX>:live` (the durable half of the live stream).",
+    )
     sensor_offline_after_seconds: float = Field(
         60.0, gt=0, description="A sensor not heard from for this long is `offline`."
     )

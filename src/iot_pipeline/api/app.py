@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 
 from iot_pipeline import __version__
-from iot_pipeline.api import docs_pages, observability, pipeline_metrics, problems
+from iot_pipeline.api import docs_pages, live, observability, pipeline_metrics, problems
 from iot_pipeline.api.routers import aggregates, health, pipeline, readings, sensors, stream
 from iot_pipeline.api.upstream import make_state_client
 from iot_pipeline.errors import ConfigurationError
@@ -48,9 +48,14 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
         # created inside the server's event loop: the async clients bind to it
         app.state.store = store or make_async_store(settings)
         app.state.run_state = make_state_client(settings)
+        app.state.live = live.LiveHub(settings) if settings.api_live_enabled else None
+        if app.state.live is not None:
+            await app.state.live.start()
         try:
             yield
         finally:
+            if app.state.live is not None:
+                await app.state.live.stop()
             await app.state.run_state.aclose()
             if store is None:
                 await app.state.store.close()
@@ -91,6 +96,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
     )
     async def metrics(request: Request) -> Response:
         own = await pipeline_metrics.scrape(request.app.state.run_state, lags, settings)
+        own += pipeline_metrics.exposition(live.metric_families(request.app.state.live))
         return observability.metrics_response(registry, own)
 
     return app

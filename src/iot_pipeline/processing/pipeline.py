@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import redis
 
@@ -26,6 +28,7 @@ from iot_pipeline.indices import readings_index
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import deliver, index_rejections
 from iot_pipeline.processing.documents import reading_actions, reading_id
+from iot_pipeline.processing.live_feed import publish_stored
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
 from iot_pipeline.processing.state_store import (
@@ -37,6 +40,7 @@ from iot_pipeline.processing.state_store import (
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import (
     BulkPolicy,
+    IndexAction,
     IndexReport,
     SearchStore,
     index_all,
@@ -133,7 +137,12 @@ def process_range(
         before = copy.deepcopy(states)
     clock.lap("state")
     bulk = bulk or BulkPolicy()
-    result, keep, report = _clean_and_index(settings, store, task, records, states, policy, bulk)
+    publish = None
+    if settings.live_publish and not task.replay:  # a replay is old news for live clients
+        publish = partial(publish_stored, state_client, settings.search_index_prefix)
+    result, keep, report = _clean_and_index(
+        settings, store, task, records, states, policy, bulk, publish
+    )
     clock.lap("clean_index")
     by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in keep}
     refused = {failure.action.id for failure in report.rejected}
@@ -221,8 +230,10 @@ def _clean_and_index(
     states: dict[str, SensorState],
     policy: CleaningPolicy,
     bulk: BulkPolicy,
+    publish: Callable[[list[IndexAction], IndexReport], object] | None = None,
 ) -> tuple[BatchResult, list[CleanReading], IndexReport]:
-    """Clean bulk-sized slices in order and index each while the next one is cleaned.
+    """Clean bulk-sized slices in order and index each while the next one is cleaned; then
+    `publish` what each slice stored (the live feed).
 
     The engine's work and ours overlap (the sender thread waits on the socket without the
     GIL); cleaning stays sequential, so the flags are those of one pass over the range.
@@ -231,7 +242,7 @@ def _clean_and_index(
     keep: list[CleanReading] = []
     report = IndexReport()
     with ThreadPoolExecutor(max_workers=BULK_SENDERS, thread_name_prefix="bulk") as sender:
-        pending: list[Future[IndexReport]] = []
+        pending: list[tuple[Future[IndexReport], list[IndexAction]]] = []
         try:
             for start in range(0, len(records), bulk.max_docs):
                 part = clean_batch(
@@ -251,14 +262,18 @@ def _clean_and_index(
                         unprocessable(clean.source, "document", exc) for clean, exc in built.failed
                     ]
                 keep += fresh
-                pending.append(sender.submit(index_all, store, built.actions, bulk))
-            for done in pending:
+                pending.append(
+                    (sender.submit(index_all, store, built.actions, bulk), built.actions)
+                )
+            for done, actions in pending:
                 part_report = done.result()
+                if publish is not None:
+                    publish(actions, part_report)
                 report.indexed += part_report.indexed
                 report.rejected += part_report.rejected
                 report.retries += part_report.retries
         except BaseException:
-            for future in pending:
+            for future, _ in pending:
                 future.cancel()
             raise
     return result, keep, report

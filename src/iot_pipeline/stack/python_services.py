@@ -60,5 +60,7 @@ def api_service(settings: Settings, workdir: Path) -> Service:
         "--no-access-log",  # the app writes its own, one JSON line per request
         "--timeout-graceful-shutdown",
         "5",
+        "--limit-concurrency",  # beyond it uvicorn answers 503: the API's worst case is bounded
+        str(settings.api_limit_concurrency),
     ]
     return Service("api", ("127.0.0.1", settings.api_port), command, api_health, phase=1)

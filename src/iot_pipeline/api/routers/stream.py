@@ -1,94 +1,53 @@
-"""Server-sent events: readings as they become searchable, with the /readings filters.
+"""Server-sent events: readings within seconds of reaching Kafka, then as stored.
 
-Each connection polls the store once a second for readings of batches newer than the moment
-it connected (`ingest_time`, the batch clock), and remembers what it sent per batch until the
-batch is older than the processing time limit, so a reading is sent once even though a
-batch's ranges become visible at different moments.
+All clients of an API process share one live hub (`api.live`): one Kafka consumer and one
+Redis subscription, whatever their number; filters apply in the fan-out.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from iot_pipeline.api import queries
-from iot_pipeline.api.deps import Conf, Store, check_values, readings_pattern
+from iot_pipeline.api import live, queries
+from iot_pipeline.api.deps import check_values
 from iot_pipeline.api.models import problem_schema
+from iot_pipeline.api.problems import problem
 from iot_pipeline.api.routers.readings import Districts, Metrics, SensorIds
-from iot_pipeline.errors import StoreError
-from iot_pipeline.settings import Settings
-from iot_pipeline.storage import AsyncSearchStore
 
 router = APIRouter(
     tags=["stream"],
-    responses={422: {"description": "A parameter is invalid", **problem_schema()}},
+    responses={
+        422: {"description": "A parameter is invalid", **problem_schema()},
+        429: {"description": "Too many streams are open on this process", **problem_schema()},
+        503: {"description": "The live path is disabled", **problem_schema()},
+    },
 )
-POLL_SECONDS = 1.0
-HEARTBEAT_SECONDS = 15.0
-PAGE = 1000
 
+STREAM_DESCRIPTION = """
+Each event is one reading (`event: reading`, `data` the reading as JSON, with `id` its
+document id and `provisional`):
 
-def _event(doc: dict[str, Any]) -> str:
-    return f"id: {doc['event_id']}\nevent: reading\ndata: {json.dumps(doc, ensure_ascii=False)}\n\n"
+* `provisional: true` within about a second of the reading reaching Kafka, judged by the rules
+  that need no history (schema, units, physical range, clock);
+* `provisional: false` once the batch stored it, under the same `id`, with the batch's full
+  verdict (`flags`, `valid`): it replaces the provisional one.
 
-
-async def _events(
-    request: Request,
-    store: AsyncSearchStore,
-    settings: Settings,
-    where: queries.ReadingFilter,
-) -> AsyncIterator[str]:
-    since = datetime.now(UTC)
-    keep_open = timedelta(seconds=settings.worker_task_time_limit_seconds + 60)
-    sent: dict[str, set[str]] = {}  # ingest_time of an open batch -> event ids sent
-    last_write = asyncio.get_running_loop().time()
-    yield ": connected\n\n"
-    while not await request.is_disconnected():
-        body = queries.readings_body(where, "asc", PAGE, None)
-        body["query"]["bool"]["filter"].append(
-            {
-                "range": {
-                    "ingest_time": {"gte": queries.epoch_millis(since), "format": "epoch_millis"}
-                }
-            }
-        )
-        body["sort"] = [{"ingest_time": {"order": "asc"}}, {"event_id": {"order": "asc"}}]
-        seen_ids = [i for ids in sent.values() for i in ids]
-        if seen_ids:
-            body["query"]["bool"]["must_not"] = [{"ids": {"values": seen_ids}}]
-        try:
-            hits = (await store.search(readings_pattern(settings), body))["hits"]["hits"]
-        except StoreError:
-            hits = []
-            yield 'event: error\ndata: {"detail": "search store unavailable, retrying"}\n\n'
-        for hit in hits:
-            doc = hit["_source"]
-            sent.setdefault(doc["ingest_time"], set()).add(hit["_id"])
-            yield _event(doc)
-        now = asyncio.get_running_loop().time()
-        if hits:
-            last_write = now
-        elif now - last_write > HEARTBEAT_SECONDS:
-            last_write = now
-            yield ": keep-alive\n\n"
-        # batches older than any task can take are complete: forget them, move the floor
-        horizon = datetime.now(UTC) - keep_open
-        for clock in [c for c in sent if datetime.fromisoformat(c) < horizon]:
-            since = max(since, datetime.fromisoformat(clock) + timedelta(milliseconds=1))
-            del sent[clock]
-        if len(hits) < PAGE:
-            await asyncio.sleep(POLL_SECONDS)
+Reconnect with `Last-Event-ID` (browsers do) to get what was missed while this process still
+buffers it (`API_STREAM_BUFFER` events); otherwise an `event: gap` says to read `/readings`.
+A quiet stream sends a comment every `API_STREAM_HEARTBEAT_SECONDS`; a stream ends after
+`API_STREAM_MAX_SECONDS` (`event: end`), and a client too slow to keep up gets
+`event: overflow` and is disconnected. Worst case per process: `API_STREAM_MAX_CLIENTS`
+streams (beyond: 429), no search query at all.
+"""
 
 
 @router.get(
     "/stream/readings",
     summary="Live readings as server-sent events (filters: sensor, district, metric, quality)",
+    description=STREAM_DESCRIPTION,
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream"}},
 )
@@ -99,14 +58,32 @@ async def stream_readings(
     district: Districts = None,
     metric: Metrics = None,
     quality: Annotated[queries.Quality, Query()] = "all",
-    store: Store,
-    settings: Conf,
-) -> StreamingResponse:
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", description="The id of the last event received."),
+    ] = None,
+) -> Response:
     check_values("sensor_id", sensor_id)
     check_values("district", district)
-    where = queries.ReadingFilter(sensor_id, district, list(metric or []), quality=quality)
+    hub: live.LiveHub | None = request.app.state.live
+    if hub is None:
+        return problem(
+            request, 503, "the live path is off (API_LIVE_ENABLED=false)", title="Live disabled"
+        )
+    if hub.full:
+        return problem(
+            request,
+            429,
+            f"{len(hub.clients)} streams are open on this API process (API_STREAM_MAX_CLIENTS); "
+            "retry later",
+            headers={"Retry-After": "5"},
+            title="Too many streams",
+        )
+    wants = live.Filter(
+        frozenset(sensor_id or ()), frozenset(district or ()), frozenset(metric or ()), quality
+    )
     return StreamingResponse(
-        _events(request, store, settings, where),
+        live.stream(hub, wants, last_event_id, request.is_disconnected),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

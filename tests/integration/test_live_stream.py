@@ -1,0 +1,274 @@
+"""The live stream on the real stack: readings within seconds of reaching Kafka, superseded by
+the stored ones, one upstream for any number of clients, a connection cap, and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from iot_pipeline.kafka_config import producer_config
+from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
+from iot_pipeline.processing.pipeline import process_range
+from iot_pipeline.processing.ranges import RangeTask
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import make_store
+
+from support.api_process import start_api, stop_api
+from support.isolation import own_pipeline
+from support.readings import sample_reading
+
+ARRIVAL_SECONDS = 15.0  # a generous bound for a wait on a condition; the bench measures p95
+
+
+@pytest.fixture(scope="module")
+def settings(test_settings: Settings) -> Iterator[Settings]:
+    with own_pipeline(test_settings, "live") as own:
+        yield own
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings) -> Iterator[str]:
+    process, url = start_api(settings, API_STREAM_MAX_CLIENTS="150")
+    _wait_live(url)
+    yield url
+    stop_api(process)
+
+
+def _wait_live(url: str) -> None:
+    """Until the hub reads Kafka from its end and listens on Redis (both upstreams)."""
+    deadline = time.monotonic() + 30
+    while _metric(url, "iot_api_live_upstreams") < 2:
+        assert time.monotonic() < deadline, "the live path did not start"
+        time.sleep(0.1)
+
+
+@dataclass
+class Listener:
+    """One SSE client in a thread, keeping every event it receives."""
+
+    url: str
+    params: dict[str, Any] = field(default_factory=dict)
+    last_event_id: str | None = None
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # id, kind, data
+    connected: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    status: int = 0
+
+    def start(self) -> Listener:
+        threading.Thread(target=self._run, daemon=True).start()
+        assert self.connected.wait(15), "the stream did not open"
+        return self
+
+    def _run(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the server went away: the stream ends
+            self._read()
+
+    def _read(self) -> None:
+        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+        with (
+            httpx.Client(base_url=self.url, timeout=httpx.Timeout(5, read=None)) as client,
+            client.stream("GET", "/stream/readings", params=self.params, headers=headers) as r,
+        ):
+            self.status = r.status_code
+            self.connected.set()
+            event_id, kind = "", "message"
+            for line in r.iter_lines():
+                if self.stop.is_set():
+                    return
+                if line.startswith("id: "):
+                    event_id = line[4:]
+                elif line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    self.events.append((event_id, kind, json.loads(line[6:])))
+                elif line == "":
+                    event_id, kind = "", "message"
+
+    def readings(self, provisional: bool | None = None) -> list[dict[str, Any]]:
+        return [
+            data
+            for _, kind, data in self.events
+            if kind == "reading" and (provisional is None or data["provisional"] is provisional)
+        ]
+
+    def wait_for(self, predicate: Any, what: str, seconds: float = ARRIVAL_SECONDS) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, f"{what}: not within {seconds}s; got {self.events}"
+            time.sleep(0.05)
+
+
+def _produce(settings: Settings, readings: list[dict[str, Any]]) -> float:
+    """Send readings keyed by sensor; returns when they were acknowledged."""
+    producer = Producer(producer_config(settings))
+    for reading in readings:
+        producer.produce(
+            settings.kafka_sensor_data_topic,
+            key=str(reading["sensor_id"]).encode(),
+            value=json.dumps(reading).encode(),
+        )
+    assert producer.flush(15) == 0
+    return time.time()
+
+
+def _readings(count: int, tag: str, **change: Any) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        sample_reading(
+            **{
+                "event_id": f"{tag}-{i}",
+                "sensor_id": f"casa-anfa-0{i % 3 + 1}-temperature",
+                "station_id": f"casa-anfa-0{i % 3 + 1}",
+                "seq": i,
+                "value": 20.0 + i / 10,
+                "event_time": (now - timedelta(seconds=count - i)).strftime(
+                    "%Y-%m-%dT%H:%M:%S.%fZ"
+                ),
+                **change,
+            }
+        )
+        for i in range(count)
+    ]
+
+
+def _process_everything(settings: Settings, batch: str) -> None:
+    topic = settings.kafka_sensor_data_topic
+    ranges = plan_ranges(settings, topic, settings.etl_consumer_group, 10**9)
+    store = make_store(settings)
+    state = redis.Redis.from_url(settings.redis_url)
+    for offsets in ranges:
+        process_range(settings, store, state, RangeTask.of(batch, datetime.now(UTC), offsets))
+    commit_ranges(settings, settings.etl_consumer_group, ranges)
+    store.close()
+
+
+def test_provisional_within_seconds_then_the_stored_verdict_under_the_same_id(
+    settings: Settings, api: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    listener = Listener(api, {"district": "Anfa"}).start()
+    good = _readings(12, tag)
+    impossible = _readings(1, f"{tag}-x", value=999.0)  # beyond any air temperature
+    produced_at = _produce(settings, good + impossible)
+    listener.wait_for(lambda: len(listener.readings(provisional=True)) >= 13, "provisional")
+    arrival = time.time() - produced_at
+    provisional = {r["id"]: r for r in listener.readings(provisional=True)}
+    assert len(provisional) == 13
+    assert {r["batch_id"] for r in provisional.values()} == {"live"}
+    bad = provisional[f"casa-anfa-01-temperature:{tag}-x-0"]
+    assert (bad["valid"], bad["flags"]) == (False, ["impossible_value"])  # marked, not hidden
+    assert all(r["valid"] for i, r in provisional.items() if i != bad["id"])
+
+    _process_everything(settings, f"batch-{tag}")  # the durable path: a worker stores them
+    listener.wait_for(lambda: len(listener.readings(provisional=False)) >= 13, "durable")
+    durable = {r["id"]: r for r in listener.readings(provisional=False)}
+    assert set(durable) == set(provisional)
+    assert {r["batch_id"] for r in durable.values()} == {f"batch-{tag}"}
+    for doc_id, stored in durable.items():
+        assert stored["value"] == provisional[doc_id]["value"]
+    assert durable[bad["id"]]["valid"] is False
+    listener.stop.set()
+    print(f"provisional readings arrived {arrival:.2f}s after the producer's acknowledgement")
+
+
+def test_resume_with_last_event_id_loses_nothing(settings: Settings, api: str) -> None:
+    tag = uuid.uuid4().hex[:6]
+    witness = Listener(api, {"metric": "temperature"}).start()  # connected all along
+    first = Listener(api, {"metric": "temperature"}).start()
+    _produce(settings, _readings(5, f"{tag}-a"))
+    first.wait_for(lambda: len(first.readings()) >= 5, "first part")
+    first.stop.set()
+    last_id = [i for i, kind, _ in first.events if kind == "reading"][-1]
+    _produce(settings, _readings(7, f"{tag}-b"))  # while nobody is reading on the first stream
+    witness.wait_for(lambda: len(witness.readings()) >= 12, "witness")
+    resumed = Listener(api, {"metric": "temperature"}, last_event_id=last_id).start()
+    resumed.wait_for(lambda: len(resumed.readings()) >= 7, "resumed")
+    seen = [r["id"] for r in first.readings()] + [r["id"] for r in resumed.readings()]
+    assert sorted(seen) == sorted(r["id"] for r in witness.readings())
+    assert not any(kind == "gap" for _, kind, _ in resumed.events)
+
+    stranger = Listener(api, {"metric": "temperature"}, last_event_id="0000-12").start()
+    stranger.wait_for(lambda: any(k == "gap" for _, k, _ in stranger.events), "gap notice")
+    for listener in (witness, resumed, stranger):
+        listener.stop.set()
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} not in /metrics"
+    return values[0]
+
+
+def _search_queries(settings: Settings) -> int:
+    response = httpx.get(
+        f"{settings.search_url}/{settings.search_index_prefix}-*/_stats/search", timeout=10
+    ).json()
+    return int(response.get("_all", {}).get("total", {}).get("search", {}).get("query_total", 0))
+
+
+def test_a_hundred_streams_share_one_upstream_and_query_nothing(
+    settings: Settings, api: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    clients = 100
+    counts = [0] * clients
+
+    async def listen(i: int, client: httpx.AsyncClient, ready: asyncio.Event) -> None:
+        async with client.stream("GET", "/stream/readings", params={"district": "Anfa"}) as r:
+            assert r.status_code == 200
+            async for line in r.aiter_lines():
+                if line.startswith(": connected"):
+                    ready.set()
+                if line.startswith("data: ") and tag in line:
+                    counts[i] += 1
+                    if counts[i] >= 6:
+                        return
+
+    async def main() -> tuple[float, float, int]:
+        limits = httpx.Limits(max_connections=clients + 10)
+        timeout = httpx.Timeout(10, read=60)
+        async with httpx.AsyncClient(base_url=api, limits=limits, timeout=timeout) as client:
+            ready = [asyncio.Event() for _ in range(clients)]
+            tasks = [asyncio.create_task(listen(i, client, ready[i])) for i in range(clients)]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 30)
+            open_clients = await asyncio.to_thread(_metric, api, "iot_api_stream_clients")
+            upstreams = await asyncio.to_thread(_metric, api, "iot_api_live_upstreams")
+            before = await asyncio.to_thread(_search_queries, settings)
+            await asyncio.to_thread(_produce, settings, _readings(6, tag))
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            after = await asyncio.to_thread(_search_queries, settings)
+            return open_clients, upstreams, after - before
+
+    open_clients, upstreams, queries = asyncio.run(main())
+    assert open_clients >= clients
+    assert upstreams == 2  # one Kafka consumer and one Redis subscription, for all of them
+    assert counts == [6] * clients  # every client got every reading it asked for
+    assert queries == 0  # the stream never asks the search node
+
+
+def test_beyond_the_cap_a_stream_is_refused_with_retry_after(settings: Settings) -> None:
+    process, url = start_api(settings, API_STREAM_MAX_CLIENTS="2")
+    try:
+        _wait_live(url)
+        held = [Listener(url).start() for _ in range(2)]
+        refused = httpx.get(f"{url}/stream/readings", timeout=10)
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "5"
+        assert refused.json()["title"] == "Too many streams"
+        assert all(listener.status == 200 for listener in held)
+    finally:
+        stop_api(process)

@@ -1,0 +1,57 @@
+"""The live hub's fan-out, filters, buffer and resume rules (no upstream: documents are
+published directly)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from iot_pipeline.api.live import Filter, LiveHub
+from iot_pipeline.settings import Settings
+
+
+def _doc(i: int, **change: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": f"e-{i}",
+        "sensor_id": f"casa-anfa-0{i % 2 + 1}-pm25",
+        "district": "Anfa",
+        "metric": "pm25",
+        "valid": True,
+        "flags": [],
+    }
+    return {**doc, **change}
+
+
+def test_each_client_gets_what_it_asked_for_and_a_slow_one_is_dropped() -> None:
+    async def main() -> None:
+        hub = LiveHub(Settings(api_stream_buffer=100, api_stream_client_queue=10))
+        everything, _ = hub.subscribe(Filter(), None)
+        one_sensor, _ = hub.subscribe(Filter(sensors=frozenset({"casa-anfa-01-pm25"})), None)
+        invalid, _ = hub.subscribe(Filter(quality="invalid"), None)
+        hub.publish([_doc(i) for i in range(6)] + [_doc(9, valid=False)], provisional=True)
+        assert everything.queue.qsize() == 7
+        assert one_sensor.queue.qsize() == 3  # e-1, e-3, e-5 (and not e-9: another sensor)
+        assert invalid.queue.qsize() == 1
+        hub.publish([_doc(i) for i in range(10, 20)], provisional=False)
+        assert everything.overflowed  # 17 events for a queue of 10
+        assert not invalid.overflowed
+        assert hub.stats.dropped_clients == 1
+        assert (hub.stats.provisional, hub.stats.durable) == (7, 10)
+
+    asyncio.run(main())
+
+
+def test_resume_replays_what_was_missed_or_says_there_is_a_gap() -> None:
+    async def main() -> None:
+        hub = LiveHub(Settings(api_stream_buffer=100))
+        hub.publish([_doc(i) for i in range(5)], provisional=True)
+        last = hub.event_id(hub.buffer[1])  # the client saw the first two
+        assert hub.resumable(last)
+        assert [e.seq for e in hub.missed(Filter(), last)] == [3, 4, 5]
+        assert not hub.resumable("another-process-2")
+        assert not hub.resumable(None)
+        hub.publish([_doc(i) for i in range(5, 205)], provisional=True)  # buffer holds 100
+        assert not hub.resumable(last)
+        assert hub.resumable(hub.event_id(hub.buffer[0]))
+
+    asyncio.run(main())
