@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 
 from iot_pipeline import __version__
 from iot_pipeline.api import docs_pages, live, observability, pipeline_metrics, problems
-from iot_pipeline.api.routers import aggregates, health, pipeline, readings, sensors, stream
+from iot_pipeline.api.routers import aggregates, aqi, health, pipeline, readings, sensors, stream
 from iot_pipeline.api.upstream import make_state_client
 from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
     protected = [Depends(observability.require_api_key(settings.api_key.get_secret_value()))]
     lags = pipeline_metrics.LagReader(settings)
     app.include_router(health.router)
-    for module in (sensors, readings, aggregates, stream, pipeline):
+    for module in (sensors, readings, aggregates, aqi, stream, pipeline):
         app.include_router(module.router, dependencies=protected)
 
     @app.get(

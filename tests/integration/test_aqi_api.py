@@ -1,0 +1,114 @@
+"""/aqi on aggregates the pipeline computed: readings a day long, processed for real, give the
+AQI that the standard's equation gives on the same hourly means, computed offline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from iot_pipeline import aqi
+from iot_pipeline.kafka_config import producer_config
+from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
+from iot_pipeline.processing.pipeline import process_range
+from iot_pipeline.processing.ranges import RangeTask
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import make_store
+
+from support.api_process import start_api, stop_api
+from support.isolation import own_pipeline
+from support.readings import sample_reading
+
+DISTRICT = "Sidi Belyout"
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def settings(test_settings: Settings) -> Iterator[Settings]:
+    with own_pipeline(test_settings, "aqi") as own:
+        yield own
+
+
+def _reading(metric: str, unit: str, at: datetime, value: float, n: int) -> dict[str, object]:
+    return sample_reading(
+        event_id=f"{metric}-{n}",
+        sensor_id=f"casa-sidi-belyout-01-{metric}",
+        station_id="casa-sidi-belyout-01",
+        district=DISTRICT,
+        metric=metric,
+        unit=unit,
+        value=value,
+        seq=n,
+        event_time=at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+    )
+
+
+def test_the_aqi_of_an_hour_follows_the_standard_on_stored_aggregates(
+    settings: Settings,
+) -> None:
+    last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - HOUR
+    readings, means = [], {"pm25": {}, "no2": {}}  # type: ignore[var-annotated]
+    for i in range(24):  # two PM2.5 readings per hour for a day: their mean is the hour's
+        hour = last - i * HOUR
+        low, high = 30.0 + i, 40.0 + i
+        readings += [
+            _reading("pm25", "µg/m³", hour + timedelta(minutes=10), low, 2 * i),
+            _reading("pm25", "µg/m³", hour + timedelta(minutes=40), high, 2 * i + 1),
+        ]
+        means["pm25"][int(hour.timestamp())] = (low + high) / 2
+    readings.append(_reading("no2", "µg/m³", last + timedelta(minutes=5), 300.0, 0))
+    means["no2"][int(last.timestamp())] = 300.0
+    producer = Producer(producer_config(settings))
+    for r in readings:
+        producer.produce(
+            settings.kafka_sensor_data_topic,
+            key=str(r["sensor_id"]).encode(),
+            value=json.dumps(r).encode(),
+        )
+    assert producer.flush(15) == 0
+    topic = settings.kafka_sensor_data_topic
+    ranges = plan_ranges(settings, topic, settings.etl_consumer_group, 10**9)
+    store, state = make_store(settings), redis.Redis.from_url(settings.redis_url)
+    for offsets in ranges:
+        process_range(settings, store, state, RangeTask.of("aqi", datetime.now(UTC), offsets))
+    commit_ranges(settings, settings.etl_consumer_group, ranges)
+    store.refresh(f"{settings.search_index_prefix}-agg-*")  # searchable now, not in 5 s
+    store.close()
+
+    expected = aqi.hour_aqi(means, int(last.timestamp()))
+    # by hand: PM2.5 24 h mean = 35 + 11.5 = 46.5 -> 49/19.9 * 11.0 + 101 = 128.1 -> 128;
+    # NO2 300 µg/m³ = 159.4 ppb -> truncated 159 -> 49/259 * 58 + 101 = 112.0 -> 112
+    assert (expected.aqi, expected.dominant) == (128, "pm25")
+    process, url = start_api(settings)
+    try:
+        answer = httpx.get(
+            f"{url}/aqi",
+            params={
+                "district": DISTRICT,
+                "start": last.isoformat(),
+                "end": (last + HOUR).isoformat(),
+            },
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        (hour,) = answer.json()["items"]
+        assert (hour["aqi"], hour["dominant"], hour["category"]) == (
+            128,
+            "pm25",
+            "Unhealthy for Sensitive Groups",
+        )
+        subs = {s["metric"]: s for s in hour["sub_indices"]}
+        assert (subs["pm25"]["index"], subs["pm25"]["averaging_hours"]) == (128, 24)
+        assert subs["pm25"]["concentration"] == pytest.approx(46.5)
+        assert subs["no2"]["index"] == 112
+        too_long = httpx.get(
+            f"{url}/aqi", params={"start": (last - 100 * HOUR).isoformat()}, timeout=30
+        )
+        assert too_long.status_code == 422
+    finally:
+        stop_api(process)
