@@ -24,6 +24,8 @@ router = APIRouter(
 MAX_HOURS = 72
 LOOK_BACK = 23  # hours before the first one asked for: the longest averaging period is 24 h
 STANDARD = "US EPA AQI, EPA-454/B-24-002 (May 2024), Table 6"
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _hour(moment: datetime) -> int:
@@ -53,6 +55,9 @@ async def air_quality(
     settings: Conf,
 ) -> AqiPage:
     check_values("district", district)
+    for name, moment in (("start", start), ("end", end)):
+        if moment is not None and not EARLIEST <= moment.astimezone(UTC) <= LATEST:
+            raise invalid(name, "must be between 1970 and 9000")
     now = datetime.now(UTC)
     last = _hour(end - timedelta(microseconds=1)) if end is not None else _hour(now)
     first = _hour(start) if start is not None else last
