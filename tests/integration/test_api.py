@@ -12,11 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
-from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
-from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
+from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
@@ -24,6 +21,7 @@ from support.api_process import start_api, stop_api
 from support.ground_truth import document_id, expected_ids, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
+from support.processing import process_pending
 from support.tcp_proxy import TcpProxy
 from support.workers import backfill
 
@@ -47,16 +45,7 @@ def _produce(settings: Settings, start: datetime, count: int, seed: int) -> None
 
 def _process_new(settings: Settings, batch: str) -> list[OffsetRange]:
     """Index everything not yet processed (the DAG's job, done here directly)."""
-    ranges = plan_ranges(
-        settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group, 10**9
-    )
-    store = make_store(settings)
-    state = redis.Redis.from_url(settings.redis_url)
-    for offsets in ranges:
-        process_range(settings, store, state, RangeTask.of(batch, datetime.now(UTC), offsets))
-    commit_ranges(settings, settings.etl_consumer_group, ranges)
-    store.close()
-    return ranges
+    return process_pending(settings, batch)
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import redis
 from confluent_kafka import Producer
 
 from iot_pipeline import aqi
 from iot_pipeline.kafka_config import producer_config
-from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
-from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
 from support.api_process import start_api, stop_api
 from support.isolation import own_pipeline
+from support.processing import process_pending
 from support.readings import sample_reading
 
 DISTRICT = "Sidi Belyout"
@@ -71,12 +68,8 @@ def test_the_aqi_of_an_hour_follows_the_standard_on_stored_aggregates(
             value=json.dumps(r).encode(),
         )
     assert producer.flush(15) == 0
-    topic = settings.kafka_sensor_data_topic
-    ranges = plan_ranges(settings, topic, settings.etl_consumer_group, 10**9)
-    store, state = make_store(settings), redis.Redis.from_url(settings.redis_url)
-    for offsets in ranges:
-        process_range(settings, store, state, RangeTask.of("aqi", datetime.now(UTC), offsets))
-    commit_ranges(settings, settings.etl_consumer_group, ranges)
+    process_pending(settings, "aqi")
+    store = make_store(settings)
     store.refresh(f"{settings.search_index_prefix}-agg-*")  # searchable now, not in 5 s
     store.close()
 

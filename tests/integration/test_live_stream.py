@@ -16,18 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from confluent_kafka import Producer
 
 from iot_pipeline.kafka_config import producer_config
-from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
-from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import make_store
 
 from support.api_process import start_api, stop_api
 from support.isolation import own_pipeline
+from support.processing import process_pending
 from support.readings import sample_reading
 
 ARRIVAL_SECONDS = 15.0  # a generous bound for a wait on a condition; the bench measures p95
@@ -144,17 +140,6 @@ def _readings(count: int, tag: str, **change: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _process_everything(settings: Settings, batch: str) -> None:
-    topic = settings.kafka_sensor_data_topic
-    ranges = plan_ranges(settings, topic, settings.etl_consumer_group, 10**9)
-    store = make_store(settings)
-    state = redis.Redis.from_url(settings.redis_url)
-    for offsets in ranges:
-        process_range(settings, store, state, RangeTask.of(batch, datetime.now(UTC), offsets))
-    commit_ranges(settings, settings.etl_consumer_group, ranges)
-    store.close()
-
-
 def test_provisional_within_seconds_then_the_stored_verdict_under_the_same_id(
     settings: Settings, api: str
 ) -> None:
@@ -172,7 +157,7 @@ def test_provisional_within_seconds_then_the_stored_verdict_under_the_same_id(
     assert (bad["valid"], bad["flags"]) == (False, ["impossible_value"])  # marked, not hidden
     assert all(r["valid"] for i, r in provisional.items() if i != bad["id"])
 
-    _process_everything(settings, f"batch-{tag}")  # the durable path: a worker stores them
+    process_pending(settings, f"batch-{tag}")  # the durable path: a worker stores them
     listener.wait_for(lambda: len(listener.readings(provisional=False)) >= 13, "durable")
     durable = {r["id"]: r for r in listener.readings(provisional=False)}
     assert set(durable) == set(provisional)

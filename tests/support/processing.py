@@ -1,0 +1,31 @@
+"""The ETL's work done directly in the test process: everything not yet processed on the
+test's own topic, processed (cleaned, indexed, aggregated) and committed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import redis
+
+from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
+from iot_pipeline.processing.pipeline import process_range
+from iot_pipeline.processing.ranges import OffsetRange, RangeTask
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import make_store
+
+
+def process_pending(settings: Settings, batch: str) -> list[OffsetRange]:
+    """Process and commit every record past the group's committed offsets; returns the
+    ranges."""
+    topic = settings.kafka_sensor_data_topic
+    ranges = plan_ranges(settings, topic, settings.etl_consumer_group, 10**9)
+    store = make_store(settings)
+    state = redis.Redis.from_url(settings.redis_url)
+    try:
+        for offsets in ranges:
+            process_range(settings, store, state, RangeTask.of(batch, datetime.now(UTC), offsets))
+        commit_ranges(settings, settings.etl_consumer_group, ranges)
+    finally:
+        store.close()
+        state.close()
+    return ranges
