@@ -257,3 +257,28 @@ def test_beyond_the_cap_a_stream_is_refused_with_retry_after(settings: Settings)
         assert all(listener.status == 200 for listener in held)
     finally:
         stop_api(process)
+
+
+def test_hostile_records_neither_stop_the_live_path_nor_reach_the_stream(
+    settings: Settings, api: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    listener = Listener(api, {"district": "Anfa"}).start()
+    producer = Producer(producer_config(settings))
+    topic = settings.kafka_sensor_data_topic
+    for hostile in (
+        b"\xff\xfe not json",
+        b"[" * 100_000,  # deeper than any parser's stack
+        json.dumps({**sample_reading(), "value": "NaN"}).encode(),
+        json.dumps({**sample_reading(), "event_time": "9999-12-31T23:59:59Z"}).encode(),
+        json.dumps({**sample_reading(), "unit": "°F", "metric": "pm25"}).encode(),
+        b"",
+    ):
+        producer.produce(topic, key=b"casa-anfa-01-temperature", value=hostile)
+    assert producer.flush(15) == 0
+    _produce(settings, _readings(3, tag))
+    listener.wait_for(lambda: len(listener.readings(provisional=True)) >= 3, "after the hostile")
+    assert {r["event_id"] for r in listener.readings()} == {f"{tag}-{i}" for i in range(3)}
+    assert _metric(api, "iot_api_live_upstreams") == 2
+    assert _metric(api, "iot_api_live_errors_total") == 0
+    listener.stop.set()
