@@ -4,6 +4,7 @@
     <prefix>-agg-1m-YYYY.MM.DD        1-minute window aggregates, by day
     <prefix>-agg-1h-YYYY.MM           1-hour aggregates, by month
     <prefix>-agg-1d-YYYY              1-day aggregates, by year
+    <prefix>-sensors                  the sensor registry, one document per sensor
 
 Time-bucketed names let retention delete whole indices, each resolution on a schedule of its
 own. The index templates (`elasticsearch/*.template.json`) match these patterns.
@@ -39,3 +40,8 @@ def aggregates_index(prefix: str, resolution: Resolution | str, start: int) -> s
 def aggregates_pattern(prefix: str, resolution: Resolution | str) -> str:
     """Every index of one resolution's aggregates."""
     return f"{prefix}-agg-{resolution}-*"
+
+
+def sensors_index(prefix: str) -> str:
+    """The sensor registry: one document per sensor, upserted by the workers."""
+    return f"{prefix}-sensors"

@@ -276,6 +276,12 @@ class Settings(BaseSettings):
         description="Events waiting for one client; a client that falls this far behind is "
         "disconnected and resumes from its last id.",
     )
+    api_status_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How long an API process reuses the Kafka positions behind "
+        "/pipeline/status, /health/pipeline and /metrics.",
+    )
     live_publish: bool = Field(
         True,
         description="Whether workers publish each stored slice of readings on the Redis "

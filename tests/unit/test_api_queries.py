@@ -49,10 +49,7 @@ def test_quality_filters() -> None:
     assert queries.quality_filter("flagged", None) == [{"exists": {"field": "flags"}}]
 
 
-def test_latest_collapses_per_sensor_and_aggregates_sort_totally() -> None:
-    latest = queries.latest_body(queries.ReadingFilter(metric=["no2"]), 500)
-    assert latest["collapse"] == {"field": "sensor_id"}
-    assert latest["size"] == 500
+def test_aggregates_sort_totally() -> None:
     agg = queries.aggregates_body("pm10", "district", ["Anfa"], None, None, 10, None)
     assert {"term": {"scope": "district"}} in agg["query"]["bool"]["filter"]
     assert [list(s) for s in agg["sort"]] == [["window_start"], ["key"]]

@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse
 from iot_pipeline import __version__
 from iot_pipeline.api import docs_pages, live, observability, pipeline_metrics, problems
 from iot_pipeline.api.routers import aggregates, aqi, health, pipeline, readings, sensors, stream
-from iot_pipeline.api.upstream import make_state_client
+from iot_pipeline.api.upstream import KafkaPositions, make_state_client
 from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import AsyncSearchStore, make_async_store
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
             if app.state.live is not None:
                 await app.state.live.stop()
             await app.state.run_state.aclose()
+            kafka.close()
             if store is None:
                 await app.state.store.close()
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
         redoc_url=None,
     )
     app.state.settings = settings
+    kafka = app.state.kafka = KafkaPositions(settings, settings.api_status_cache_seconds)
     problems.install(app)
     docs_pages.install(app)
     registry = observability.install(app)
@@ -82,7 +84,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
             expose_headers=["X-Request-ID"],
         )
     protected = [Depends(observability.require_api_key(settings.api_key.get_secret_value()))]
-    lags = pipeline_metrics.LagReader(settings)
+    lags = pipeline_metrics.LagReader(kafka, settings.kafka_sensor_data_topic)
     app.include_router(health.router)
     for module in (sensors, readings, aggregates, aqi, stream, pipeline):
         app.include_router(module.router, dependencies=protected)

@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from iot_pipeline import indices
+from iot_pipeline.api.upstream import KafkaPositions
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import AsyncSearchStore
 
@@ -29,9 +30,15 @@ def get_state_client(request: Request) -> redis.asyncio.Redis:
     return client
 
 
+def get_kafka(request: Request) -> KafkaPositions:
+    kafka: KafkaPositions = request.app.state.kafka
+    return kafka
+
+
 Store = Annotated[AsyncSearchStore, Depends(get_store)]
 Conf = Annotated[Settings, Depends(get_settings)]
 StateClient = Annotated[redis.asyncio.Redis, Depends(get_state_client)]
+Kafka = Annotated[KafkaPositions, Depends(get_kafka)]
 
 
 def readings_pattern(settings: Settings) -> str:

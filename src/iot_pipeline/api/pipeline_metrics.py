@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from iot_pipeline.api.upstream import kafka_positions, read_run_state
+from iot_pipeline.api.upstream import KafkaPositions, read_run_state
 from iot_pipeline.errors import KafkaUnavailable, RedisUnavailable
 from iot_pipeline.orchestration.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
@@ -94,12 +94,13 @@ def exposition(metrics: list[Metric]) -> bytes:
 class LagReader:
     """Kafka lag for scrapes: one read in flight at most, a short wait, None on failure."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, kafka: KafkaPositions, topic: str) -> None:
+        self.kafka = kafka
+        self.topic = topic
         self._pending: asyncio.Future[dict[int, int]] | None = None
 
     def _read(self) -> dict[int, int]:
-        group = kafka_positions(self.settings, self.settings.kafka_sensor_data_topic)
+        group = self.kafka.read(self.topic)
         return {p.partition: p.lag for p in group}
 
     async def read(self) -> dict[int, int] | None:

@@ -121,38 +121,6 @@ def readings_body(
     return body
 
 
-def latest_body(where: ReadingFilter, size: int) -> dict[str, Any]:
-    """The newest reading of every sensor matching the filter (field collapsing)."""
-    return {
-        "size": size,
-        "query": {"bool": {"filter": where.clauses()}},
-        "collapse": {"field": "sensor_id"},
-        "sort": [{"event_time": {"order": "desc"}}, {"event_id": {"order": "desc"}}],
-        "track_total_hits": False,
-    }
-
-
-def sensors_body(where: ReadingFilter, size: int) -> dict[str, Any]:
-    """Every sensor seen in the filter's range, with its newest reading."""
-    return {
-        "size": 0,
-        "query": {"bool": {"filter": where.clauses()}},
-        "aggs": {
-            "sensors": {
-                "terms": {"field": "sensor_id", "size": size, "order": {"_key": "asc"}},
-                "aggs": {
-                    "latest": {
-                        "top_hits": {
-                            "size": 1,
-                            "sort": [{"event_time": {"order": "desc"}}],
-                        }
-                    }
-                },
-            }
-        },
-    }
-
-
 AGGREGATE_SORT_SHAPE = (int, str)
 
 

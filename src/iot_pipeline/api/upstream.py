@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+import time
 
 import redis
 import redis.asyncio
+from confluent_kafka import Consumer, KafkaException
 
-from iot_pipeline.errors import KafkaUnavailable, RedisUnavailable
-from iot_pipeline.orchestration.offsets import PartitionPosition, positions
+from iot_pipeline.errors import KafkaUnavailable, OffsetsError, RedisUnavailable
+from iot_pipeline.kafka_config import consumer_config
+from iot_pipeline.orchestration.offsets import PartitionPosition, group_positions
 from iot_pipeline.orchestration.run_state import RunState, parse_state, state_commands
 from iot_pipeline.settings import Settings, split_host_port
 
@@ -56,11 +61,60 @@ def _reachable(settings: Settings) -> bool:
     return False
 
 
-def kafka_positions(settings: Settings, topic: str) -> list[PartitionPosition]:
-    """The ETL group's positions on `topic` (blocking: run it in a thread)."""
-    # a closed port fails now, not after the client's metadata timeout
-    if not _reachable(settings):
-        raise KafkaUnavailable(f"no broker of {settings.kafka_brokers} accepts connections")
-    return positions(
-        settings, topic, settings.etl_consumer_group
-    )  # OffsetsError is a KafkaUnavailable
+class KafkaPositions:
+    """The ETL group's positions as the API reads them (blocking: call from a thread).
+
+    One consumer of the group per API process, kept open (never one per request), and each
+    topic's answer, an outage included, reused for `ttl` seconds: a burst of requests costs
+    Kafka one read. Reads are serialised; a failed one closes the consumer, and the next read
+    after the ttl opens a new one.
+    """
+
+    def __init__(self, settings: Settings, ttl: float) -> None:
+        self.settings = settings
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._consumer: Consumer | None = None
+        self._answers: dict[str, tuple[float, list[PartitionPosition] | KafkaUnavailable]] = {}
+
+    def read(self, topic: str) -> list[PartitionPosition]:
+        with self._lock:
+            cached = self._answers.get(topic)
+            if cached is not None and time.monotonic() - cached[0] < self.ttl:
+                answer = cached[1]
+            else:
+                answer = self._read(topic)
+                self._answers[topic] = (time.monotonic(), answer)
+        if isinstance(answer, KafkaUnavailable):
+            raise answer
+        return answer
+
+    def _read(self, topic: str) -> list[PartitionPosition] | KafkaUnavailable:
+        # a closed port fails now, not after the client's metadata timeout
+        if not _reachable(self.settings):
+            self._close()
+            return KafkaUnavailable(
+                f"no broker of {self.settings.kafka_brokers} accepts connections"
+            )
+        try:
+            if self._consumer is None:
+                config = consumer_config(
+                    self.settings, self.settings.etl_consumer_group, log_level=3
+                )
+                self._consumer = Consumer(config)
+            return group_positions(self._consumer, topic)
+        except (KafkaException, OffsetsError) as exc:
+            self._close()
+            if isinstance(exc, OffsetsError):
+                return exc
+            return OffsetsError(f"Kafka refused an offsets request: {exc}")
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            with contextlib.suppress(KafkaException, RuntimeError):
+                consumer.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()

@@ -59,28 +59,34 @@ class PartitionPosition:
 def positions(settings: Settings, topic: str, group: str) -> list[PartitionPosition]:
     """Committed offset and watermarks of every partition of the topic."""
     with _group_client(settings, group) as consumer:
-        parts = _partitions(consumer, topic)
-        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=TIMEOUT)
-        result = []
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=TIMEOUT
+        return group_positions(consumer, topic)
+
+
+def group_positions(consumer: Consumer, topic: str) -> list[PartitionPosition]:
+    """`positions` through a consumer of the group that the caller keeps (KafkaException
+    passes through: the caller decides what an outage means)."""
+    parts = _partitions(consumer, topic)
+    committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=TIMEOUT)
+    result = []
+    for tp in committed:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, tp.partition), timeout=TIMEOUT
+        )
+        start = tp.offset if tp.offset >= 0 else low
+        if start < low:
+            # Kafka's retention deleted records this group never processed.
+            log.warning(
+                "%s[%d]: committed offset %d is below the log start %d; %d records were "
+                "deleted by Kafka retention before processing",
+                topic,
+                tp.partition,
+                start,
+                low,
+                low - start,
             )
-            start = tp.offset if tp.offset >= 0 else low
-            if start < low:
-                # Kafka's retention deleted records this group never processed.
-                log.warning(
-                    "%s[%d]: committed offset %d is below the log start %d; %d records were "
-                    "deleted by Kafka retention before processing",
-                    topic,
-                    tp.partition,
-                    start,
-                    low,
-                    low - start,
-                )
-                start = low
-            result.append(PartitionPosition(tp.partition, start, low, high))
-        return result
+            start = low
+        result.append(PartitionPosition(tp.partition, start, low, high))
+    return result
 
 
 def plan_ranges(

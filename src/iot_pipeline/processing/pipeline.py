@@ -23,7 +23,7 @@ from iot_pipeline.cleaning import (
     clean_batch,
 )
 from iot_pipeline.cleaning.batch import unprocessable
-from iot_pipeline.errors import PermanentError, PermanentStoreError
+from iot_pipeline.errors import PermanentError
 from iot_pipeline.indices import readings_index
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import deliver, index_rejections
@@ -31,6 +31,7 @@ from iot_pipeline.processing.documents import reading_actions, reading_id
 from iot_pipeline.processing.live_feed import publish_stored
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
+from iot_pipeline.processing.registry import registry_actions
 from iot_pipeline.processing.state_store import (
     load_replay_states,
     load_states,
@@ -44,6 +45,7 @@ from iot_pipeline.storage import (
     IndexReport,
     SearchStore,
     index_all,
+    refuse_rejections,
 )
 from iot_pipeline.vocabulary import DUPLICATE
 
@@ -150,6 +152,8 @@ def process_range(
     letters = result.dead_letters + index_rejections(report.rejected, by_id)
     delivered = deliver(settings, state_client, letters, task.batch_id, task.ingest_time)
     clock.lap("dead_letters")
+    _update_registry(settings, store, stored, task, bulk)
+    clock.lap("registry")
     windows, cross_flagged = (
         _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0)
     )
@@ -279,6 +283,21 @@ def _clean_and_index(
     return result, keep, report
 
 
+def _update_registry(
+    settings: Settings,
+    store: SearchStore,
+    stored: list[CleanReading],
+    task: RangeTask,
+    bulk: BulkPolicy,
+) -> None:
+    """One scripted upsert per sensor of the range (see processing.registry)."""
+    actions = registry_actions(
+        settings.search_index_prefix, stored, task.batch_id, task.ingest_time
+    )
+    if actions:
+        refuse_rejections(index_all(store, actions, bulk), "sensor registry updates")
+
+
 def _update_aggregates(
     settings: Settings,
     store: SearchStore,
@@ -303,16 +322,6 @@ def _update_aggregates(
     flags, changed = cross_metric_updates(store, prefix, kept, interval)
     if flags:
         flagged = index_all(store, flags, bulk, refresh=True)
-        _refuse_rejections(flagged, "cross-metric flag updates")
+        refuse_rejections(flagged, "cross-metric flag updates")
     report = recompute_windows(store, prefix, windows | changed, interval, bulk)
     return report.written, len(flags)
-
-
-def _refuse_rejections(report: IndexReport, what: str) -> None:
-    """Our own updates are never malformed: a refusal is a bug or a template mismatch."""
-    if report.rejected:
-        first = report.rejected[0]
-        raise PermanentStoreError(
-            f"{len(report.rejected)} {what} refused, first {first.action.id}: "
-            f"{first.status} {first.reason}"
-        )

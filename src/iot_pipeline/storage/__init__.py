@@ -9,7 +9,7 @@ from iot_pipeline.storage.base import (
     ItemFailure,
     SearchStore,
 )
-from iot_pipeline.storage.bulk import BulkPolicy, IndexReport, index_all
+from iot_pipeline.storage.bulk import BulkPolicy, IndexReport, index_all, refuse_rejections
 from iot_pipeline.storage.templates import load_templates
 
 
@@ -49,4 +49,5 @@ __all__ = [
     "load_templates",
     "make_async_store",
     "make_store",
+    "refuse_rejections",
 ]

@@ -57,6 +57,8 @@ class IndexAction:
     op: str = "index"
     if_seq_no: int | None = None
     if_primary_term: int | None = None
+    # An update whose script raced another write is redone by the engine this many times.
+    retry_on_conflict: int | None = None
     # The action's bulk lines when already serialised (checked per record, sent as they are).
     encoded: bytes | None = field(default=None, compare=False, repr=False)
 
@@ -197,15 +199,12 @@ def encoded_action(action: IndexAction) -> bytes:
     """One action's two NDJSON lines of a bulk body (orjson: several times `json`'s speed)."""
     if action.encoded is not None:
         return action.encoded
+    meta: dict[str, Any] = {"_index": action.index, "_id": action.id}
     if action.if_seq_no is not None:
-        meta = {
-            "_index": action.index,
-            "_id": action.id,
-            "if_seq_no": action.if_seq_no,
-            "if_primary_term": action.if_primary_term,
-        }
-        return orjson.dumps({action.op: meta}) + b"\n" + orjson.dumps(action.document) + b"\n"
-    return encode_action(action.op, action.index, action.id, action.document)
+        meta |= {"if_seq_no": action.if_seq_no, "if_primary_term": action.if_primary_term}
+    if action.retry_on_conflict is not None:
+        meta["retry_on_conflict"] = action.retry_on_conflict
+    return orjson.dumps({action.op: meta}) + b"\n" + orjson.dumps(action.document) + b"\n"
 
 
 def encode_action(op: str, index: str, doc_id: str, document: dict[str, Any]) -> bytes:

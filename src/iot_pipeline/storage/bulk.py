@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from iot_pipeline.errors import TransientStoreError
+from iot_pipeline.errors import PermanentStoreError, TransientStoreError
 from iot_pipeline.storage.base import (
     IndexAction,
     ItemFailure,
@@ -86,3 +86,14 @@ def index_all(
             report.retries += len(retry)
             pending = [f.action for f in retry]
     return report
+
+
+def refuse_rejections(report: IndexReport, what: str) -> None:
+    """For the pipeline's own updates, never malformed: a refusal is a bug or a template
+    mismatch, and fails the work (PermanentStoreError) instead of passing unnoticed."""
+    if report.rejected:
+        first = report.rejected[0]
+        raise PermanentStoreError(
+            f"{len(report.rejected)} {what} refused, first {first.action.id}: "
+            f"{first.status} {first.reason}"
+        )

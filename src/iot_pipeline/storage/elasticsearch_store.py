@@ -62,7 +62,10 @@ class ElasticsearchStore:
             if mappings:
                 with translated(store_error):
                     self.client.indices.put_mapping(
-                        index=",".join(body["index_patterns"]), allow_no_indices=True, **mappings
+                        index=",".join(body["index_patterns"]),
+                        allow_no_indices=True,
+                        ignore_unavailable=True,  # a pattern naming one index, not created yet
+                        **mappings,
                     )
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:

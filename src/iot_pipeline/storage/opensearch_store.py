@@ -78,7 +78,10 @@ class OpenSearchStore:
                 patterns = ",".join(body["index_patterns"])
                 with translated(store_error):
                     self.client.indices.put_mapping(
-                        index=patterns, body=mappings, allow_no_indices=True
+                        index=patterns,
+                        body=mappings,
+                        allow_no_indices=True,
+                        ignore_unavailable=True,  # a pattern naming one index, not created yet
                     )
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:

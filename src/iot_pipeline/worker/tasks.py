@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from contextvars import Token
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -21,10 +22,12 @@ from iot_pipeline.errors import (
     RangeFailed,
     RangeRedelivered,
     RedisUnavailable,
+    StoreError,
     TransientError,
     TransientStoreError,
 )
 from iot_pipeline.logs import bind, unbind
+from iot_pipeline.processing import registry
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings, get_settings
@@ -41,6 +44,10 @@ def _store() -> SearchStore:
     store.ensure_templates(
         load_templates(settings.search_templates_dir, settings.search_index_prefix)
     )
+    try:  # readings stored before the registry existed: register their sensors once
+        registry.ensure(store, settings.search_index_prefix, datetime.now(UTC))
+    except StoreError as exc:  # new ranges fill the registry anyway
+        log.warning("sensor registry not built from the stored readings: %s", exc)
     return store
 
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from iot_pipeline.api.deps import Conf, StateClient, Store
+from iot_pipeline.api.deps import Conf, Kafka, StateClient, Store
 from iot_pipeline.api.models import (
     Health,
     PipelineHealth,
@@ -15,7 +15,7 @@ from iot_pipeline.api.models import (
     StalledPartition,
     problem_schema,
 )
-from iot_pipeline.api.upstream import kafka_positions, read_run_state
+from iot_pipeline.api.upstream import read_run_state
 from iot_pipeline.orchestration.run_state import partition_health
 
 router = APIRouter(tags=["health"])
@@ -54,10 +54,10 @@ async def ready(store: Store) -> Ready:
     },
 )
 async def pipeline_health(
-    settings: Conf, state_client: StateClient
+    settings: Conf, state_client: StateClient, kafka: Kafka
 ) -> PipelineHealth | JSONResponse:
     state = await read_run_state(state_client, settings, recent=1)
-    group = await run_in_threadpool(kafka_positions, settings, settings.kafka_sensor_data_topic)
+    group = await run_in_threadpool(kafka.read, settings.kafka_sensor_data_topic)
     lags = {p.partition: p.lag for p in group}
     stalled = [
         StalledPartition(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from iot_pipeline.api import queries
+from iot_pipeline.api import queries, registry
 from iot_pipeline.api.deps import (
     Conf,
     Store,
@@ -85,6 +85,11 @@ async def list_readings(
     "/readings/latest",
     response_model=LatestReadings,
     summary="The latest reading of every sensor (the live view)",
+    description="The sensor registry names each sensor's newest (valid) reading and one ids "
+    "query fetches them: the cost grows with the number of sensors (at most "
+    f"{registry.MAX_SENSORS}), not with `within_hours` or the readings stored. A reading "
+    "whose verdict changed after it was stored (the cross-metric rule) is judged as stored "
+    "now. For readings as they arrive, use `/stream/readings`.",
 )
 async def latest_readings(
     *,
@@ -101,14 +106,12 @@ async def latest_readings(
     settings: Conf,
 ) -> LatestReadings:
     check_values("district", district)
-    now = datetime.now(UTC)
-    where = queries.ReadingFilter(
+    items = await registry.latest_readings(
+        store,
+        settings,
         district=district,
         metric=list(metric or []),
-        start=now - timedelta(hours=within_hours),
-        end=now + timedelta(minutes=5),
-        quality="all" if include_invalid else "valid",
+        include_invalid=include_invalid,
+        within=timedelta(hours=within_hours),
     )
-    body = queries.latest_body(where, settings.api_max_limit)
-    hits = (await store.search(readings_pattern(settings), body))["hits"]["hits"]
-    return LatestReadings(items=[Reading.model_validate(source(h)) for h in hits])
+    return LatestReadings(items=items)

@@ -1,0 +1,148 @@
+"""The API's reads of the sensor registry (processing.registry writes it): sensors, the
+latest reading of each, and the last batch, each in O(sensors) whatever the readings hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from iot_pipeline.api import queries
+from iot_pipeline.api.deps import readings_pattern
+from iot_pipeline.api.models import LastBatch, Reading, Sensor
+from iot_pipeline.errors import PermanentStoreError
+from iot_pipeline.indices import sensors_index
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import AsyncSearchStore
+from iot_pipeline.storage.base import is_missing_index
+
+MAX_SENSORS = 10_000  # the registry's answers are at most this long
+
+
+async def _search(store: AsyncSearchStore, settings: Settings, body: dict[str, Any]) -> list[Any]:
+    """Registry hits; none before the first range created the registry."""
+    try:
+        result = await store.search(sensors_index(settings.search_index_prefix), body)
+    except PermanentStoreError as exc:
+        if is_missing_index(exc):
+            return []
+        raise
+    hits: list[Any] = result["hits"]["hits"]
+    return hits
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _online_clause(settings: Settings, now: datetime) -> dict[str, Any]:
+    since = now - timedelta(seconds=settings.sensor_offline_after_seconds)
+    return {"range": {"last_seen_ms": {"gte": _ms(since)}}}
+
+
+async def sensors(
+    store: AsyncSearchStore,
+    settings: Settings,
+    *,
+    sensor_id: list[str] | None = None,
+    district: list[str] | None = None,
+    metric: list[str] | None = None,
+    status: str | None = None,
+) -> list[Sensor]:
+    """Registered sensors by id, with their status now."""
+    now = datetime.now(UTC)
+    query: dict[str, Any] = {
+        "filter": [
+            *queries.terms("sensor_id", sensor_id),
+            *queries.terms("district", district),
+            *queries.terms("metric", metric),
+        ]
+    }
+    if status == "online":
+        query["filter"].append(_online_clause(settings, now))
+    elif status == "offline":
+        query["must_not"] = [_online_clause(settings, now)]
+    body = {
+        "size": MAX_SENSORS,
+        "query": {"bool": query},
+        "sort": [{"sensor_id": "asc"}],
+        "track_total_hits": False,
+    }
+    return [_sensor(h["_source"], now, settings) for h in await _search(store, settings, body)]
+
+
+def _sensor(doc: dict[str, Any], now: datetime, settings: Settings) -> Sensor:
+    last_seen = datetime.fromisoformat(doc["last_seen"])
+    online = (now - last_seen).total_seconds() <= settings.sensor_offline_after_seconds
+    return Sensor(
+        sensor_id=doc["sensor_id"],
+        station_id=doc["station_id"],
+        district=doc["district"],
+        metric=doc["metric"],
+        unit=doc["unit"],
+        location=doc["location"],
+        firmware=doc["firmware"],
+        last_seen=last_seen,
+        last_value=doc["last"]["value"],
+        status="online" if online else "offline",
+    )
+
+
+async def latest_readings(
+    store: AsyncSearchStore,
+    settings: Settings,
+    *,
+    district: list[str] | None,
+    metric: list[str] | None,
+    include_invalid: bool,
+    within: timedelta,
+) -> list[Reading]:
+    """The newest reading (or newest valid one) of every sensor heard from `within`: the
+    registry names them, one ids query fetches them as stored now (a verdict changed since,
+    e.g. by the cross-metric rule, is what counts)."""
+    now = datetime.now(UTC)
+    pointer = "last" if include_invalid else "last_valid"
+    body = {
+        "size": MAX_SENSORS,
+        "_source": [f"{pointer}.id"],
+        "query": {
+            "bool": {
+                "filter": [
+                    *queries.terms("district", district),
+                    *queries.terms("metric", metric),
+                    {"range": {f"{pointer}.ms": {"gte": _ms(now - within)}}},
+                ]
+            }
+        },
+        "track_total_hits": False,
+    }
+    ids = [h["_source"][pointer]["id"] for h in await _search(store, settings, body)]
+    if not ids:
+        return []
+    where = queries.ReadingFilter(quality="all" if include_invalid else "valid")
+    found = await store.search(
+        readings_pattern(settings),
+        {
+            "size": len(ids),
+            "query": {"bool": {"filter": [{"ids": {"values": ids}}, *where.clauses()]}},
+            "sort": [{"event_time": "desc"}, {"event_id": "desc"}],
+            "track_total_hits": False,
+        },
+    )
+    return [Reading.model_validate(h["_source"]) for h in found["hits"]["hits"]]
+
+
+async def last_batch(store: AsyncSearchStore, settings: Settings) -> LastBatch | None:
+    """The batch that last stored readings (the registry's newest ingest time)."""
+    body = {
+        "size": 1,
+        "_source": ["batch_id", "ingest_time"],
+        "sort": [{"ingest_ms": "desc"}],
+        "track_total_hits": False,
+    }
+    hits = await _search(store, settings, body)
+    if not hits:
+        return None
+    doc = hits[0]["_source"]
+    return LastBatch(
+        batch_id=doc["batch_id"], ingest_time=datetime.fromisoformat(doc["ingest_time"])
+    )
