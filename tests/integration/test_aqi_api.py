@@ -105,3 +105,68 @@ def test_the_aqi_of_an_hour_follows_the_standard_on_stored_aggregates(
         assert too_long.status_code == 422
     finally:
         stop_api(process)
+
+
+def _station_reading(station: str, at: datetime, value: float, n: int) -> dict[str, object]:
+    return sample_reading(
+        event_id=f"{station}-{n}",
+        sensor_id=f"{station}-pm25",
+        station_id=station,
+        district="Anfa",
+        metric="pm25",
+        unit="µg/m³",
+        value=value,
+        seq=n,
+        event_time=at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+    )
+
+
+def test_each_station_has_its_own_aqi_and_the_district_pools_them(settings: Settings) -> None:
+    last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - HOUR
+    levels = {"casa-anfa-01": 80.0, "casa-anfa-02": 8.0}  # a busy road and a park
+    producer = Producer(producer_config(settings))
+    for station, level in levels.items():
+        for i in range(24):
+            r = _station_reading(station, last - i * HOUR + timedelta(minutes=20), level, i)
+            producer.produce(
+                settings.kafka_sensor_data_topic,
+                key=str(r["sensor_id"]).encode(),
+                value=json.dumps(r).encode(),
+            )
+    assert producer.flush(15) == 0
+    process_pending(settings, "aqi-stations")
+    store = make_store(settings)
+    store.refresh(f"{settings.search_index_prefix}-*")
+    store.close()
+    hour = int(last.timestamp())
+    day = range(hour - 23 * aqi.HOUR, hour + 1, aqi.HOUR)
+    expected = {
+        s: aqi.hour_aqi({"pm25": dict.fromkeys(day, v)}, hour).aqi for s, v in levels.items()
+    }
+    pooled = aqi.hour_aqi({"pm25": dict.fromkeys(day, 44.0)}, hour).aqi
+    assert expected["casa-anfa-01"] != pooled != expected["casa-anfa-02"]
+    process, url = start_api(settings)
+    try:
+        window = {"start": last.isoformat(), "end": (last + HOUR).isoformat()}
+        stations = httpx.get(
+            f"{url}/aqi", params={"scope": "station", "district": "Anfa", **window}, timeout=30
+        ).json()
+        assert stations["scope"] == "station"
+        assert {h["station"]: h["aqi"] for h in stations["items"]} == expected
+        assert {h["district"] for h in stations["items"]} == {"Anfa"}
+        one = httpx.get(
+            f"{url}/aqi",
+            params={"scope": "station", "station": "casa-anfa-02", **window},
+            timeout=30,
+        ).json()["items"]
+        assert [(h["station"], h["aqi"]) for h in one] == [
+            ("casa-anfa-02", expected["casa-anfa-02"])
+        ]
+        (district,) = httpx.get(
+            f"{url}/aqi", params={"district": "Anfa", **window}, timeout=30
+        ).json()["items"]
+        assert (district["station"], district["aqi"]) == (None, pooled)
+        refused = httpx.get(f"{url}/aqi", params={"station": "casa-anfa-01"}, timeout=30)
+        assert refused.status_code == 422
+    finally:
+        stop_api(process)

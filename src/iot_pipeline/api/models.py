@@ -277,9 +277,11 @@ class AqiSubIndex(BaseModel):
 
 
 class AqiHour(BaseModel):
-    """The AQI of one district for one hour (null when no pollutant has enough data)."""
+    """The AQI of one district or station for one hour (null when no pollutant has enough
+    data)."""
 
     district: str
+    station: str | None = Field(None, description="The station (scope `station`).")
     hour_start: datetime
     hour_end: datetime
     aqi: int | None
@@ -291,4 +293,5 @@ class AqiHour(BaseModel):
 
 class AqiPage(BaseModel):
     standard: str
+    scope: Literal["district", "station"]
     items: list[AqiHour]

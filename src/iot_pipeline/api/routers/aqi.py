@@ -1,18 +1,21 @@
-"""The US EPA Air Quality Index per district and hour, from the hourly aggregates."""
+"""The US EPA Air Quality Index per district or station and hour, from the hourly aggregates."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
 from iot_pipeline import aqi
+from iot_pipeline.api import registry
 from iot_pipeline.api.deps import Conf, Store, check_values, invalid
 from iot_pipeline.api.models import AqiHour, AqiPage, AqiSubIndex, problem_schema
 from iot_pipeline.api.routers.readings import End, Start
 from iot_pipeline.indices import aggregates_pattern
+from iot_pipeline.settings import Settings
+from iot_pipeline.storage import AsyncSearchStore
 
 router = APIRouter(
     tags=["aqi"],
@@ -22,6 +25,7 @@ router = APIRouter(
     },
 )
 MAX_HOURS = 72
+SENSORS_PER_SEARCH = 100  # x (MAX_HOURS + LOOK_BACK) hourly documents: below 10,000
 LOOK_BACK = 23  # hours before the first one asked for: the longest averaging period is 24 h
 STANDARD = "US EPA AQI, EPA-454/B-24-002 (May 2024), Table 6"
 EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
@@ -36,18 +40,29 @@ def _hour(moment: datetime) -> int:
 @router.get(
     "/aqi",
     response_model=AqiPage,
-    summary="Hourly air-quality index per district (US EPA AQI)",
+    summary="Hourly air-quality index per district or station (US EPA AQI)",
     description=(
         "The AQI of each hour in [start, end) (default: the current hour, so far) per "
-        "district, from the hourly means of PM2.5, PM10 (24 h), O3 and CO (8 h) and NO2 (1 h), "
-        f"following {STANDARD}. At most {MAX_HOURS} hours per request; one search of at most "
-        f"districts x 5 pollutants x (hours + {LOOK_BACK}) hourly aggregates."
+        "district or per station, from the hourly means of PM2.5, PM10 (24 h), O3 and CO (8 h) "
+        f"and NO2 (1 h), following {STANDARD}. At most {MAX_HOURS} hours per request. "
+        f"Districts: one search of at most districts x 5 pollutants x (hours + {LOOK_BACK}) "
+        "hourly aggregates. Stations: the sensor registry names their pollutant sensors, then "
+        f"one search per {SENSORS_PER_SEARCH} sensors of at most (hours + {LOOK_BACK}) hourly "
+        "aggregates each."
     ),
 )
 async def air_quality(
     *,
+    scope: Annotated[
+        Literal["district", "station"],
+        Query(description="One index per district (its pooled hourly means) or per station."),
+    ] = "district",
     district: Annotated[
         list[str] | None, Query(max_length=50, description="Districts (repeatable); all if none.")
+    ] = None,
+    station: Annotated[
+        list[str] | None,
+        Query(max_length=100, description="Stations (repeatable, scope `station`); all if none."),
     ] = None,
     start: Start = None,
     end: End = None,
@@ -55,6 +70,9 @@ async def air_quality(
     settings: Conf,
 ) -> AqiPage:
     check_values("district", district)
+    check_values("station", station)
+    if station and scope != "station":
+        raise invalid("station", "only with scope=station")
     for name, moment in (("start", start), ("end", end)):
         if moment is not None and not EARLIEST <= moment.astimezone(UTC) <= LATEST:
             raise invalid(name, "must be between 1970 and 9000")
@@ -66,46 +84,34 @@ async def air_quality(
     if (last - first) // aqi.HOUR + 1 > MAX_HOURS:
         raise invalid("end", f"at most {MAX_HOURS} hours per request")
     since = first - LOOK_BACK * aqi.HOUR
-    filters: list[dict[str, Any]] = [
-        {"term": {"scope": "district"}},
-        {"terms": {"metric": list(aqi.POLLUTANTS)}},
-        {
-            "range": {
-                "window_start": {
-                    "gte": since * 1000,
-                    "lte": last * 1000,
-                    "format": "epoch_millis",
-                }
-            }
-        },
-    ]
-    if district:
-        filters.append({"terms": {"key": district}})
-    body = {
-        "size": 10_000,
-        "query": {"bool": {"filter": filters}},
-        "_source": ["key", "metric", "window_start", "mean", "count"],
-    }
-    hits = (await store.search(aggregates_pattern(settings.search_index_prefix, "1h"), body))[
-        "hits"
-    ]["hits"]
-    hourly: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for hit in hits:
-        doc = hit["_source"]
-        if doc.get("mean") is None or not doc.get("count"):
-            continue  # an hour of invalid readings only: no concentration
-        start_epoch = int(
-            datetime.fromisoformat(doc["window_start"].replace("Z", "+00:00")).timestamp()
+    places: dict[str, str] = {}  # station -> its district
+    if scope == "district":
+        hourly = await _hourly_means(store, settings, "district", district, since, last)
+    else:
+        found = await registry.sensors(
+            store, settings, district=district, metric=list(aqi.POLLUTANTS)
         )
-        hourly[doc["key"]][doc["metric"]][start_epoch] = float(doc["mean"])
+        owners = {
+            s.sensor_id: s.station_id for s in found if not station or s.station_id in station
+        }
+        places = {s.station_id: s.district for s in found if s.sensor_id in owners}
+        hourly = defaultdict(lambda: defaultdict(dict))
+        ids = sorted(owners)
+        for at in range(0, len(ids), SENSORS_PER_SEARCH):
+            chunk = ids[at : at + SENSORS_PER_SEARCH]
+            means = await _hourly_means(store, settings, "sensor", chunk, since, last)
+            for sensor_id, by_metric in means.items():
+                hourly[owners[sensor_id]].update(by_metric)
     items = []
-    for name in sorted(set(district or ()) | set(hourly)):
+    asked = set(district or ()) if scope == "district" else set(station or ()) & set(places)
+    for name in sorted(asked | set(hourly)):
         for hour in range(first, last + 1, aqi.HOUR):
             result = aqi.hour_aqi(hourly.get(name, {}), hour)
             named = result.category
             items.append(
                 AqiHour(
-                    district=name,
+                    district=name if scope == "district" else places[name],
+                    station=None if scope == "district" else name,
                     hour_start=datetime.fromtimestamp(hour, UTC),
                     hour_end=datetime.fromtimestamp(hour + aqi.HOUR, UTC),
                     aqi=result.aqi,
@@ -124,4 +130,47 @@ async def air_quality(
                     ],
                 )
             )
-    return AqiPage(standard=STANDARD, items=items)
+    return AqiPage(standard=STANDARD, scope=scope, items=items)
+
+
+async def _hourly_means(
+    store: AsyncSearchStore,
+    settings: Settings,
+    scope: str,
+    keys: list[str] | None,
+    since: int,
+    last: int,
+) -> dict[str, dict[str, dict[int, float]]]:
+    """key -> pollutant -> hour start -> hourly mean, from the 1-hour aggregates."""
+    filters: list[dict[str, Any]] = [
+        {"term": {"scope": scope}},
+        {"terms": {"metric": list(aqi.POLLUTANTS)}},
+        {
+            "range": {
+                "window_start": {
+                    "gte": since * 1000,
+                    "lte": last * 1000,
+                    "format": "epoch_millis",
+                }
+            }
+        },
+    ]
+    if keys:
+        filters.append({"terms": {"key": keys}})
+    body = {
+        "size": 10_000,
+        "query": {"bool": {"filter": filters}},
+        "_source": ["key", "metric", "window_start", "mean", "count"],
+    }
+    pattern = aggregates_pattern(settings.search_index_prefix, "1h")
+    hits = (await store.search(pattern, body))["hits"]["hits"]
+    hourly: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for hit in hits:
+        doc = hit["_source"]
+        if doc.get("mean") is None or not doc.get("count"):
+            continue  # an hour of invalid readings only: no concentration
+        start_epoch = int(
+            datetime.fromisoformat(doc["window_start"].replace("Z", "+00:00")).timestamp()
+        )
+        hourly[doc["key"]][doc["metric"]][start_epoch] = float(doc["mean"])
+    return hourly
