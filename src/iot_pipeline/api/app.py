@@ -93,6 +93,9 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
         "/metrics",
         tags=["health"],
         summary="Prometheus metrics (text exposition format)",
+        description="One Redis round trip, the Kafka positions the process reuses for "
+        "API_STATUS_CACHE_SECONDS (a scrape waits at most "
+        f"{pipeline_metrics.LAG_TIMEOUT_SECONDS:.0f} s for them) and the process's own counters.",
         dependencies=protected,
         response_class=PlainTextResponse,
     )

@@ -26,6 +26,10 @@ router = APIRouter(
     "/aggregates",
     response_model=AggregatePage,
     summary="Tumbling-window statistics (count, min, max, mean, sum, std, completeness)",
+    description="One search returning at most `limit` (at most API_MAX_LIMIT) windows of one "
+    "resolution, sorted by (window start, key) and resumed with `cursor` (search_after: no "
+    "deep paging). Each resolution's indices are time-bucketed (1m by day, 1h by month, 1d "
+    "by year), so a `start`/`end` range only opens the indices it covers.",
 )
 async def list_aggregates(
     *,

@@ -21,7 +21,12 @@ from iot_pipeline.orchestration.run_state import partition_health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=Health, summary="The process is alive")
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="The process is alive",
+    description="Answers from the process alone: no upstream call.",
+)
 async def health() -> Health:
     return Health(status="ok")
 
@@ -30,6 +35,7 @@ async def health() -> Health:
     "/ready",
     response_model=Ready,
     summary="The search store answers",
+    description="One ping of the search store, within its client timeout.",
     responses={503: {"description": "The search store is down", **problem_schema()}},
 )
 async def ready(store: Store) -> Ready:
@@ -44,6 +50,8 @@ async def ready(store: Store) -> Ready:
     "/health/pipeline",
     response_model=PipelineHealth,
     summary="The ETL keeps up: no partition has lag without a recent commit",
+    description="One Redis round trip and the Kafka positions the process reuses for "
+    "API_STATUS_CACHE_SECONDS (one long-lived consumer, never one per request).",
     responses={
         503: {
             "description": "A partition is stalled (application/json, the same body as 200), "

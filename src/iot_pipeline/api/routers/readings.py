@@ -42,6 +42,10 @@ End = Annotated[datetime | None, Query(description="Until this event time (ISO 8
     "/readings",
     response_model=ReadingPage,
     summary="Cleaned readings with quality flags and provenance",
+    description="One search returning at most `limit` (at most API_MAX_LIMIT) readings, "
+    "resumed with `cursor` (search_after: no deep paging). The daily indices are sorted by "
+    "event time on disk, so the default newest-first order stops after `limit` matches per "
+    "index; `start`/`end` bound the indices and readings visited.",
 )
 async def list_readings(
     *,
