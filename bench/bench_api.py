@@ -3,8 +3,10 @@
 Dataset: 5 million simulated readings (9 days at one reading per sensor every 30 s, cleaned
 by the pipeline's own cleaner) in the prefix `bench-api`, plus their 1-hour district
 aggregates; loaded once and kept (`make clean` removes it). Then, with 32 concurrent clients:
-`/readings` (24 h, limit 100), `/aggregates` (1 h resolution, 7 days) and `/readings/latest`,
-each against the equivalent search body POSTed to the node, p50 and p99, in this invocation.
+`/readings` (24 h, limit 100) and `/aggregates` (1 h resolution, 7 days), each against the
+equivalent search body POSTed to the node; `/readings/latest` and `/sensors`, which read the
+sensor registry, against the search over the readings they sent before it (a collapse, a
+terms + top_hits aggregation); p50 and p99, in this invocation.
 Goal: API p99 <= 1.5 x direct p99 + 5 ms.
 """
 
@@ -31,11 +33,12 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from iot_pipeline.api import queries  # noqa: E402
+from iot_pipeline.api import queries, registry  # noqa: E402
 from iot_pipeline.cleaning import CleaningPolicy, RawRecord, clean_batch  # noqa: E402
 from iot_pipeline.generator.faults import FaultRates  # noqa: E402
 from iot_pipeline.generator.network import build_network  # noqa: E402
 from iot_pipeline.generator.stream import ReadingStream  # noqa: E402
+from iot_pipeline.processing import registry as processing_registry  # noqa: E402
 from iot_pipeline.processing.documents import reading_actions  # noqa: E402
 from iot_pipeline.settings import Settings  # noqa: E402
 from iot_pipeline.storage import load_templates, make_store  # noqa: E402
@@ -204,6 +207,31 @@ async def _measure(
     return latencies
 
 
+# What /readings/latest and /sensors sent before the sensor registry (their "direct" side):
+# a collapse on sensor_id and a terms + top_hits aggregation over every retained reading.
+def _collapse_body(clauses: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    return {
+        "size": size,
+        "query": {"bool": {"filter": clauses}},
+        "collapse": {"field": "sensor_id"},
+        "sort": [{"event_time": {"order": "desc"}}, {"event_id": {"order": "desc"}}],
+        "track_total_hits": False,
+    }
+
+
+def _sensors_aggregation_body(size: int) -> dict[str, Any]:
+    latest = {"top_hits": {"size": 1, "sort": [{"event_time": {"order": "desc"}}]}}
+    return {
+        "size": 0,
+        "aggs": {
+            "sensors": {
+                "terms": {"field": "sensor_id", "size": size, "order": {"_key": "asc"}},
+                "aggs": {"latest": latest},
+            }
+        },
+    }
+
+
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -219,7 +247,7 @@ async def run(settings: Settings, api_url: str, end: datetime, total: int) -> li
         start=datetime.now(UTC) - timedelta(hours=hours_back),
         end=datetime.now(UTC) + timedelta(minutes=5),
         quality="valid",
-    )
+    ).clauses()
     cases = [
         (
             "/readings (24 h, limit 100)",
@@ -240,7 +268,13 @@ async def run(settings: Settings, api_url: str, end: datetime, total: int) -> li
             "/readings/latest",
             f"/readings/latest?within_hours={hours_back:.0f}",
             f"{PREFIX}-readings-*",
-            queries.latest_body(latest_where, settings.api_max_limit),
+            _collapse_body(latest_where, settings.api_max_limit),
+        ),
+        (
+            "/sensors",
+            "/sensors",
+            f"{PREFIX}-readings-*",
+            _sensors_aggregation_body(registry.MAX_SENSORS),
         ),
     ]
     rows = []
@@ -281,6 +315,11 @@ def main() -> int:
     base = Settings()
     settings = base.model_copy(update={"search_index_prefix": PREFIX})
     end = _dataset_end(settings) or load(settings)
+    store = make_store(settings)
+    built = processing_registry.ensure(store, PREFIX, datetime.now(UTC))  # loaded, not processed
+    store.close()
+    if built is not None:
+        print(f"sensor registry built from the dataset: {built} sensors", flush=True)
     process, url = start_api(settings)
     try:
         rows = asyncio.run(run(settings, url, end, args.requests))
