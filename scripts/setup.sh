@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make setup: install everything the project needs on a fresh machine, idempotently.
 #  - checks prerequisites (Python 3.11, Java 17+, Maven, disk space)
-#  - redis-server through apt when it is missing
+#  - redis-server, chromium and chromium-driver (browser tests) through apt when missing
 #  - the virtualenv (.venv) with the package, every service's dependencies and dev tools
 #  - Kafka and OpenSearch jars from Maven Central into $STACK_DIR/lib
-#  - the browser assets the API serves (web/assets.json) into src/iot_pipeline/api/static/vendor
+#  - the browser assets the API serves (web/assets.json: Swagger UI, ReDoc, uPlot) into
+#    src/iot_pipeline/api/static/vendor
 #  - tools/composecheck (the Compose loader, for the container checks) into $STACK_DIR/bin
 # Each step is skipped when what it installs is already there and up to date.
 set -euo pipefail
@@ -31,18 +32,25 @@ command -v mvn >/dev/null 2>&1 || fail "Maven not found: install it (apt-get ins
 free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
 [ "$free_mb" -ge "$MIN_FREE_MB" ] || fail "only ${free_mb} MiB free here; the virtualenv, jars and data need ${MIN_FREE_MB} MiB"
 
-# --- redis-server -------------------------------------------------------------------------
-if command -v redis-server >/dev/null 2>&1; then
+# --- Debian packages: redis-server (the stack), chromium and its driver (the browser tests) ---
+# Each is looked for by the command it installs; only the missing ones are installed.
+apt_missing=()
+command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
+if [ ${#apt_missing[@]} -eq 0 ]; then
   step "redis-server: present ($(redis-server --version | awk '{print $3}'))"
+  step "chromium, chromium-driver: present ($(chromedriver --version | awk '{print $2}'))"
 else
-  step "redis-server: installing with apt"
+  step "${apt_missing[*]}: installing with apt"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
-  command -v apt-get >/dev/null 2>&1 || fail "redis-server is missing and apt-get is not available: install Redis 7 yourself"
+  command -v apt-get >/dev/null 2>&1 \
+    || fail "${apt_missing[*]} missing and apt-get is not available: install Redis 7, Chromium and its chromedriver yourself"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq || fail "apt-get update failed (run as root or with passwordless sudo)"
-  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
-    || fail "apt-get install redis-server failed"
+  $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null \
+    || fail "apt-get install ${apt_missing[*]} failed"
 fi
 
 # --- virtualenv -----------------------------------------------------------------------------
@@ -80,7 +88,7 @@ for component in kafka opensearch; do
   step "$component jars: $(ls "$dest"/*.jar | wc -l) jars in $dest"
 done
 
-# --- browser assets the API serves itself (Swagger UI, ReDoc), pinned in web/assets.json ---
+# --- browser assets the API serves itself (Swagger UI, ReDoc, uPlot), pinned in web/assets.json ---
 "$VENV/bin/python" scripts/vendor_assets.py \
   || fail "could not vendor the browser assets of web/assets.json (is the npm registry reachable?)"
 

@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.settings import Settings
 
-from support.api_process import start_api, stop_api
+from support.api_process import metric_value, start_api, stop_api, wait_live
 from support.isolation import own_pipeline
 from support.processing import process_pending
 from support.readings import sample_reading
@@ -38,17 +38,9 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="module")
 def api(settings: Settings) -> Iterator[str]:
     process, url = start_api(settings, API_STREAM_MAX_CLIENTS="150")
-    _wait_live(url)
+    wait_live(url)
     yield url
     stop_api(process)
-
-
-def _wait_live(url: str) -> None:
-    """Until the hub reads Kafka from its end and listens on Redis (both upstreams)."""
-    deadline = time.monotonic() + 30
-    while _metric(url, "iot_api_live_upstreams") < 2:
-        assert time.monotonic() < deadline, "the live path did not start"
-        time.sleep(0.1)
 
 
 @dataclass
@@ -191,13 +183,6 @@ def test_resume_with_last_event_id_loses_nothing(settings: Settings, api: str) -
         listener.stop.set()
 
 
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
-    assert values, f"{name} not in /metrics"
-    return values[0]
-
-
 def _search_queries(settings: Settings) -> int:
     response = httpx.get(
         f"{settings.search_url}/{settings.search_index_prefix}-*/_stats/search", timeout=10
@@ -230,8 +215,8 @@ def test_a_hundred_streams_share_one_upstream_and_query_nothing(
             ready = [asyncio.Event() for _ in range(clients)]
             tasks = [asyncio.create_task(listen(i, client, ready[i])) for i in range(clients)]
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 30)
-            open_clients = await asyncio.to_thread(_metric, api, "iot_api_stream_clients")
-            upstreams = await asyncio.to_thread(_metric, api, "iot_api_live_upstreams")
+            open_clients = await asyncio.to_thread(metric_value, api, "iot_api_stream_clients")
+            upstreams = await asyncio.to_thread(metric_value, api, "iot_api_live_upstreams")
             before = await asyncio.to_thread(_search_queries, settings)
             await asyncio.to_thread(_produce, settings, _readings(6, tag))
             await asyncio.wait_for(asyncio.gather(*tasks), 30)
@@ -248,7 +233,7 @@ def test_a_hundred_streams_share_one_upstream_and_query_nothing(
 def test_beyond_the_cap_a_stream_is_refused_with_retry_after(settings: Settings) -> None:
     process, url = start_api(settings, API_STREAM_MAX_CLIENTS="2")
     try:
-        _wait_live(url)
+        wait_live(url)
         held = [Listener(url).start() for _ in range(2)]
         refused = httpx.get(f"{url}/stream/readings", timeout=10)
         assert refused.status_code == 429
@@ -279,6 +264,6 @@ def test_hostile_records_neither_stop_the_live_path_nor_reach_the_stream(
     _produce(settings, _readings(3, tag))
     listener.wait_for(lambda: len(listener.readings(provisional=True)) >= 3, "after the hostile")
     assert {r["event_id"] for r in listener.readings()} == {f"{tag}-{i}" for i in range(3)}
-    assert _metric(api, "iot_api_live_upstreams") == 2
-    assert _metric(api, "iot_api_live_errors_total") == 0
+    assert metric_value(api, "iot_api_live_upstreams") == 2
+    assert metric_value(api, "iot_api_live_errors_total") == 0
     listener.stop.set()

@@ -36,6 +36,10 @@ def start_api(settings: Settings, **extra_env: str) -> tuple[subprocess.Popen[by
             "--port",
             str(port),
             "--no-access-log",
+            # as `make up` runs it: an open event stream would otherwise hold the stop until
+            # the stream's lifetime ends
+            "--timeout-graceful-shutdown",
+            "5",
         ],
         cwd=ROOT,
         env=settings_env(settings, **extra_env),
@@ -60,3 +64,20 @@ def stop_api(process: subprocess.Popen[bytes]) -> None:
         process.wait(15)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def metric_value(url: str, name: str, headers: dict[str, str] | None = None) -> float:
+    """One unlabelled sample of the API's /metrics."""
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} not in /metrics"
+    return values[0]
+
+
+def wait_live(url: str, headers: dict[str, str] | None = None) -> None:
+    """Until the API's live hub reads Kafka from its end and listens on Redis (both
+    upstreams): from then on, nothing produced reaches the stream late or never."""
+    deadline = time.monotonic() + 30
+    while metric_value(url, "iot_api_live_upstreams", headers) < 2:
+        assert time.monotonic() < deadline, "the live path did not start"
+        time.sleep(0.1)

@@ -10,7 +10,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 
 from iot_pipeline import __version__
-from iot_pipeline.api import docs_pages, live, observability, pipeline_metrics, problems
+from iot_pipeline.api import (
+    dashboard,
+    docs_pages,
+    live,
+    observability,
+    pipeline_metrics,
+    problems,
+)
 from iot_pipeline.api.routers import aggregates, aqi, health, pipeline, readings, sensors, stream
 from iot_pipeline.api.upstream import KafkaPositions, make_state_client
 from iot_pipeline.errors import ConfigurationError
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
     kafka = app.state.kafka = KafkaPositions(settings, settings.api_status_cache_seconds)
     problems.install(app)
     docs_pages.install(app)
+    dashboard.install(app)  # after docs_pages: the page's files are under its /static
     registry = observability.install(app)
     origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
     if origins:
