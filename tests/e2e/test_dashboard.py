@@ -7,7 +7,6 @@ API's. Nothing the browser requests leaves 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import uuid
@@ -18,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Producer
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -26,13 +24,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from iot_pipeline import aqi
 from iot_pipeline.generator.network import DISTRICTS
-from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
 from support.api_process import start_api, stop_api, wait_live
 from support.browser import chromium, console_errors, off_loopback, requested_urls
 from support.isolation import own_pipeline
+from support.kafka_io import produce_readings
 from support.processing import process_pending
 from support.readings import sample_reading
 from support.workers import ROOT, backfill
@@ -103,17 +101,6 @@ def _filled(card: WebElement, role: str) -> bool:
 def _rgb(colour: str) -> str:
     r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgb({r}, {g}, {b})"
-
-
-def _produce(settings: Settings, readings: list[dict[str, object]]) -> None:
-    producer = Producer(producer_config(settings))
-    for reading in readings:
-        producer.produce(
-            settings.kafka_sensor_data_topic,
-            key=str(reading["sensor_id"]).encode(),
-            value=json.dumps(reading).encode(),
-        )
-    assert producer.flush(15) == 0
 
 
 def _anfa_now(api: str, tag: str) -> tuple[list[dict[str, object]], dict[str, float]]:
@@ -213,7 +200,7 @@ def test_the_dashboard_shows_the_city_live_and_charts_it(
     )
     tag = uuid.uuid4().hex[:8]
     readings, shown = _anfa_now(api, tag)
-    _produce(settings, readings)
+    produce_readings(settings, readings)
     rows = f'#feed li[data-event-id^="{tag}-"]'
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 5, "the new readings")
     feed = {

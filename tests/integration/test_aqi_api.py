@@ -3,21 +3,19 @@ AQI that the standard's equation gives on the same hourly means, computed offlin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from confluent_kafka import Producer
 
 from iot_pipeline import aqi
-from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
 from support.api_process import start_api, stop_api
 from support.isolation import own_pipeline
+from support.kafka_io import produce_readings
 from support.processing import process_pending
 from support.readings import sample_reading
 
@@ -60,14 +58,7 @@ def test_the_aqi_of_an_hour_follows_the_standard_on_stored_aggregates(
         means["pm25"][int(hour.timestamp())] = (low + high) / 2
     readings.append(_reading("no2", "µg/m³", last + timedelta(minutes=5), 300.0, 0))
     means["no2"][int(last.timestamp())] = 300.0
-    producer = Producer(producer_config(settings))
-    for r in readings:
-        producer.produce(
-            settings.kafka_sensor_data_topic,
-            key=str(r["sensor_id"]).encode(),
-            value=json.dumps(r).encode(),
-        )
-    assert producer.flush(15) == 0
+    produce_readings(settings, readings)
     process_pending(settings, "aqi")
     store = make_store(settings)
     store.refresh(f"{settings.search_index_prefix}-agg-*")  # searchable now, not in 5 s
@@ -124,16 +115,14 @@ def _station_reading(station: str, at: datetime, value: float, n: int) -> dict[s
 def test_each_station_has_its_own_aqi_and_the_district_pools_them(settings: Settings) -> None:
     last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - HOUR
     levels = {"casa-anfa-01": 80.0, "casa-anfa-02": 8.0}  # a busy road and a park
-    producer = Producer(producer_config(settings))
-    for station, level in levels.items():
-        for i in range(24):
-            r = _station_reading(station, last - i * HOUR + timedelta(minutes=20), level, i)
-            producer.produce(
-                settings.kafka_sensor_data_topic,
-                key=str(r["sensor_id"]).encode(),
-                value=json.dumps(r).encode(),
-            )
-    assert producer.flush(15) == 0
+    produce_readings(
+        settings,
+        [
+            _station_reading(station, last - i * HOUR + timedelta(minutes=20), level, i)
+            for station, level in levels.items()
+            for i in range(24)
+        ],
+    )
     process_pending(settings, "aqi-stations")
     store = make_store(settings)
     store.refresh(f"{settings.search_index_prefix}-*")

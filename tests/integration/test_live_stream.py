@@ -23,6 +23,7 @@ from iot_pipeline.settings import Settings
 
 from support.api_process import metric_value, start_api, stop_api, wait_live
 from support.isolation import own_pipeline
+from support.kafka_io import produce_readings
 from support.processing import process_pending
 from support.readings import sample_reading
 
@@ -101,14 +102,7 @@ class Listener:
 
 def _produce(settings: Settings, readings: list[dict[str, Any]]) -> float:
     """Send readings keyed by sensor; returns when they were acknowledged."""
-    producer = Producer(producer_config(settings))
-    for reading in readings:
-        producer.produce(
-            settings.kafka_sensor_data_topic,
-            key=str(reading["sensor_id"]).encode(),
-            value=json.dumps(reading).encode(),
-        )
-    assert producer.flush(15) == 0
+    produce_readings(settings, readings)
     return time.time()
 
 

@@ -4,23 +4,21 @@ readings, and a registry rebuilt from the readings matches the one the workers k
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Producer
 
 from iot_pipeline.indices import readings_pattern, sensors_index
-from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.processing import registry
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, make_store
 
 from support.api_process import start_api, stop_api
 from support.isolation import own_pipeline
+from support.kafka_io import produce_readings
 from support.processing import process_pending
 from support.readings import sample_reading
 
@@ -57,14 +55,7 @@ def _at(moment: datetime) -> str:
 
 
 def _send(settings: Settings, batch: str, readings: list[dict[str, Any]]) -> None:
-    producer = Producer(producer_config(settings))
-    for r in readings:
-        producer.produce(
-            settings.kafka_sensor_data_topic,
-            key=str(r["sensor_id"]).encode(),
-            value=json.dumps(r).encode(),
-        )
-    assert producer.flush(15) == 0
+    produce_readings(settings, readings)
     process_pending(settings, batch)
 
 

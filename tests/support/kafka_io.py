@@ -1,13 +1,29 @@
-"""Reading a whole topic back, for tests."""
+"""Readings into a test's topic, and a whole topic back, for tests."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterable, Mapping
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from iot_pipeline.kafka_config import consumer_config
+from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.settings import Settings
+
+
+def produce_readings(settings: Settings, readings: Iterable[Mapping[str, object]]) -> None:
+    """Send readings as JSON to the sensor topic, keyed by sensor like the simulator; returns
+    once Kafka acknowledged every one."""
+    producer = Producer(producer_config(settings))
+    for reading in readings:
+        producer.produce(
+            settings.kafka_sensor_data_topic,
+            key=str(reading["sensor_id"]).encode(),
+            value=json.dumps(reading).encode(),
+        )
+        producer.poll(0)
+    assert producer.flush(30) == 0
 
 
 def consume_all(
