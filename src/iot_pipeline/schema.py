@@ -22,17 +22,22 @@ Unit = Literal["°C", "°F", "%", "µg/m³", "mg/m³"]
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A metric's canonical unit and the range of values that are physically possible."""
+    """A metric's canonical unit, the range of values that are physically possible, and how
+    far beyond it a working instrument may still read within its stated accuracy."""
 
     unit: str
     minimum: float
     maximum: float
     description: str
+    tolerance: float = 0.0
 
 
 METRICS: dict[str, MetricSpec] = {
     "temperature": MetricSpec("°C", -90.0, 60.0, "air temperature"),
-    "humidity": MetricSpec("%", 0.0, 100.0, "relative humidity"),
+    # Near saturation, relative-humidity sensors read a few %RH above 100 within their stated
+    # accuracy (common capacitive sensors: +-2 to 3 %RH; BSRN Payerne reports 100.5 for
+    # hours of fog): up to 105 is a measurement, beyond it a broken sensor.
+    "humidity": MetricSpec("%", 0.0, 100.0, "relative humidity", tolerance=5.0),
     "pm25": MetricSpec("µg/m³", 0.0, 1000.0, "fine particulate matter (PM2.5)"),
     "pm10": MetricSpec("µg/m³", 0.0, 2000.0, "particulate matter (PM10)"),
     "no2": MetricSpec("µg/m³", 0.0, 2000.0, "nitrogen dioxide"),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from iot_pipeline import vocabulary
 from iot_pipeline.cleaning import CleaningPolicy, RawRecord, SensorState, clean_batch
-from iot_pipeline.cleaning.state import STUCK_REPEATS
+from iot_pipeline.cleaning.state import PERSISTENCE_SPAN, STUCK_REPEATS
 from iot_pipeline.schema import format_event_time
 
 from support.readings import sample_reading
@@ -168,11 +169,53 @@ def test_spike_against_the_recent_median_and_not_remembered() -> None:
     assert all(f == () for i, f in enumerate(flags) if i != 4)
 
 
-def test_stuck_after_identical_repeats() -> None:
-    values = [21.0, 21.4] + [21.7] * (STUCK_REPEATS + 2) + [21.9]
-    flags = [r.flags for r in clean(*_series(values)).readings]
-    stuck = [i for i, f in enumerate(flags) if vocabulary.STUCK in f]
-    assert stuck == list(range(2 + STUCK_REPEATS - 1, 2 + STUCK_REPEATS + 2))
+def _noisy(count: int) -> list[float]:
+    """A fine sensor: 0.01 degC resolution, moving about 0.3 degC from sample to sample."""
+    rng = random.Random(7)
+    return [round(21.0 + rng.uniform(-0.5, 0.5), 2) for _ in range(count)]
+
+
+def _stuck(values: list[float], **change: object) -> list[int]:
+    docs = [{**d, **change} for d in _series(values)]
+    return [i for i, r in enumerate(clean(*docs).readings) if vocabulary.STUCK in r.flags]
+
+
+def test_a_fine_sensor_is_stuck_from_the_third_identical_value() -> None:
+    learned = _noisy(12)
+    values = learned + [21.37] * (STUCK_REPEATS + 2) + [21.9]
+    first = len(learned) + STUCK_REPEATS - 1
+    assert _stuck(values) == list(range(first, first + 3))
+
+
+def test_a_sensor_not_yet_learned_is_judged_by_time_only() -> None:
+    assert _stuck([21.0, 21.4] + [21.7] * 10) == []
+
+
+def test_a_coarse_sensor_on_a_calm_night_is_stuck_only_past_the_persistence_span() -> None:
+    # 0.1 degC, one reading a minute, moving one step at a time: hours of one value are weather
+    ramp = [round(15.0 + 0.1 * (i % 3), 1) for i in range(30)]
+    span = int(PERSISTENCE_SPAN["temperature"] // 60)
+    values = ramp + [14.8] * (span + 3) + [14.9]
+    start = len(ramp)
+    assert _stuck(values) == [start + span + 1, start + span + 2]
+
+
+def test_a_value_at_a_physical_bound_is_never_stuck() -> None:
+    saturated = [100.5] * int(2 * PERSISTENCE_SPAN["humidity"] // 60)
+    humidity = {"sensor_id": "casa-anfa-01-humidity", "metric": "humidity", "unit": "%"}
+    assert _stuck([93.2, 97.6, 99.1, *saturated], **humidity) == []
+    assert _stuck([3.0, 1.0, *[0.0] * 400], sensor_id="x-pm25", metric="pm25", unit="µg/m³") == []
+
+
+@pytest.mark.parametrize(("value", "valid"), [(100.5, True), (105.0, True), (105.1, False)])
+def test_humidity_above_100_within_the_instruments_accuracy_is_a_measurement(
+    value: float, valid: bool
+) -> None:
+    (kept,) = clean(
+        reading(sensor_id="casa-anfa-01-humidity", metric="humidity", unit="%", value=value)
+    ).readings
+    assert kept.valid is valid
+    assert (vocabulary.IMPOSSIBLE_VALUE in kept.flags) is not valid
 
 
 def test_state_survives_a_json_round_trip() -> None:

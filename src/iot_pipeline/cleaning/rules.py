@@ -124,9 +124,11 @@ def normalise_time(reading: SensorReading) -> SensorReading:
 
 
 def physical_range(reading: SensorReading) -> tuple[str, ...]:
-    """Flag values the metric cannot physically take (canonical units)."""
+    """Flag values the metric cannot physically take (canonical units), beyond what an
+    instrument reads within its accuracy (MetricSpec.tolerance)."""
     spec = METRICS[reading.metric]
-    return () if spec.minimum <= reading.value <= spec.maximum else (IMPOSSIBLE_VALUE,)
+    low, high = spec.minimum - spec.tolerance, spec.maximum + spec.tolerance
+    return () if low <= reading.value <= high else (IMPOSSIBLE_VALUE,)
 
 
 def not_in_future(

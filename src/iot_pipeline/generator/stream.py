@@ -147,7 +147,8 @@ class ReadingStream:
             value = r.choice([r.uniform(-140.0, -95.0), r.uniform(70.0, 200.0)])
             return round(self._in_sensor_unit(i, value), 2)
         if metric == _HUMIDITY:
-            return round(r.choice([r.uniform(101.0, 250.0), r.uniform(-60.0, -1.0)]), 2)
+            # beyond the tolerance of a saturated sensor (schema.METRICS): surely broken
+            return round(r.choice([r.uniform(110.0, 250.0), r.uniform(-60.0, -10.0)]), 2)
         maximum = METRICS[METRIC_NAMES[metric]].maximum
         return round(r.choice([-r.uniform(1.0, 50.0), maximum * r.uniform(1.5, 4.0)]), 3)
 
