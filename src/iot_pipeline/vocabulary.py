@@ -35,6 +35,20 @@ STUCK: Final[Flag] = "stuck"
 RATE_OF_CHANGE: Final[Flag] = "rate_of_change"
 CROSS_METRIC: Final[Flag] = "cross_metric"  # e.g. PM2.5 above PM10 at the same station and time
 INVALIDATING: Final[frozenset[Flag]] = frozenset(get_args(Flag)) - {UNIT_CONVERTED}
+# The levels of quality control (docs/quality.md): level 1 checks validity (could any working
+# instrument have sent this?), level 2 consistency in time and within a station.
+LEVEL_1: Final[frozenset[Flag]] = frozenset(
+    {IMPOSSIBLE_VALUE, FUTURE_TIMESTAMP, TOO_LATE, DUPLICATE}
+)
+LEVEL_2: Final[frozenset[Flag]] = frozenset({SPIKE, STUCK, RATE_OF_CHANGE, CROSS_METRIC})
+
+# One quality-control verdict per reading, after NOAA MADIS's data descriptors.
+Qc = Literal["S", "C", "Q", "X"]
+QC_SCREENED: Final[Qc] = "S"  # passed levels 1 and 2, with a recent history to judge it by
+QC_CHECKED: Final[Qc] = "C"  # passed level 1; level 2 had nothing to judge it by (yet)
+QC_QUESTIONED: Final[Qc] = "Q"  # failed a level-2 check: suspect, kept out of the aggregates
+QC_REJECTED: Final[Qc] = "X"  # failed a level-1 check: not a measurement
+QC_VALUES: Final[tuple[Qc, ...]] = get_args(Qc)
 
 # Why a record went to the dead-letter topic (its `dlq.reason` header).
 Reason = Literal[

@@ -174,6 +174,15 @@ def test_readings_filters_match_the_store(api: httpx.Client, stored: dict[str, A
     spikes = _walk(api, {"flag": "spike", "limit": 1000})
     assert {_id(r) for r in spikes} == {i for i, d in stored.items() if "spike" in d["flags"]}
 
+    # one QC verdict per reading, filtered on; only S and C enter the aggregates
+    verdicts = {i: d["qc"] for i, d in stored.items()}
+    assert set(verdicts.values()) == {"S", "C", "Q", "X"}
+    assert all((d["qc"] in ("S", "C")) == d["valid"] for d in stored.values())
+    questioned = _walk(api, {"qc": ["Q", "X"], "limit": 1000})
+    assert {_id(r) for r in questioned} == {i for i, v in verdicts.items() if v in ("Q", "X")}
+    assert {r["qc"] for r in questioned} == {"Q", "X"}
+    _problem(api.get("/readings", params={"qc": "Z"}), 422, "qc")
+
 
 def test_bad_parameters_are_422_naming_them(api: httpx.Client) -> None:
     _problem(api.get("/readings", params={"limit": 5000}), 422, "limit")
@@ -182,7 +191,7 @@ def test_bad_parameters_are_422_naming_them(api: httpx.Client) -> None:
     _problem(
         api.get("/readings", params={"start": NOW.isoformat(), "end": NOW.isoformat()}), 422, "end"
     )
-    _problem(api.get("/readings", params={"metric": "radon"}), 422, "metric.0")
+    _problem(api.get("/readings", params={"metric": "radon"}), 422, "metric")
     _problem(api.get("/readings", params={"cursor": "not-a-cursor"}), 422, "cursor")
     _problem(api.get("/readings", params={"sensor_id": "x" * 65}), 422, "sensor_id")
     _problem(api.get("/aggregates", params={"metric": "pm25", "resolution": "5m"}), 422)
@@ -255,6 +264,9 @@ def test_aggregates_by_scope_key_and_pages(api: httpx.Client, settings: Settings
             valid[(minute, d["district"])] += 1
     served = {(datetime.fromisoformat(a["window_start"]), a["key"]): a["count"] for a in everything}
     assert {k: v for k, v in served.items() if v} == dict(valid)
+    for a in everything:  # every reading of a window counted under its verdict
+        assert sum(a["qc"].values()) == a["readings"]
+        assert a["qc"].get("S", 0) + a["qc"].get("C", 0) == a["count"]
     one = api.get(
         "/aggregates", params={"metric": "pm25", "scope": "sensor", "key": "casa-anfa-01-pm25"}
     ).json()["items"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from iot_pipeline import vocabulary
-from iot_pipeline.cleaning import CleaningPolicy, RawRecord, SensorState, clean_batch
+from iot_pipeline.cleaning import CleaningPolicy, RawRecord, SensorState, clean_batch, qc_verdict
 from iot_pipeline.cleaning.state import PERSISTENCE_SPAN, STUCK_REPEATS
 from iot_pipeline.schema import format_event_time
 
@@ -232,3 +232,14 @@ def test_rate_of_change_against_the_previous_valid_reading() -> None:
     assert result.readings[1].flags == (vocabulary.RATE_OF_CHANGE,)
     slow = clean(*_series([21.0, 21.9, 22.8, 23.7]))
     assert all(r.valid for r in slow.readings)
+
+
+def test_each_reading_gets_one_qc_verdict() -> None:
+    values = [21.0, 21.2, 20.9, 21.1, 35.0, 21.3]
+    docs = [*_series(values), reading(event_id="hot", value=300.0)]
+    verdicts = [r.qc for r in clean(*docs).readings]
+    # the first has nothing to be judged by in time; the spike is questioned; 300 degC rejected
+    assert verdicts == ["C", "S", "S", "S", "Q", "S", "X"]
+    assert qc_verdict(["unit_converted"], screened=True) == "S"
+    assert qc_verdict(["cross_metric", "impossible_value"], screened=True) == "X"
+    assert qc_verdict(["stuck"], screened=False) == "Q"

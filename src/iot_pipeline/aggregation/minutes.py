@@ -45,6 +45,7 @@ class MinuteStats:
     invalid: int = 0
     sensors: set[str] | None = None
     quality: Counter[str] | None = None
+    qc: Counter[str] | None = None
 
 
 def collect_minutes(
@@ -71,6 +72,9 @@ def collect_minutes(
                     continue
                 minute = collected.setdefault(window, MinuteStats([]))
                 minute.readings += count
+                if key.get("qc") is not None:  # readings stored before the verdict have none
+                    minute.qc = minute.qc or Counter()
+                    minute.qc[key["qc"]] += count
                 if valid:
                     minute.parts.append(Moments.from_engine(bucket["s"]))
                 else:
@@ -155,8 +159,9 @@ def _time_ranges(runs: list[tuple[int, int]]) -> dict[str, Any]:
 
 
 def _minute_query(metrics: list[str], chunk: list[Clause], flags: bool = False) -> dict[str, Any]:
-    """A composite aggregation per (district, metric, minute, sensor, valid) with the value's
-    statistics, or per (..., flag) over flagged readings, over exactly the chunk's minutes."""
+    """A composite aggregation per (district, metric, minute, sensor, valid, qc verdict) with
+    the value's statistics, or per (..., flag) over flagged readings, over exactly the chunk's
+    minutes."""
     should = [
         {"bool": {"filter": [{"terms": {_KEY_FIELD[scope]: keys}}, _time_ranges(runs)]}}
         for scope, keys, runs in chunk
@@ -168,8 +173,11 @@ def _minute_query(metrics: list[str], chunk: list[Clause], flags: bool = False) 
         {"t": {"date_histogram": minute}},
         {"sensor_id": {"terms": {"field": "sensor_id"}}},
     ]
-    last = "flags" if flags else "valid"
-    sources.append({last: {"terms": {"field": last}}})
+    if flags:
+        sources.append({"flags": {"terms": {"field": "flags"}}})
+    else:
+        sources.append({"valid": {"terms": {"field": "valid"}}})
+        sources.append({"qc": {"terms": {"field": "qc", "missing_bucket": True}}})
     composite: dict[str, Any] = {"composite": {"size": COMPOSITE_PAGE, "sources": sources}}
     if not flags:
         composite["aggs"] = _STATS

@@ -158,7 +158,18 @@ def _settle(
     )
 
 
-_EXACT = ("count", "min", "max", "readings", "invalid", "quality", "sensors", "sensor_ids", "parts")
+_EXACT = (
+    "count",
+    "min",
+    "max",
+    "readings",
+    "invalid",
+    "quality",
+    "qc",
+    "sensors",
+    "sensor_ids",
+    "parts",
+)
 _CLOSE = ("sum", "mean", "std", "m2", "expected", "completeness")
 
 
@@ -180,6 +191,7 @@ def document(
     sensor_ids: list[str],
     sample_interval: float,
     parts: list[int] | None = None,
+    qc: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """An aggregate document (without its revision); `parts`: of a merged window, the starts
     of the children it was merged from."""
@@ -210,6 +222,7 @@ def document(
         "readings": readings,
         "invalid": invalid,
         "quality": dict(sorted(quality.items())),
+        "qc": dict(sorted((qc or {}).items())),
         **({"parts": parts} if parts is not None else {}),
         "pipeline_version": __version__,
     }
@@ -225,6 +238,7 @@ def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, 
             minute.quality or {},
             sorted(minute.sensors or ()) if window.scope == "district" else [window.key],
             context.sample_interval,
+            qc=minute.qc or {},
         )
         for window, minute in collect_minutes(context.store, context.prefix, windows).items()
     }
@@ -260,9 +274,11 @@ def _rolled_up_documents(
             continue
         parts = [doc for _, doc in present]
         quality: Counter[str] = Counter()
+        qc: Counter[str] = Counter()
         sensor_ids: set[str] = set()
         for part in parts:
             quality.update(part.get("quality") or {})
+            qc.update(part.get("qc") or {})
             sensor_ids.update(part.get("sensor_ids") or [])
         docs[parent] = document(
             parent,
@@ -273,5 +289,6 @@ def _rolled_up_documents(
             sorted(sensor_ids) if parent.scope == "district" else [parent.key],
             context.sample_interval,
             parts=[child.start for child, _ in present],
+            qc=qc,
         )
     return docs

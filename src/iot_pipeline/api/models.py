@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from iot_pipeline.vocabulary import Resolution, Scope
+from iot_pipeline.vocabulary import Qc, Resolution, Scope
 
 _READING_EXAMPLE: dict[str, Any] = {
     "event_id": "2afbd6f8-6b-1f",
@@ -26,6 +26,7 @@ _READING_EXAMPLE: dict[str, Any] = {
     "firmware": "3.0.2",
     "flags": [],
     "valid": True,
+    "qc": "S",
     "schema_version": 1,
     "pipeline_version": "0.1.0",
     "batch_id": "scheduled__2026-11-28T10:16:00_00:00",
@@ -66,6 +67,13 @@ class Reading(BaseModel):
     firmware: str
     flags: list[str] = Field(description="Why the reading is suspect; empty when clean.")
     valid: bool = Field(description="Whether it enters the aggregates.")
+    qc: Qc | None = Field(
+        None,
+        description="The quality-control verdict: `S` passed levels 1 and 2 (validity, then "
+        "consistency in time and within its station), `C` passed level 1 with no recent "
+        "history for level 2 to judge it by, `Q` questioned by level 2, `X` rejected by "
+        "level 1 (docs/quality.md). Null for readings stored before the verdict existed.",
+    )
     schema_version: int
     pipeline_version: str
     batch_id: str
@@ -144,6 +152,10 @@ class Aggregate(BaseModel):
     readings: int = Field(description="All readings received, valid or not.")
     invalid: int
     quality: dict[str, int] = Field(description="Readings per quality flag.")
+    qc: dict[str, int] = Field(
+        default_factory=dict,
+        description="Readings per quality-control verdict (`S`, `C`, `Q`, `X`; see Reading).",
+    )
     revision: int = Field(description="Goes up each time late data changes the window.")
 
 

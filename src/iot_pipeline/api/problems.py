@@ -55,7 +55,11 @@ def problem(
 
 
 def _parameter(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("query", "path", "header", "body")]
+    """The parameter an error is about: a query, path or header parameter by its name (a
+    repeated one too: `metric`, not `metric.1`), a body field by its path."""
+    if len(loc) >= 2 and loc[0] in ("query", "path", "header"):
+        return str(loc[1])
+    parts = [str(p) for p in loc if p != "body"]
     return ".".join(parts) or "(request)"
 
 

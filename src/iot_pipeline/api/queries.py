@@ -88,6 +88,7 @@ class ReadingFilter:
     end: datetime | None = None
     quality: Quality = "all"
     flag: str | None = None
+    qc: list[str] | None = None
 
     def clauses(self) -> list[dict[str, Any]]:
         return [
@@ -96,6 +97,7 @@ class ReadingFilter:
             *terms("metric", self.metric),
             *time_range("event_time", self.start, self.end),
             *quality_filter(self.quality, self.flag),
+            *terms("qc", self.qc),
         ]
 
 

@@ -7,6 +7,7 @@ from iot_pipeline.cleaning.batch import (
     DeadLetter,
     RawRecord,
     clean_batch,
+    qc_verdict,
 )
 from iot_pipeline.cleaning.rules import Rejection
 from iot_pipeline.cleaning.state import SensorState
@@ -20,4 +21,5 @@ __all__ = [
     "Rejection",
     "SensorState",
     "clean_batch",
+    "qc_verdict",
 ]

@@ -20,7 +20,17 @@ from iot_pipeline.cleaning.rules import (
 )
 from iot_pipeline.cleaning.state import SensorState, evict_idle, sequential_checks
 from iot_pipeline.schema import SensorReading
-from iot_pipeline.vocabulary import INVALIDATING, UNPROCESSABLE
+from iot_pipeline.vocabulary import (
+    INVALIDATING,
+    LEVEL_1,
+    LEVEL_2,
+    QC_CHECKED,
+    QC_QUESTIONED,
+    QC_REJECTED,
+    QC_SCREENED,
+    UNPROCESSABLE,
+    Qc,
+)
 
 
 @dataclass(frozen=True)
@@ -66,10 +76,26 @@ class CleanReading:
     source: RawRecord
     original_value: float
     original_unit: str
+    # whether the sensor had a recent valid reading for the level-2 checks to judge it by
+    screened: bool = False
 
     @property
     def valid(self) -> bool:
         return not INVALIDATING.intersection(self.flags)
+
+    @property
+    def qc(self) -> Qc:
+        return qc_verdict(self.flags, self.screened)
+
+
+def qc_verdict(flags: Iterable[str], screened: bool) -> Qc:
+    """The reading's quality-control descriptor (vocabulary.Qc) from its flags."""
+    found = set(flags)
+    if found & LEVEL_1:
+        return QC_REJECTED
+    if found & LEVEL_2:
+        return QC_QUESTIONED
+    return QC_SCREENED if screened else QC_CHECKED
 
 
 @dataclass(frozen=True)
@@ -194,6 +220,7 @@ def _clean_one(
     if state is None:
         state = states[reading.sensor_id] = SensorState()
     state.touched = max(state.touched, ingest_time.timestamp())
+    screened = state.has_reference(reading.event_time.timestamp())
     flags += sequential_checks(
         state,
         reading.event_id,
@@ -203,7 +230,7 @@ def _clean_one(
         policy.allowed_lateness.total_seconds() if policy.allowed_lateness else math.inf,
         trusted=not INVALIDATING.intersection(flags),
     )
-    return CleanReading(reading, flags, record, parsed.value, parsed.unit)
+    return CleanReading(reading, flags, record, parsed.value, parsed.unit, screened)
 
 
 def _dead(record: RawRecord, rejection: Rejection) -> DeadLetter:

@@ -85,6 +85,11 @@ class SensorState:
     def __post_init__(self) -> None:
         self._seen_index = set(self.seen)
 
+    def has_reference(self, event_time: float) -> bool:
+        """Whether a recent valid reading exists for the level-2 checks to judge one at
+        `event_time` by (within HISTORY_MAX_AGE, as the spike rule looks)."""
+        return any(abs(event_time - t) <= HISTORY_MAX_AGE for t, _ in self.history)
+
     def remember(self, event_id: str) -> bool:
         """Record an event id; False when it was already among the recent ones."""
         if event_id in self._seen_index:

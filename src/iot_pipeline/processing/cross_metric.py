@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from iot_pipeline.aggregation.windows import Window, windows_of
-from iot_pipeline.cleaning import CleanReading
+from iot_pipeline.cleaning import CleanReading, qc_verdict
 from iot_pipeline.cleaning.cross_metric_rule import (
     CROSS_METRICS,
     StationReading,
@@ -131,7 +131,14 @@ def cross_metric_updates(
         if has == (reading.event_id in violating):
             continue
         flags = [f for f in reading.flags if f != CROSS_METRIC] + ([] if has else [CROSS_METRIC])
-        update = {"doc": {"flags": flags, "valid": not INVALIDATING.intersection(flags)}}
+        # the cross-metric check judged it: level 2 applied, so passing it is "screened"
+        update = {
+            "doc": {
+                "flags": flags,
+                "valid": not INVALIDATING.intersection(flags),
+                "qc": qc_verdict(flags, screened=True),
+            }
+        }
         actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
         doc = hit["_source"]
         windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], reading.epoch)

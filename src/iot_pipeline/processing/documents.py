@@ -35,6 +35,7 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
         "firmware": r.firmware,
         "flags": list(clean.flags),
         "valid": clean.valid,
+        "qc": clean.qc,
         "schema_version": r.schema_version,
         "pipeline_version": __version__,
         "batch_id": batch_id,

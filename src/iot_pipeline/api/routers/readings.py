@@ -18,7 +18,7 @@ from iot_pipeline.api.deps import (
     source,
 )
 from iot_pipeline.api.models import LatestReadings, Reading, ReadingPage, problem_schema
-from iot_pipeline.vocabulary import Flag, Metric
+from iot_pipeline.vocabulary import Flag, Metric, Qc
 
 router = APIRouter(
     tags=["readings"],
@@ -59,6 +59,10 @@ async def list_readings(
         Query(description="`valid` (in the aggregates), `invalid`, `flagged` (any flag), `all`."),
     ] = "all",
     flag: Annotated[Flag | None, Query(description="Only readings with this flag.")] = None,
+    qc: Annotated[
+        list[Qc] | None,
+        Query(description="Only readings with these quality-control verdicts (repeatable)."),
+    ] = None,
     order: Annotated[queries.Order, Query(description="By event time.")] = "desc",
     limit: Annotated[int, Query(ge=1, description="Page size.")] = 100,
     cursor: Annotated[
@@ -73,7 +77,7 @@ async def list_readings(
     check_values("district", district)
     after = queries.decode_cursor(cursor, queries.READING_SORT_SHAPE) if cursor else None
     where = queries.ReadingFilter(
-        sensor_id, district, list(metric or []), start, end, quality, flag
+        sensor_id, district, list(metric or []), start, end, quality, flag, list(qc or [])
     )
     body = queries.readings_body(where, order, limit, after)
     hits = (await store.search(readings_pattern(settings), body))["hits"]["hits"]
