@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from iot_pipeline.api import queries
-from iot_pipeline.api.deps import readings_pattern
 from iot_pipeline.api.models import LastBatch, Reading, Sensor
 from iot_pipeline.errors import PermanentStoreError
 from iot_pipeline.indices import sensors_index
@@ -103,7 +102,7 @@ async def latest_readings(
     pointer = "last" if include_invalid else "last_valid"
     body = {
         "size": MAX_SENSORS,
-        "_source": [f"{pointer}.id"],
+        "_source": [f"{pointer}.id", f"{pointer}.index"],
         "query": {
             "bool": {
                 "filter": [
@@ -115,12 +114,15 @@ async def latest_readings(
         },
         "track_total_hits": False,
     }
-    ids = [h["_source"][pointer]["id"] for h in await _search(store, settings, body)]
-    if not ids:
+    pointers = [h["_source"][pointer] for h in await _search(store, settings, body)]
+    if not pointers:
         return []
+    ids = [p["id"] for p in pointers]
+    # only the daily indices that hold them (a wildcard each: one deleted since is no error)
+    days = ",".join(sorted({f"{p['index']}*" for p in pointers}))
     where = queries.ReadingFilter(quality="all" if include_invalid else "valid")
     found = await store.search(
-        readings_pattern(settings),
+        days,
         {
             "size": len(ids),
             "query": {"bool": {"filter": [{"ids": {"values": ids}}, *where.clauses()]}},
