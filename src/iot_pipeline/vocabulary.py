@@ -24,6 +24,7 @@ Flag = Literal[
     "stuck",
     "rate_of_change",
     "cross_metric",
+    "spatial",
 ]
 UNIT_CONVERTED: Final[Flag] = "unit_converted"
 IMPOSSIBLE_VALUE: Final[Flag] = "impossible_value"
@@ -34,19 +35,22 @@ SPIKE: Final[Flag] = "spike"
 STUCK: Final[Flag] = "stuck"
 RATE_OF_CHANGE: Final[Flag] = "rate_of_change"
 CROSS_METRIC: Final[Flag] = "cross_metric"  # e.g. PM2.5 above PM10 at the same station and time
+SPATIAL: Final[Flag] = "spatial"  # far from what the neighbouring stations report (buddy check)
 INVALIDATING: Final[frozenset[Flag]] = frozenset(get_args(Flag)) - {UNIT_CONVERTED}
 # The levels of quality control (docs/quality.md): level 1 checks validity (could any working
-# instrument have sent this?), level 2 consistency in time and within a station.
+# instrument have sent this?), level 2 consistency in time and within a station, level 3
+# consistency with the neighbouring stations.
 LEVEL_1: Final[frozenset[Flag]] = frozenset(
     {IMPOSSIBLE_VALUE, FUTURE_TIMESTAMP, TOO_LATE, DUPLICATE}
 )
 LEVEL_2: Final[frozenset[Flag]] = frozenset({SPIKE, STUCK, RATE_OF_CHANGE, CROSS_METRIC})
+LEVEL_3: Final[frozenset[Flag]] = frozenset({SPATIAL})  # consistency with the neighbours
 
 # One quality-control verdict per reading, after NOAA MADIS's data descriptors.
 Qc = Literal["S", "C", "Q", "X"]
 QC_SCREENED: Final[Qc] = "S"  # passed levels 1 and 2, with a recent history to judge it by
 QC_CHECKED: Final[Qc] = "C"  # passed level 1; level 2 had nothing to judge it by (yet)
-QC_QUESTIONED: Final[Qc] = "Q"  # failed a level-2 check: suspect, kept out of the aggregates
+QC_QUESTIONED: Final[Qc] = "Q"  # failed a level-2 or 3 check: suspect, out of the aggregates
 QC_REJECTED: Final[Qc] = "X"  # failed a level-1 check: not a measurement
 QC_VALUES: Final[tuple[Qc, ...]] = get_args(Qc)
 

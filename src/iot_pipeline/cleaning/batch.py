@@ -24,6 +24,7 @@ from iot_pipeline.vocabulary import (
     INVALIDATING,
     LEVEL_1,
     LEVEL_2,
+    LEVEL_3,
     QC_CHECKED,
     QC_QUESTIONED,
     QC_REJECTED,
@@ -93,7 +94,7 @@ def qc_verdict(flags: Iterable[str], screened: bool) -> Qc:
     found = set(flags)
     if found & LEVEL_1:
         return QC_REJECTED
-    if found & LEVEL_2:
+    if found & (LEVEL_2 | LEVEL_3):
         return QC_QUESTIONED
     return QC_SCREENED if screened else QC_CHECKED
 

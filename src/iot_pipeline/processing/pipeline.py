@@ -25,6 +25,7 @@ from iot_pipeline.cleaning import (
 from iot_pipeline.cleaning.batch import unprocessable
 from iot_pipeline.errors import PermanentError
 from iot_pipeline.indices import readings_index
+from iot_pipeline.processing.buddy_check import buddy_updates
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import deliver, index_rejections
 from iot_pipeline.processing.documents import reading_actions, reading_id
@@ -83,6 +84,7 @@ class RangeReport:
     retried_items: int
     windows: int
     cross_metric_changes: int
+    spatial_changes: int  # readings whose buddy-check verdict changed
     seconds: float
     stages: dict[str, float]
 
@@ -154,8 +156,8 @@ def process_range(
     clock.lap("dead_letters")
     _update_registry(settings, store, stored, task, bulk)
     clock.lap("registry")
-    windows, cross_flagged = (
-        _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0)
+    windows, cross_flagged, spatial_flagged = (
+        _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0, 0)
     )
     clock.lap("aggregate")
     # Only now is every record of the range indexed or dead-lettered: move the state on.
@@ -180,6 +182,7 @@ def process_range(
         retried_items=report.retries,
         windows=windows,
         cross_metric_changes=cross_flagged,
+        spatial_changes=spatial_flagged,
         seconds=round(time.monotonic() - started, 3),
         stages=clock.laps,
     )
@@ -303,10 +306,11 @@ def _update_aggregates(
     store: SearchStore,
     kept: list[CleanReading],
     bulk: BulkPolicy,
-) -> tuple[int, int]:
-    """Cross-metric flags, then every touched window recomputed from the store.
+) -> tuple[int, int, int]:
+    """Cross-metric and buddy-check flags, then every touched window recomputed from the store.
 
-    Returns (windows written, readings whose cross-metric flag changed).
+    Returns (windows written, readings whose cross-metric flag changed, readings whose
+    spatial flag changed).
 
     No lock: each task makes its own readings searchable before it reads anything, and
     windows are written with optimistic concurrency (see aggregation.recompute), so ranges
@@ -314,7 +318,7 @@ def _update_aggregates(
     """
     windows = touched_windows(kept)
     if not windows:
-        return 0, 0
+        return 0, 0, 0
     prefix = settings.search_index_prefix
     indices = {readings_index(prefix, r.reading.event_time) for r in kept}
     store.refresh(",".join(sorted(indices)))
@@ -323,5 +327,8 @@ def _update_aggregates(
     if flags:
         flagged = index_all(store, flags, bulk, refresh=True)
         refuse_rejections(flagged, "cross-metric flag updates")
-    report = recompute_windows(store, prefix, windows | changed, interval, bulk)
-    return report.written, len(flags)
+    spatial, moved = buddy_updates(store, prefix, kept)
+    if spatial:
+        refuse_rejections(index_all(store, spatial, bulk, refresh=True), "spatial flag updates")
+    report = recompute_windows(store, prefix, windows | changed | moved, interval, bulk)
+    return report.written, len(flags), len(spatial)
