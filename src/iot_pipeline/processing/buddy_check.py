@@ -20,6 +20,7 @@ from iot_pipeline.cleaning import CleanReading, qc_verdict
 from iot_pipeline.cleaning.buddy_rule import BUDDY_SLOT, SlotValue, spatial_outliers
 from iot_pipeline.indices import readings_pattern
 from iot_pipeline.storage import IndexAction, SearchStore
+from iot_pipeline.storage.base import search_all
 from iot_pipeline.vocabulary import INVALIDATING, SPATIAL
 
 PAGE = 5000
@@ -102,19 +103,12 @@ def _slot_means(
 
 
 def _readings(store: SearchStore, prefix: str, query: dict[str, Any]) -> list[dict[str, Any]]:
-    hits: list[dict[str, Any]] = []
-    body: dict[str, Any] = {
-        "size": PAGE,
+    body = {
         "_source": ["sensor_id", "district", "metric", "event_time", "flags"],
         "query": query,
         "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
     }
-    while True:
-        page = store.search(readings_pattern(prefix), body)["hits"]["hits"]
-        hits += page
-        if len(page) < PAGE:
-            return hits
-        body["search_after"] = page[-1]["sort"]
+    return search_all(store, readings_pattern(prefix), body, PAGE)
 
 
 def buddy_updates(

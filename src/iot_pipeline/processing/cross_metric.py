@@ -21,6 +21,7 @@ from iot_pipeline.cleaning.cross_metric_rule import (
 from iot_pipeline.indices import readings_index, readings_pattern
 from iot_pipeline.processing.documents import reading_id
 from iot_pipeline.storage import IndexAction, SearchStore
+from iot_pipeline.storage.base import search_all
 from iot_pipeline.vocabulary import CROSS_METRIC, INVALIDATING
 
 PAGE = 5000
@@ -37,9 +38,7 @@ def _stored_partners(
 ) -> list[dict[str, Any]]:
     """The stored PM readings of these stations in [start, end) from other sensors than the
     range's own (those are in memory, just indexed), as search hits."""
-    hits: list[dict[str, Any]] = []
     body: dict[str, Any] = {
-        "size": PAGE,
         "_source": [*_FIELDS, "flags"],
         "query": {
             "bool": {
@@ -59,14 +58,10 @@ def _stored_partners(
                 ],
             }
         },
-        "sort": [{"event_id": "asc"}],
+        # a total order: event ids are unique per sensor only
+        "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
     }
-    while True:
-        page = store.search(readings_pattern(prefix), body)["hits"]["hits"]
-        hits += page
-        if len(page) < PAGE:
-            return hits
-        body["search_after"] = page[-1]["sort"]
+    return search_all(store, readings_pattern(prefix), body, PAGE)
 
 
 def cross_metric_updates(

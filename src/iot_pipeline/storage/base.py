@@ -238,6 +238,22 @@ def found_versioned(response: Any) -> dict[tuple[str, str], Versioned]:
     }
 
 
+def search_all(
+    store: SearchStore, index: str, body: dict[str, Any], page: int = 5000
+) -> list[dict[str, Any]]:
+    """Every hit of a query, page after page (search_after). The body's sort must be a total
+    order (a reading's sensor and event id together), or hits tied across a page boundary
+    are skipped."""
+    body = {**body, "size": page}
+    hits: list[dict[str, Any]] = []
+    while True:
+        found = store.search(index, body)["hits"]["hits"]
+        hits += found
+        if len(found) < page:
+            return hits
+        body["search_after"] = found[-1]["sort"]
+
+
 def is_missing_index(error: StoreError) -> bool:
     """Whether the engine refused because the index does not exist (yet)."""
     return "index_not_found" in str(error)
