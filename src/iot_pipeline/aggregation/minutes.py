@@ -150,7 +150,8 @@ def _members(chunk: list[Clause], windows: list[Window]) -> dict[tuple[str, str,
     }
 
 
-def _time_ranges(runs: list[tuple[int, int]]) -> dict[str, Any]:
+def time_ranges(runs: list[tuple[int, int]]) -> dict[str, Any]:
+    """A filter on event times in any of these [start, end) runs (epoch seconds)."""
     ranges = [
         {"range": {"event_time": {"gte": a * 1000, "lt": b * 1000, "format": "epoch_millis"}}}
         for a, b in runs
@@ -163,7 +164,7 @@ def _minute_query(metrics: list[str], chunk: list[Clause], flags: bool = False) 
     the value's statistics, or per (..., flag) over flagged readings, over exactly the chunk's
     minutes."""
     should = [
-        {"bool": {"filter": [{"terms": {_KEY_FIELD[scope]: keys}}, _time_ranges(runs)]}}
+        {"bool": {"filter": [{"terms": {_KEY_FIELD[scope]: keys}}, time_ranges(runs)]}}
         for scope, keys, runs in chunk
     ]
     minute = {"field": "event_time", "fixed_interval": "1m"}

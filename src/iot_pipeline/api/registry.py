@@ -29,13 +29,9 @@ async def _search(store: AsyncSearchStore, settings: Settings, body: dict[str, A
     return hits
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 def _online_clause(settings: Settings, now: datetime) -> dict[str, Any]:
     since = now - timedelta(seconds=settings.sensor_offline_after_seconds)
-    return {"range": {"last_seen_ms": {"gte": _ms(since)}}}
+    return {"range": {"last_seen_ms": {"gte": queries.epoch_millis(since)}}}
 
 
 async def sensors(
@@ -108,7 +104,7 @@ async def latest_readings(
                 "filter": [
                     *queries.terms("district", district),
                     *queries.terms("metric", metric),
-                    {"range": {f"{pointer}.ms": {"gte": _ms(now - within)}}},
+                    {"range": {f"{pointer}.ms": {"gte": queries.epoch_millis(now - within)}}},
                 ]
             }
         },

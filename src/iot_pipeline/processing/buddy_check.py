@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from iot_pipeline.aggregation.minutes import time_ranges
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import CleanReading, qc_verdict
 from iot_pipeline.cleaning.buddy_rule import BUDDY_SLOT, SlotValue, spatial_outliers
@@ -30,19 +31,7 @@ _DISTRUSTED = sorted(INVALIDATING - {SPATIAL})
 
 
 def _slots_range(slots: list[int]) -> dict[str, Any]:
-    ranges = [
-        {
-            "range": {
-                "event_time": {
-                    "gte": int(s * BUDDY_SLOT * 1000),
-                    "lt": int((s + 1) * BUDDY_SLOT * 1000),
-                    "format": "epoch_millis",
-                }
-            }
-        }
-        for s in slots
-    ]
-    return {"bool": {"should": ranges, "minimum_should_match": 1}}
+    return time_ranges([(int(s * BUDDY_SLOT), int((s + 1) * BUDDY_SLOT)) for s in slots])
 
 
 def _slot_means(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from iot_pipeline.cleaning import CleanReading
@@ -71,14 +71,46 @@ class _Seen:
     last_valid: CleanReading | None = None
 
 
-def _pointer(prefix: str, clean: CleanReading) -> dict[str, Any]:
+def _pointer(doc_id: str, index: str, at: datetime, value: float, valid: bool) -> dict[str, Any]:
+    """Where a stored reading is, and what the registry keeps of it."""
+    return {"id": doc_id, "index": index, "ms": _ms(at), "value": value, "valid": valid}
+
+
+def _clean_pointer(prefix: str, clean: CleanReading) -> dict[str, Any]:
     r = clean.reading
+    return _pointer(
+        reading_id(r.sensor_id, r.event_id),
+        readings_index(prefix, r.event_time),
+        r.event_time,
+        r.value,
+        clean.valid,
+    )
+
+
+def _upsert(
+    meta: dict[str, Any],
+    last: dict[str, Any],
+    last_valid: dict[str, Any] | None,
+    first_seen: datetime,
+    batch_id: str,
+    ingest_time: datetime,
+) -> dict[str, Any]:
+    """An update body that runs the upsert script, creating the document when absent."""
+    params = {
+        "meta": meta,
+        "last": last,
+        "last_seen": format_event_time(datetime.fromtimestamp(last["ms"] / 1000, UTC)),
+        "last_valid": last_valid,
+        "first_seen": format_event_time(first_seen),
+        "first_ms": _ms(first_seen),
+        "batch_id": batch_id,
+        "ingest_time": format_event_time(ingest_time),
+        "ingest_ms": _ms(ingest_time),
+    }
     return {
-        "id": reading_id(r.sensor_id, r.event_id),
-        "index": readings_index(prefix, r.event_time),
-        "ms": _ms(r.event_time),
-        "value": r.value,
-        "valid": clean.valid,
+        "scripted_upsert": True,
+        "upsert": {},
+        "script": {"lang": "painless", "source": UPSERT_SCRIPT, "params": params},
     }
 
 
@@ -108,25 +140,10 @@ def registry_actions(
         if clean.valid and (entry.last_valid is None or _newer(clean, entry.last_valid)):
             entry.last_valid = clean
     index = sensors_index(prefix)
-    ingest = format_event_time(ingest_time)
-    return [
-        IndexAction(
-            index,
-            sensor_id,
-            _upsert(prefix, entry, batch_id, ingest, _ms(ingest_time)),
-            op="update",
-            retry_on_conflict=RETRY_ON_CONFLICT,
-        )
-        for sensor_id, entry in seen.items()
-    ]
-
-
-def _upsert(
-    prefix: str, entry: _Seen, batch_id: str, ingest: str, ingest_ms: int
-) -> dict[str, Any]:
-    r = entry.last.reading
-    params = {
-        "meta": {
+    actions = []
+    for sensor_id, entry in seen.items():
+        r = entry.last.reading
+        meta = {
             "sensor_id": r.sensor_id,
             "station_id": r.station_id,
             "district": r.district,
@@ -134,26 +151,20 @@ def _upsert(
             "unit": r.unit,
             "location": {"lat": r.lat, "lon": r.lon},
             "firmware": r.firmware,
-        },
-        "last": _pointer(prefix, entry.last),
-        "last_seen": format_event_time(r.event_time),
-        "last_valid": None if entry.last_valid is None else _pointer(prefix, entry.last_valid),
-        "first_seen": format_event_time(entry.first.reading.event_time),
-        "first_ms": _ms(entry.first.reading.event_time),
-        "batch_id": batch_id,
-        "ingest_time": ingest,
-        "ingest_ms": ingest_ms,
-    }
-    return _scripted(params)
-
-
-def _scripted(params: dict[str, Any]) -> dict[str, Any]:
-    """An update body that runs the upsert script, creating the document when absent."""
-    return {
-        "scripted_upsert": True,
-        "upsert": {},
-        "script": {"lang": "painless", "source": UPSERT_SCRIPT, "params": params},
-    }
+        }
+        valid = None if entry.last_valid is None else _clean_pointer(prefix, entry.last_valid)
+        body = _upsert(
+            meta,
+            _clean_pointer(prefix, entry.last),
+            valid,
+            entry.first.reading.event_time,
+            batch_id,
+            ingest_time,
+        )
+        actions.append(
+            IndexAction(index, sensor_id, body, "update", retry_on_conflict=RETRY_ON_CONFLICT)
+        )
+    return actions
 
 
 # Rebuilding from the readings (a deployment that has readings from before the registry).
@@ -187,47 +198,31 @@ def _rebuild_body(after: dict[str, Any] | None, horizon: str) -> dict[str, Any]:
     return body
 
 
-def _stored_reading(hit: dict[str, Any]) -> dict[str, Any]:
-    doc = dict(hit["_source"])
-    doc["_index"], doc["_id"] = hit["_index"], hit["_id"]
-    return doc
-
-
-def _doc_pointer(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": doc["_id"],
-        "index": doc["_index"],
-        "ms": _ms(datetime.fromisoformat(doc["event_time"])),
-        "value": doc["value"],
-        "valid": doc["valid"],
-    }
+def _doc_pointer(hit: dict[str, Any]) -> dict[str, Any]:
+    doc = hit["_source"]
+    at = datetime.fromisoformat(doc["event_time"])
+    return _pointer(hit["_id"], hit["_index"], at, doc["value"], doc["valid"])
 
 
 def _rebuilt(index: str, bucket: dict[str, Any]) -> IndexAction | None:
     lasts = bucket["last"]["hits"]["hits"]
     if not lasts:
         return None
-    last = _stored_reading(lasts[0])
-    first = _stored_reading(bucket["first"]["hits"]["hits"][0])
+    last = lasts[0]["_source"]
+    first = bucket["first"]["hits"]["hits"][0]["_source"]
     valid_hits = bucket["valid"]["last"]["hits"]["hits"]
-    ingest = datetime.fromisoformat(last["ingest_time"])
-    params = {
-        "meta": {
-            k: last[k]
-            for k in ("sensor_id", "station_id", "district", "metric", "unit", "location")
-        }
-        | {"firmware": last.get("firmware")},
-        "last": _doc_pointer(last),
-        "last_seen": last["event_time"],
-        "last_valid": _doc_pointer(_stored_reading(valid_hits[0])) if valid_hits else None,
-        "first_seen": first["event_time"],
-        "first_ms": _ms(datetime.fromisoformat(first["event_time"])),
-        "batch_id": last["batch_id"],
-        "ingest_time": last["ingest_time"],
-        "ingest_ms": _ms(ingest),
-    }
+    meta = {k: last[k] for k in ("sensor_id", "station_id", "district", "metric", "unit")}
+    meta |= {"location": last["location"], "firmware": last.get("firmware")}
+    body = _upsert(
+        meta,
+        _doc_pointer(lasts[0]),
+        _doc_pointer(valid_hits[0]) if valid_hits else None,
+        datetime.fromisoformat(first["event_time"]),
+        last["batch_id"],
+        datetime.fromisoformat(last["ingest_time"]),
+    )
     return IndexAction(
-        index, last["sensor_id"], _scripted(params), "update", retry_on_conflict=RETRY_ON_CONFLICT
+        index, last["sensor_id"], body, "update", retry_on_conflict=RETRY_ON_CONFLICT
     )
 
 
