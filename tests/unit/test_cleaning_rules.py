@@ -9,7 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from iot_pipeline import vocabulary
-from iot_pipeline.cleaning import CleaningPolicy, RawRecord, SensorState, clean_batch, qc_verdict
+from iot_pipeline.cleaning import (
+    CleaningPolicy,
+    CleanReading,
+    RawRecord,
+    SensorState,
+    clean_batch,
+    qc_verdict,
+)
 from iot_pipeline.cleaning.state import PERSISTENCE_SPAN, STUCK_REPEATS
 from iot_pipeline.schema import format_event_time
 
@@ -151,12 +158,14 @@ def test_readings_before_the_kept_days_are_dead_letters() -> None:
     assert "oldest day still kept" in letter.detail
 
 
-def _series(values: list[float]) -> list[dict[str, object]]:
+def _series(
+    values: list[float], every: timedelta = timedelta(minutes=1)
+) -> list[dict[str, object]]:
     return [
         reading(
             event_id=f"e-{n}",
             value=v,
-            event_time=(NOW - timedelta(minutes=len(values) - n)).isoformat(),
+            event_time=(NOW - every * (len(values) - n)).isoformat(),
         )
         for n, v in enumerate(values)
     ]
@@ -185,6 +194,64 @@ def test_a_fine_sensor_is_stuck_from_the_third_identical_value() -> None:
     values = learned + [21.37] * (STUCK_REPEATS + 2) + [21.9]
     first = len(learned) + STUCK_REPEATS - 1
     assert _stuck(values) == list(range(first, first + 3))
+
+
+def _reached(readings: list[CleanReading]) -> dict[str, list[int]]:
+    """Which readings the flags found in hindsight reach (as processing.hindsight does)."""
+    out: dict[str, list[int]] = {}
+    for later in (h for r in readings for h in r.hindsight):
+        for i, r in enumerate(readings):
+            epoch = r.reading.event_time.timestamp()
+            if later.start <= epoch < later.end and r.reading.value == later.value:
+                out.setdefault(later.flag, []).append(i)
+    return out
+
+
+def test_a_run_judged_stuck_reaches_back_to_its_first_value_once() -> None:
+    learned = _noisy(12)
+    result = clean(*_series(learned + [21.37] * (STUCK_REPEATS + 2) + [21.9]))
+    judged = [r for r in result.readings if r.hindsight]
+    assert len(judged) == 1  # the first reading judged stuck, not every later one
+    assert _reached(result.readings) == {
+        vocabulary.STUCK: list(range(len(learned), len(learned) + STUCK_REPEATS - 1))
+    }
+
+
+def test_a_coarse_sensors_long_run_is_stuck_from_its_start_in_hindsight() -> None:
+    ramp = [round(15.0 + 0.1 * (i % 3), 1) for i in range(30)]
+    span = int(PERSISTENCE_SPAN["temperature"] // 60)
+    result = clean(*_series(ramp + [14.8] * (span + 3)))
+    assert _reached(result.readings)[vocabulary.STUCK] == list(range(30, 30 + span + 1))
+
+
+HOUR = timedelta(hours=1)
+
+
+def test_a_sparse_sensors_spike_is_found_when_the_next_reading_comes_back() -> None:
+    values = [12.0, 13.1, 14.0, 15.2, 29.0, 16.1, 16.8]
+    result = clean(*_series(values, every=HOUR))
+    assert all(r.valid for r in result.readings)  # nothing is judged at once...
+    assert _reached(result.readings) == {vocabulary.SPIKE: [4]}  # ...but in hindsight
+    assert result.readings[5].hindsight[0].flag == vocabulary.SPIKE
+
+
+def test_a_sparse_sensors_steep_weather_is_no_spike() -> None:
+    # Alamosa on a winter morning: 5.7 degC in an hour, and it keeps rising; rain in Payerne
+    alamosa = [-23.1, -22.8, -22.2, -20.3, -14.6, -10.7, -7.9, -6.0]
+    payerne = [52.9, 52.7, 52.3, 68.0, 78.3, 95.0, 96.1, 95.4]
+    humidity = {"sensor_id": "casa-anfa-01-humidity", "metric": "humidity", "unit": "%"}
+    for values, change in ((alamosa, {}), (payerne, humidity)):
+        docs = [{**d, **change} for d in _series(values, every=HOUR)]
+        result = clean(*docs)
+        assert all(r.valid for r in result.readings)
+        assert _reached(result.readings) == {}
+
+
+def test_a_stale_reference_gives_way_to_readings_that_agree() -> None:
+    # a frozen sensor's value, then the signal again: flagged until three agree, not for hours
+    values = [21.0, 21.2, 20.9, 21.1, *[29.0 + 0.1 * i for i in range(8)]]
+    flags = [r.flags for r in clean(*_series(values)).readings]
+    assert [bool(f) for f in flags[4:]] == [True, True, True, False, False, False, False, False]
 
 
 def test_a_sensor_not_yet_learned_is_judged_by_time_only() -> None:

@@ -10,13 +10,14 @@ from iot_pipeline.cleaning.batch import (
     qc_verdict,
 )
 from iot_pipeline.cleaning.rules import Rejection
-from iot_pipeline.cleaning.state import SensorState
+from iot_pipeline.cleaning.state import Hindsight, SensorState
 
 __all__ = [
     "BatchResult",
     "CleanReading",
     "CleaningPolicy",
     "DeadLetter",
+    "Hindsight",
     "RawRecord",
     "Rejection",
     "SensorState",

@@ -18,7 +18,12 @@ from iot_pipeline.cleaning.rules import (
     plausible_time,
     within_retention,
 )
-from iot_pipeline.cleaning.state import SensorState, evict_idle, sequential_checks
+from iot_pipeline.cleaning.state import (
+    Hindsight,
+    SensorState,
+    evict_idle,
+    sequential_checks,
+)
 from iot_pipeline.schema import SensorReading
 from iot_pipeline.vocabulary import (
     INVALIDATING,
@@ -79,6 +84,10 @@ class CleanReading:
     original_unit: str
     # whether the sensor had a recent valid reading for the level-2 checks to judge it by
     screened: bool = False
+    # Flags this reading puts on earlier ones of its sensor (the first reading judged stuck
+    # on the rest of its run, the reading after a sparse sensor's spike on the spike); they
+    # may be stored already: processing.hindsight flags them there.
+    hindsight: tuple[Hindsight, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -222,7 +231,7 @@ def _clean_one(
         state = states[reading.sensor_id] = SensorState()
     state.touched = max(state.touched, ingest_time.timestamp())
     screened = state.has_reference(reading.event_time.timestamp())
-    flags += sequential_checks(
+    found, hindsight = sequential_checks(
         state,
         reading.event_id,
         reading.metric,
@@ -231,7 +240,9 @@ def _clean_one(
         policy.allowed_lateness.total_seconds() if policy.allowed_lateness else math.inf,
         trusted=not INVALIDATING.intersection(flags),
     )
-    return CleanReading(reading, flags, record, parsed.value, parsed.unit, screened)
+    return CleanReading(
+        reading, flags + found, record, parsed.value, parsed.unit, screened, hindsight
+    )
 
 
 def _dead(record: RawRecord, rejection: Rejection) -> DeadLetter:

@@ -4,6 +4,7 @@ a worker's memory."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -36,7 +37,15 @@ MAX_RATE_PER_MINUTE = {
 }
 RATE_WINDOW = 600.0  # only readings this close in time are compared
 HISTORY = 8  # valid readings kept per sensor for the spike median
-HISTORY_MAX_AGE = 2 * 3600.0  # older history says nothing about the present value
+HISTORY_MAX_AGE = 2 * 3600.0  # older history says nothing about the present value...
+# ...unless the sensor samples sparsely: its readings within this many of its own sampling
+# intervals (the median gap of its history) still do, the newest REFERENCE_SPARSE of them.
+# An hourly sensor is judged by its last three valid readings within five hours: on the
+# simulator's clean hourly data their median is never further from the next reading than
+# 5.1 degC, 12.6 %RH or a third of a pollutant's spike threshold, and a spike moves it
+# further than the threshold.
+REFERENCE_INTERVALS = 5.0
+REFERENCE_SPARSE = 3
 # Persistence ("stuck"), judged against the sensor's own resolution and over time:
 # - a sensor whose signal moves many resolution steps from one sample to the next (its
 #   recent mean absolute change is at least FINE_STEPS times its resolution) does not repeat
@@ -63,6 +72,23 @@ PERSISTENCE_SPAN = {
     "co": 3 * 3600.0,
 }
 SEEN_IDS = 512  # recent event ids kept per sensor, for duplicates
+# A reference contradicted by this many consecutive readings that agree among themselves
+# (within the metric's spike threshold) is stale: a level the history missed (a reading
+# accepted while there was nothing to judge it by, a frozen sensor's value, a relocation).
+# Those readings become the reference; they stay flagged, as judged when they came.
+SHIFT_CONFIRM = 3
+SUSPECT_WIDTH = 0.5  # seconds: a spike found in hindsight is the reading at its event time
+
+
+@dataclass(frozen=True)
+class Hindsight:
+    """A flag a reading puts on earlier readings of its sensor, which may be stored already:
+    those with this value and an event time in [start, end)."""
+
+    flag: str
+    start: float
+    end: float
+    value: float
 
 
 @dataclass
@@ -74,6 +100,11 @@ class SensorState:
     last_value: float | None = None
     repeats: int = 0
     run_start: float | None = None  # event time of the first value of the current run
+    run_stuck: bool = False  # whether the current run was already judged stuck
+    contradicting: list[tuple[float, float]] = field(default_factory=list)  # see SHIFT_CONFIRM
+    # a sparse sensor's reading far from its reference, judged by the next one (see
+    # settle_suspect): (event time, value, the reference median it was far from)
+    suspect: tuple[float, float, float] | None = None
     pairs: int = 0  # consecutive valid pairs learned from (counted up to STEP_PAIRS)
     step: float = 0.0  # recent mean absolute change between consecutive valid values
     decimals: int = 0  # most decimals its values showed: the resolution is 10**-decimals
@@ -85,10 +116,29 @@ class SensorState:
     def __post_init__(self) -> None:
         self._seen_index = set(self.seen)
 
+    def sparse(self) -> bool:
+        """Whether the sensor samples so sparsely that REFERENCE_INTERVALS of its sampling
+        interval (the median gap of its history) are longer than HISTORY_MAX_AGE."""
+        return self.reference_span() > HISTORY_MAX_AGE
+
+    def reference_span(self) -> float:
+        times = [t for t, _ in self.history]
+        gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
+        return REFERENCE_INTERVALS * statistics.median(gaps) if gaps else 0.0
+
+    def reference(self, event_time: float) -> list[float]:
+        """The recent valid values that a reading at `event_time` is judged by: those within
+        HISTORY_MAX_AGE of it or, for a sparse sensor, the newest REFERENCE_SPARSE within
+        its reference span."""
+        span = self.reference_span()
+        if span <= HISTORY_MAX_AGE:
+            return [v for t, v in self.history if abs(event_time - t) <= HISTORY_MAX_AGE]
+        return [v for t, v in self.history if abs(event_time - t) <= span][-REFERENCE_SPARSE:]
+
     def has_reference(self, event_time: float) -> bool:
         """Whether a recent valid reading exists for the level-2 checks to judge one at
-        `event_time` by (within HISTORY_MAX_AGE, as the spike rule looks)."""
-        return any(abs(event_time - t) <= HISTORY_MAX_AGE for t, _ in self.history)
+        `event_time` by (as the spike rule looks)."""
+        return bool(self.reference(event_time))
 
     def remember(self, event_id: str) -> bool:
         """Record an event id; False when it was already among the recent ones."""
@@ -107,6 +157,9 @@ class SensorState:
             "last_value": self.last_value,
             "repeats": self.repeats,
             "run_start": self.run_start,
+            "run_stuck": self.run_stuck,
+            "contradicting": self.contradicting,
+            "suspect": self.suspect,
             "pairs": self.pairs,
             "step": self.step,
             "decimals": self.decimals,
@@ -125,6 +178,9 @@ class SensorState:
             last_value=data.get("last_value"),
             repeats=int(data.get("repeats", 0)),
             run_start=data.get("run_start"),
+            run_stuck=bool(data.get("run_stuck", False)),
+            contradicting=[(float(t), float(v)) for t, v in data.get("contradicting", [])],
+            suspect=_triple(data.get("suspect")),
             pairs=int(data.get("pairs", 0)),
             step=float(data.get("step", 0.0)),
             decimals=int(data.get("decimals", 0)),
@@ -140,25 +196,33 @@ def sequential_checks(
     value: float,
     allowed_lateness: float,
     trusted: bool,
-) -> tuple[str, ...]:
-    """Flags from the sensor's past, and the state updated with this reading.
+) -> tuple[tuple[str, ...], tuple[Hindsight, ...]]:
+    """Flags from the sensor's past, flags this reading puts on earlier ones, and the state
+    updated with this reading.
 
     `trusted` is False when an earlier rule already invalidated the reading: it is still
     checked for duplication but does not move the watermark or the history.
     """
     if not state.remember(event_id):
-        return (DUPLICATE,)
+        return (DUPLICATE,), ()
 
     flags: list[str] = []
     if event_time < state.watermark - allowed_lateness:
         flags.append(TOO_LATE)
     if not trusted:
         # already invalid (impossible, from the future): says nothing about the signal
-        return tuple(flags)
+        return tuple(flags), ()
 
-    recent = [v for t, v in state.history if abs(event_time - t) <= HISTORY_MAX_AGE]
+    hindsight: list[Hindsight] = []
+    if state.suspect is not None and event_time > state.suspect[0]:
+        hindsight += settle_suspect(state, state.suspect, metric, value)
+    suspect = False
+    recent = state.reference(event_time)
     if len(recent) >= 3 and abs(value - statistics.median(recent)) > SPIKE_THRESHOLD[metric]:
-        flags.append(SPIKE)
+        if state.sparse():  # a spike comes back, weather does not: the next reading tells
+            state.suspect, suspect = (event_time, value, statistics.median(recent)), True
+        else:
+            flags.append(SPIKE)
     earlier = [(t, v) for t, v in state.history if 0 < event_time - t <= RATE_WINDOW]
     if earlier:
         t_prev, v_prev = earlier[-1]
@@ -167,29 +231,88 @@ def sequential_checks(
         )
         if abs(value - v_prev) > allowed:
             flags.append(RATE_OF_CHANGE)
-    # A spike or an out-of-order reading is no link in a run of identical values.
-    if not flags and event_time >= state.watermark:
-        previous = state.last_value
-        repeated = previous is not None and value == previous
-        if repeated:
-            state.repeats += 1
-        else:
-            state.repeats, state.run_start = 1, event_time
-        state.last_value = value
-        if persistent(state, metric, event_time, value):
-            flags.append(STUCK)
-        elif previous is not None:  # learn how far this sensor's genuine values move
-            state.pairs = min(state.pairs + 1, STEP_PAIRS)
-            # the mean of the first pairs, then a moving average of the last STEP_PAIRS
-            state.step += (abs(value - previous) - state.step) / state.pairs
-            state.decimals = max(state.decimals, decimals(value))
+    if SPIKE in flags or RATE_OF_CHANGE in flags:
+        shifted(state, metric, event_time, value)
+    elif not flags:
+        state.contradicting.clear()
+    # A spike, a suspect or an out-of-order reading is no link in a run of identical values.
+    if not flags and not suspect and event_time >= state.watermark:
+        hindsight += _persistence(state, metric, event_time, value, flags)
 
     if not flags:
         state.watermark = max(state.watermark, event_time)
-        state.history.append((event_time, value))
-        state.history.sort()
-        del state.history[:-HISTORY]
-    return tuple(flags)
+        if not suspect:
+            _remember_value(state, event_time, value)
+    return tuple(flags), tuple(hindsight)
+
+
+def _remember_value(state: SensorState, event_time: float, value: float) -> None:
+    state.history.append((event_time, value))
+    state.history.sort()
+    del state.history[:-HISTORY]
+
+
+def _persistence(
+    state: SensorState, metric: str, event_time: float, value: float, flags: list[str]
+) -> list[Hindsight]:
+    """The stuck rule (see PERSISTENCE_SPAN) and the learning of the sensor's steps; a run
+    judged stuck reaches back to its first value."""
+    previous = state.last_value
+    if previous is not None and value == previous:
+        state.repeats += 1
+    else:
+        state.repeats, state.run_start, state.run_stuck = 1, event_time, False
+    state.last_value = value
+    if persistent(state, metric, event_time, value):
+        flags.append(STUCK)
+        if state.run_stuck:
+            return []
+        # the run's first values were no signal either
+        state.run_stuck = True
+        start = event_time if state.run_start is None else state.run_start
+        state.history = [(t, v) for t, v in state.history if t < start or v != value]
+        return [Hindsight(STUCK, start, event_time, value)]
+    if previous is not None:  # learn how far this sensor's genuine values move
+        state.pairs = min(state.pairs + 1, STEP_PAIRS)
+        # the mean of the first pairs, then a moving average of the last STEP_PAIRS
+        state.step += (abs(value - previous) - state.step) / state.pairs
+        state.decimals = max(state.decimals, decimals(value))
+    return []
+
+
+def settle_suspect(
+    state: SensorState, suspected: tuple[float, float, float], metric: str, value: float
+) -> list[Hindsight]:
+    """Judge a sparse sensor's suspect reading by the one after it: back near the reference
+    and far from the suspect, the suspect was a spike; otherwise the signal really moved and
+    the suspect joins the history."""
+    at, suspect, reference = suspected
+    state.suspect = None
+    threshold = SPIKE_THRESHOLD[metric]
+    if abs(value - reference) <= threshold < abs(value - suspect):
+        return [Hindsight(SPIKE, at, at + SUSPECT_WIDTH, suspect)]
+    _remember_value(state, at, suspect)
+    return []
+
+
+def _triple(data: Any) -> tuple[float, float, float] | None:
+    if not data:
+        return None
+    at, value, reference = data
+    return float(at), float(value), float(reference)
+
+
+def shifted(state: SensorState, metric: str, event_time: float, value: float) -> bool:
+    """Record a reading the reference contradicts; when SHIFT_CONFIRM in a row agree, they
+    replace the reference (see SHIFT_CONFIRM). Returns whether they did."""
+    state.contradicting.append((event_time, value))
+    del state.contradicting[:-SHIFT_CONFIRM]
+    values = [v for _, v in state.contradicting]
+    if len(values) < SHIFT_CONFIRM or max(values) - min(values) > SPIKE_THRESHOLD[metric]:
+        return False
+    state.history = sorted(state.contradicting)
+    state.contradicting = []
+    return True
 
 
 def decimals(value: float) -> int:

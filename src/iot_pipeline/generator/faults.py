@@ -32,7 +32,8 @@ class FaultRates(BaseModel):
     """How often each fault happens.
 
     Per-reading kinds are probabilities per reading; `stuck` and `outage` are the fraction of
-    sensor-hours affected; `wrong_unit` is the fraction of temperature sensors that are legacy
+    sensor-hours affected (a stuck sensor stays frozen for a 6-hour block, an outage lasts
+    an hour); `wrong_unit` is the fraction of temperature sensors that are legacy
     devices reporting °F.
     """
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -70,6 +71,18 @@ class Network:
     @property
     def size(self) -> int:
         return len(self.sensor_id)
+
+    def select(self, sensors: Sequence[int]) -> Network:
+        """The same network reduced to these sensors (by number), in that order."""
+        picked = np.asarray(sensors, dtype=np.intp)
+        columns: dict[str, object] = {}
+        for spec in fields(self):
+            column = getattr(self, spec.name)
+            if isinstance(column, np.ndarray):
+                columns[spec.name] = column[picked]
+            else:
+                columns[spec.name] = [column[i] for i in picked]
+        return Network(**columns)  # type: ignore[arg-type]
 
 
 def build_network(

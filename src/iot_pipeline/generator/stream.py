@@ -34,6 +34,10 @@ from iot_pipeline.generator.signals import (
 )
 from iot_pipeline.schema import METRICS, SCHEMA_VERSION, format_event_time
 
+# A stuck sensor holds the value it had when it froze for a 6-hour block (UTC-aligned): long
+# enough to outlast any genuine plateau at every sampling interval (cleaning.state).
+STUCK_SPAN = 6 * 3600.0
+
 _NO_FAULT = len(READING_FAULTS)
 _FAULT_INDEX = {kind: i for i, kind in enumerate(READING_FAULTS)}
 _CO = METRIC_NAMES.index("co")
@@ -199,9 +203,10 @@ class ReadingStream:
         values, _expected = noisy_values(net, times, self.rng)
         hours = np.floor(times / 3600.0)
         outage = unit_hash(hours, net.phase_a) < self.rates.outage
-        stuck = (unit_hash(hours, net.phase_b) < self.rates.stuck) & ~outage
+        blocks = np.floor(times / STUCK_SPAN)
+        stuck = (unit_hash(blocks, net.phase_b) < self.rates.stuck) & ~outage
         if stuck.any():
-            frozen = expected_values(net, hours * 3600.0)
+            frozen = expected_values(net, blocks * STUCK_SPAN)
             values = np.where(stuck, frozen, values)
         values[:, self._legacy] = values[:, self._legacy] * 1.8 + 32.0
         values = np.where(self._decimals == 3, np.round(values, 3), np.round(values, 2))

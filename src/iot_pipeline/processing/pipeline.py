@@ -29,6 +29,7 @@ from iot_pipeline.processing.buddy_check import buddy_updates
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import deliver, index_rejections
 from iot_pipeline.processing.documents import reading_actions, reading_id
+from iot_pipeline.processing.hindsight import hindsight_updates
 from iot_pipeline.processing.live_feed import publish_stored
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
@@ -307,7 +308,8 @@ def _update_aggregates(
     kept: list[CleanReading],
     bulk: BulkPolicy,
 ) -> tuple[int, int, int]:
-    """Cross-metric and buddy-check flags, then every touched window recomputed from the store.
+    """Flags found in hindsight, cross-metric and buddy-check flags, then every touched window
+    recomputed from the store.
 
     Returns (windows written, readings whose cross-metric flag changed, readings whose
     spatial flag changed).
@@ -323,6 +325,9 @@ def _update_aggregates(
     indices = {readings_index(prefix, r.reading.event_time) for r in kept}
     store.refresh(",".join(sorted(indices)))
     interval = settings.sensor_sample_interval_seconds
+    late, reached = hindsight_updates(store, prefix, kept)
+    if late:
+        refuse_rejections(index_all(store, late, bulk, refresh=True), "hindsight flag updates")
     flags, changed = cross_metric_updates(store, prefix, kept, interval)
     if flags:
         flagged = index_all(store, flags, bulk, refresh=True)
@@ -330,5 +335,6 @@ def _update_aggregates(
     spatial, moved = buddy_updates(store, prefix, kept)
     if spatial:
         refuse_rejections(index_all(store, spatial, bulk, refresh=True), "spatial flag updates")
-    report = recompute_windows(store, prefix, windows | changed | moved, interval, bulk)
+    touched = windows | reached | changed | moved
+    report = recompute_windows(store, prefix, touched, interval, bulk)
     return report.written, len(flags), len(spatial)

@@ -1,0 +1,85 @@
+"""Flags found in hindsight (cleaning.Hindsight) put on the stored readings they reach.
+
+The cleaner judges a run of identical values stuck only once it has lasted (or repeated)
+long enough, and a sparse sensor's spike only when the next reading came back: the readings
+judged then may be stored already, by this range or an earlier one. After the range's
+readings are searchable, one search finds the stored readings each hindsight reaches (same
+sensor and value, event time in its span) that lack the flag; partial updates add it, and
+the windows they fall into are recomputed with the range's own. Repeating a range finds
+them flagged already and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from iot_pipeline.aggregation.windows import Window, windows_of
+from iot_pipeline.cleaning import CleanReading, Hindsight, qc_verdict
+from iot_pipeline.indices import readings_pattern
+from iot_pipeline.storage import IndexAction, SearchStore
+from iot_pipeline.storage.base import search_all
+from iot_pipeline.vocabulary import INVALIDATING
+
+PAGE = 5000
+
+
+def _reached(sensor_id: str, later: Hindsight) -> dict[str, Any]:
+    return {
+        "bool": {
+            "filter": [
+                {"term": {"sensor_id": sensor_id}},
+                {"term": {"value": later.value}},
+                {
+                    "range": {
+                        "event_time": {
+                            "gte": int(later.start * 1000),
+                            "lt": int(later.end * 1000),
+                            "format": "epoch_millis",
+                        }
+                    }
+                },
+            ],
+            "must_not": [{"term": {"flags": later.flag}}],
+        }
+    }
+
+
+def hindsight_updates(
+    store: SearchStore, prefix: str, kept: list[CleanReading]
+) -> tuple[list[IndexAction], set[Window]]:
+    """Updates adding each hindsight flag to the stored readings it reaches, and the windows
+    they change."""
+    reaching = [(c.reading.sensor_id, h) for c in kept for h in c.hindsight]
+    if not reaching:
+        return [], set()
+    body: dict[str, Any] = {
+        "_source": ["sensor_id", "district", "metric", "event_time", "flags"],
+        "query": {"bool": {"should": [_reached(s, h) for s, h in reaching]}},
+        "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
+    }
+    hits = search_all(store, readings_pattern(prefix), body, PAGE)
+    actions: list[IndexAction] = []
+    windows: set[Window] = set()
+    for hit in hits:
+        doc = hit["_source"]
+        epoch = datetime.fromisoformat(doc["event_time"]).timestamp()
+        had = doc.get("flags", [])
+        added = [
+            h.flag
+            for s, h in reaching
+            if s == doc["sensor_id"] and h.start <= epoch < h.end and h.flag not in had
+        ]
+        if not added:
+            continue
+        flags = [*had, *dict.fromkeys(added)]
+        update = {
+            "doc": {
+                "flags": flags,
+                "valid": not INVALIDATING.intersection(flags),
+                "qc": qc_verdict(flags, screened=True),
+            }
+        }
+        actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
+        windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], epoch)
+    return actions, windows
