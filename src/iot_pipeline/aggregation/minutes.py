@@ -33,7 +33,11 @@ MAX_RANGES_PER_QUERY = 500
 # readings, for the quality counts. Plain metric sub-aggregations keep the engine's work per
 # bucket small.
 
-_STATS = {"s": {"extended_stats": {"field": "value"}}}
+_STATS = {
+    "s": {"extended_stats": {"field": "value"}},
+    # the sensor's sampling interval as its readings carry it (completeness)
+    "i": {"max": {"field": "interval_s"}},
+}
 
 
 @dataclass
@@ -46,6 +50,8 @@ class MinuteStats:
     sensors: set[str] | None = None
     quality: Counter[str] | None = None
     qc: Counter[str] | None = None
+    # each reporting sensor's sampling interval, when its readings say (seconds)
+    intervals: dict[str, float] | None = None
 
 
 def collect_minutes(
@@ -81,6 +87,11 @@ def collect_minutes(
                     minute.invalid += count
                 if window.scope == "district":
                     minute.sensors = (minute.sensors or set()) | {key["sensor_id"]}
+                interval = (bucket.get("i") or {}).get("value")
+                if interval:
+                    minute.intervals = minute.intervals or {}
+                    sensor = key["sensor_id"]
+                    minute.intervals[sensor] = max(minute.intervals.get(sensor, 0.0), interval)
         flagged = _minute_query(metrics, chunk, flags=True)
         for key, bucket in _buckets(store, indices, flagged):
             epoch = int(key["t"]) // 1000

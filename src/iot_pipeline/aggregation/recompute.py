@@ -34,7 +34,7 @@ from iot_pipeline.aggregation.windows import (
     aggregate_id,
 )
 from iot_pipeline.errors import PermanentStoreError, TransientStoreError
-from iot_pipeline.indices import aggregates_index
+from iot_pipeline.indices import aggregates_index, sensors_index
 from iot_pipeline.schema import METRICS
 from iot_pipeline.storage import (
     BulkPolicy,
@@ -168,6 +168,7 @@ _EXACT = (
     "qc",
     "sensors",
     "sensor_ids",
+    "intervals",
     "parts",
 )
 _CLOSE = ("sum", "mean", "std", "m2", "expected", "completeness")
@@ -192,11 +193,15 @@ def document(
     sample_interval: float,
     parts: list[int] | None = None,
     qc: Mapping[str, int] | None = None,
+    intervals: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """An aggregate document (without its revision); `parts`: of a merged window, the starts
-    of the children it was merged from."""
-    sensors = len(sensor_ids)
-    expected = RESOLUTIONS[window.resolution] / sample_interval * max(sensors, 1)
+    of the children it was merged from. `intervals`: the reporting sensors' own sampling
+    intervals, where known; `sample_interval` stands in for the others. Completeness is the
+    valid readings over those the sensors' intervals make expected in the window."""
+    known = intervals or {}
+    each = [known.get(sensor) or sample_interval for sensor in sensor_ids] or [sample_interval]
+    expected = sum(RESOLUTIONS[window.resolution] / interval for interval in each)
     count = moments.count
     return {
         "scope": window.scope,
@@ -215,8 +220,10 @@ def document(
         "sum": moments.sum,
         "std": moments.std,
         "m2": moments.m2,
-        "sensors": sensors,
+        "sensors": len(sensor_ids),
         "sensor_ids": sensor_ids if window.scope == "district" else [],
+        # aligned with the reporting sensors (sensor_ids, or the window's own sensor)
+        "intervals": [known.get(sensor) for sensor in sensor_ids],
         "expected": expected,
         "completeness": round(min(1.0, count / expected), 6) if expected else None,
         "readings": readings,
@@ -229,6 +236,18 @@ def document(
 
 
 def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, dict[str, Any]]:
+    minutes = collect_minutes(context.store, context.prefix, windows)
+    reporting = {
+        window: sorted(minute.sensors or ()) if window.scope == "district" else [window.key]
+        for window, minute in minutes.items()
+    }
+    unknown = {
+        sensor
+        for window, minute in minutes.items()
+        for sensor in reporting[window]
+        if sensor not in (minute.intervals or {})
+    }
+    learned = _registry_intervals(context, unknown)
     return {
         window: document(
             window,
@@ -236,12 +255,24 @@ def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, 
             minute.readings,
             minute.invalid,
             minute.quality or {},
-            sorted(minute.sensors or ()) if window.scope == "district" else [window.key],
+            reporting[window],
             context.sample_interval,
             qc=minute.qc or {},
+            intervals={s: learned[s] for s in reporting[window] if s in learned}
+            | (minute.intervals or {}),
         )
-        for window, minute in collect_minutes(context.store, context.prefix, windows).items()
+        for window, minute in minutes.items()
     }
+
+
+def _registry_intervals(context: _Context, sensors: set[str]) -> dict[str, float]:
+    """The intervals the sensor registry has learned for sensors whose readings in a window
+    do not say theirs (a sensor's first readings, cleaned before it was known). A range
+    writes the registry before its windows, so it knows what the range itself taught."""
+    if not sensors:
+        return {}
+    docs = context.store.get_many(sensors_index(context.prefix), sorted(sensors))
+    return {s: float(d["interval_s"]) for s, d in docs.items() if d.get("interval_s")}
 
 
 # --- coarser windows, merged from their children -----------------------------------------
@@ -276,10 +307,12 @@ def _rolled_up_documents(
         quality: Counter[str] = Counter()
         qc: Counter[str] = Counter()
         sensor_ids: set[str] = set()
-        for part in parts:
+        intervals: dict[str, float] = {}
+        for part in parts:  # children in time order: a sensor's newest interval wins
             quality.update(part.get("quality") or {})
             qc.update(part.get("qc") or {})
             sensor_ids.update(part.get("sensor_ids") or [])
+            intervals.update(_intervals(part, parent))
         docs[parent] = document(
             parent,
             merge(Moments.from_document(p) for p in parts),
@@ -290,5 +323,13 @@ def _rolled_up_documents(
             context.sample_interval,
             parts=[child.start for child, _ in present],
             qc=qc,
+            intervals=intervals,
         )
     return docs
+
+
+def _intervals(part: Mapping[str, Any], parent: Window) -> dict[str, float]:
+    """A stored child's known sensor intervals (aligned with its sensor_ids, or its own
+    sensor's); none from documents written before windows kept them."""
+    sensors = part.get("sensor_ids") or [] if parent.scope == "district" else [parent.key]
+    return {s: i for s, i in zip(sensors, part.get("intervals") or [], strict=False) if i}

@@ -74,6 +74,12 @@ class Reading(BaseModel):
         "history for level 2 to judge it by, `Q` questioned by level 2, `X` rejected by "
         "level 1 (docs/quality.md). Null for readings stored before the verdict existed.",
     )
+    interval_s: float | None = Field(
+        None, description="Its sensor's sampling interval when it was cleaned (see Sensor)."
+    )
+    resolution: float | None = Field(
+        None, description="Its sensor's resolution when it was cleaned (see Sensor)."
+    )
     schema_version: int
     pipeline_version: str
     batch_id: str
@@ -124,6 +130,14 @@ class Sensor(BaseModel):
     last_seen: datetime
     last_value: float
     status: Literal["online", "offline"]
+    interval_s: float | None = Field(
+        None,
+        description="Its sampling interval in seconds, as its recent readings show it (the "
+        "median gap); completeness is counted at it. Null until it has sent three.",
+    )
+    resolution: float | None = Field(
+        None, description="The smallest step its values show (from their decimals)."
+    )
 
 
 class SensorList(BaseModel):
@@ -147,8 +161,11 @@ class Aggregate(BaseModel):
     sum: float
     std: float | None = Field(description="Population standard deviation.")
     sensors: int
-    expected: float = Field(description="Readings expected from the sensors' sample rate.")
-    completeness: float | None
+    expected: float = Field(
+        description="Readings expected in the window at each reporting sensor's own sampling "
+        "interval (as its readings show it; SENSOR_SAMPLE_INTERVAL_SECONDS until learned)."
+    )
+    completeness: float | None = Field(description="Valid readings over expected, at most 1.")
     readings: int = Field(description="All readings received, valid or not.")
     invalid: int
     quality: dict[str, int] = Field(description="Readings per quality flag.")

@@ -79,6 +79,8 @@ def _sensor(doc: dict[str, Any], now: datetime, settings: Settings) -> Sensor:
         last_seen=last_seen,
         last_value=doc["last"]["value"],
         status="online" if online else "offline",
+        interval_s=doc.get("interval_s"),
+        resolution=doc.get("resolution"),
     )
 
 

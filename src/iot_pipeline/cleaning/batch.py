@@ -88,6 +88,10 @@ class CleanReading:
     # on the rest of its run, the reading after a sparse sensor's spike on the spike); they
     # may be stored already: processing.hindsight flags them there.
     hindsight: tuple[Hindsight, ...] = ()
+    # The sensor's sampling interval (seconds) and resolution as the cleaner has learned them
+    # so far (cleaning.state), None until it has; completeness is counted at that interval.
+    interval: float | None = None
+    resolution: float | None = None
 
     @property
     def valid(self) -> bool:
@@ -241,7 +245,15 @@ def _clean_one(
         trusted=not INVALIDATING.intersection(flags),
     )
     return CleanReading(
-        reading, flags + found, record, parsed.value, parsed.unit, screened, hindsight
+        reading,
+        flags + found,
+        record,
+        parsed.value,
+        parsed.unit,
+        screened,
+        hindsight,
+        state.interval(),
+        state.resolution(),
     )
 
 

@@ -116,6 +116,17 @@ class SensorState:
     def __post_init__(self) -> None:
         self._seen_index = set(self.seen)
 
+    def interval(self) -> float | None:
+        """The sensor's sampling interval as its recent valid readings show it (the median
+        gap of its history), once it has three; None before."""
+        times = [t for t, _ in self.history]
+        gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
+        return statistics.median(gaps) if len(gaps) >= 2 else None
+
+    def resolution(self) -> float | None:
+        """The smallest step its values can show (from their decimals), once learned."""
+        return 10.0**-self.decimals if self.pairs else None
+
     def sparse(self) -> bool:
         """Whether the sensor samples so sparsely that REFERENCE_INTERVALS of its sampling
         interval (the median gap of its history) are longer than HISTORY_MAX_AGE."""

@@ -36,6 +36,8 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
         "flags": list(clean.flags),
         "valid": clean.valid,
         "qc": clean.qc,
+        "interval_s": clean.interval,
+        "resolution": clean.resolution,
         "schema_version": r.schema_version,
         "pipeline_version": __version__,
         "batch_id": batch_id,

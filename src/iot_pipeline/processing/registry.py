@@ -114,6 +114,13 @@ def _upsert(
     }
 
 
+def _learned(interval: float | None, resolution: float | None) -> dict[str, float]:
+    """What the cleaner has learned of a sensor, once it has (an unknown value leaves what
+    the registry knew)."""
+    known = {"interval_s": interval, "resolution": resolution}
+    return {k: v for k, v in known.items() if v is not None}
+
+
 def _newer(a: CleanReading, b: CleanReading) -> bool:
     """Whether `a` comes after `b` in the registry's order (event time, then event id)."""
     return (a.reading.event_time, a.reading.event_id) > (b.reading.event_time, b.reading.event_id)
@@ -143,7 +150,7 @@ def registry_actions(
     actions = []
     for sensor_id, entry in seen.items():
         r = entry.last.reading
-        meta = {
+        meta: dict[str, Any] = {
             "sensor_id": r.sensor_id,
             "station_id": r.station_id,
             "district": r.district,
@@ -152,6 +159,7 @@ def registry_actions(
             "location": {"lat": r.lat, "lon": r.lon},
             "firmware": r.firmware,
         }
+        meta |= _learned(entry.last.interval, entry.last.resolution)
         valid = None if entry.last_valid is None else _clean_pointer(prefix, entry.last_valid)
         body = _upsert(
             meta,
@@ -213,6 +221,7 @@ def _rebuilt(index: str, bucket: dict[str, Any]) -> IndexAction | None:
     valid_hits = bucket["valid"]["last"]["hits"]["hits"]
     meta = {k: last[k] for k in ("sensor_id", "station_id", "district", "metric", "unit")}
     meta |= {"location": last["location"], "firmware": last.get("firmware")}
+    meta |= _learned(last.get("interval_s"), last.get("resolution"))
     body = _upsert(
         meta,
         _doc_pointer(lasts[0]),
