@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -139,5 +140,10 @@ def test_a_later_rule_moves_the_flags_and_the_rules_verdict_never_the_override()
     }
 
 
-def test_the_api_accepts_the_new_verdicts() -> None:
-    assert {"G", "B"} <= set(QC_VALUES)
+def test_every_verdict_is_mapped_in_the_index_templates() -> None:
+    folder = Path(__file__).resolve().parents[2] / "elasticsearch"
+    aggregates = json.loads((folder / "aggregates.template.json").read_text(encoding="utf-8"))
+    counts = aggregates["template"]["mappings"]["properties"]["qc"]["properties"]
+    assert set(counts) == set(QC_VALUES) >= {"G", "B"}
+    readings = json.loads((folder / "readings.template.json").read_text(encoding="utf-8"))
+    assert {"qc", "auto_qc", "override"} <= set(readings["template"]["mappings"]["properties"])

@@ -28,7 +28,7 @@ from iot_pipeline.errors import PermanentStoreError, TransientStoreError
 from iot_pipeline.indices import overrides_index, readings_pattern
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.storage import BulkPolicy, IndexAction, SearchStore, index_all, refuse_rejections
-from iot_pipeline.storage.base import Versioned, is_missing_index, search_all
+from iot_pipeline.storage.base import Versioned, search_all
 from iot_pipeline.vocabulary import (
     ACCEPT,
     OVERRIDE_ACTIVE,
@@ -87,6 +87,12 @@ def override_of(doc: dict[str, Any]) -> Override:
     )
 
 
+def _anywhere(prefix: str) -> str:
+    """The override index as a pattern: before the first override there is no index, and a
+    pattern matching nothing is an empty answer, not an error (nor a warning in the logs)."""
+    return f"{overrides_index(prefix)}*"
+
+
 def load_active(store: SearchStore, prefix: str, sensor_id: str | None = None) -> list[Override]:
     """The overrides in force (pending or applied), of one sensor or all: one search (a few
     pages for thousands), nothing when there is no override index yet."""
@@ -98,12 +104,7 @@ def load_active(store: SearchStore, prefix: str, sensor_id: str | None = None) -
         "query": {"bool": {"filter": where}},
         "sort": [{"id": "asc"}],
     }
-    try:
-        hits = search_all(store, overrides_index(prefix), body, PAGE)
-    except PermanentStoreError as exc:
-        if is_missing_index(exc):
-            return []
-        raise
+    hits = search_all(store, _anywhere(prefix), body, PAGE)
     return [override_of(hit["_source"]) for hit in hits]
 
 
@@ -114,12 +115,7 @@ def unsettled(store: SearchStore, prefix: str) -> list[str]:
         "query": {"terms": {"status": [OVERRIDE_PENDING, OVERRIDE_REMOVING]}},
         "sort": [{"id": "asc"}],
     }
-    try:
-        return [hit["_id"] for hit in search_all(store, overrides_index(prefix), body, PAGE)]
-    except PermanentStoreError as exc:
-        if is_missing_index(exc):
-            return []
-        raise
+    return [hit["_id"] for hit in search_all(store, _anywhere(prefix), body, PAGE)]
 
 
 @dataclass(frozen=True)
