@@ -365,3 +365,38 @@ def test_an_override_the_workers_never_heard_of_is_swept_up(
     assert override_id not in unsettled(store, settings.search_index_prefix)
     assert _readings(store, settings, NEIGHBOUR)[0]["qc"] == "B"
     assert_aggregates_match(store, settings.search_index_prefix)
+
+
+def _pm(station: str, metric: str, value: float) -> dict[str, Any]:
+    return sample_reading(
+        event_id=f"{station}-{metric}-0",
+        sensor_id=f"{station}-{metric}",
+        station_id=station,
+        district="Xm",
+        metric=metric,
+        unit="µg/m³",
+        value=value,
+        event_time=_at(30),
+    )
+
+
+def test_a_later_rule_keeps_the_operators_verdict(
+    settings: Settings, store: SearchStore, api: httpx.Client, stored: None
+) -> None:
+    # a PM2.5 reading accepted by hand, then its PM10 partner arrives below it: the
+    # cross-metric rule flags it, its automatic verdict moves, the operator's stays
+    station = "casa-xm-07"
+    produce_readings(settings, [_pm(station, "pm25", 80.0)])
+    process_pending(settings, "overrides-pm-1")
+    override_id = _create(api, f"{station}-pm25", 0, 60, "accept")
+    assert _settle(store, settings, override_id)["readings_changed"] == 1
+    produce_readings(settings, [_pm(station, "pm10", 50.0)])
+    process_pending(settings, "overrides-pm-2")
+
+    docs = {d["metric"]: d for d in snapshot(store, settings.search_index_prefix).values()}
+    pm25, pm10 = docs["pm25"], docs["pm10"]
+    assert pm25["flags"] == ["cross_metric"]
+    assert (pm25["qc"], pm25["valid"], pm25["override"], pm25["auto_qc"]) == ("G", True, "G", "Q")
+    assert (pm10["qc"], pm10["valid"]) == ("Q", False)
+    assert "override" not in pm10
+    assert_aggregates_match(store, settings.search_index_prefix)
