@@ -8,7 +8,9 @@ Daily. Deletes whole daily reading indices (`<prefix>-readings-YYYY.MM.DD`) olde
 `AGGREGATE_RETENTION_DAYS_1M`, `_1H` and `_1D`.
 
 `iot_housekeeping` (daily) deletes metadata DB rows (runs, task instances, XComs, jobs, audit
-log) and task log files older than `AIRFLOW_HISTORY_DAYS` (or its `keep_days` parameter).
+log) and task log files older than `AIRFLOW_HISTORY_DAYS` (or its `keep_days` parameter), and
+sends the operator overrides still `pending` or `removing` (their message to the workers was
+lost) to the workers again: trigger it to settle them at once.
 """
 
 from __future__ import annotations
@@ -80,8 +82,15 @@ def iot_housekeeping() -> None:
         folder = Path(conf.get("logging", "base_log_folder"))
         return {"folder": str(folder), **prune_logs(folder, timedelta(keep_days)).as_dict()}
 
+    @task
+    def sweep_overrides() -> dict[str, Any]:
+        from iot_pipeline.orchestration.override_sweep import sweep_overrides
+
+        return {"sent": sweep_overrides(get_settings())}
+
     clean_metadata()
     prune_task_logs()
+    sweep_overrides()
 
 
 iot_housekeeping()

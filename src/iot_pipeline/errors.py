@@ -16,6 +16,7 @@ of a dependency it names, 4xx for bad input and 502 for a refusal of the search 
     │   └── PartitionBusy             another task holds the partition
     └── PermanentError                retrying the same thing cannot help
         ├── PermanentStoreError       the search engine refused (bad request, auth, mapping)
+        │   └── StoreConflict         a write named a version of a document that changed since
         ├── ConfigurationError        a setting, secret or installation is wrong
         ├── DataError                 input that cannot be used as given
         ├── RangeFailed               processing a range raised (the message names the cause)
@@ -56,6 +57,10 @@ class TransientStoreError(StoreError, TransientError):
 
 class PermanentStoreError(StoreError, PermanentError):
     """The search engine refused the operation (bad request, auth, missing template)."""
+
+
+class StoreConflict(PermanentStoreError):
+    """A write named a version of a document that changed since (optimistic concurrency)."""
 
 
 class KafkaUnavailable(TransientError):

@@ -5,6 +5,7 @@
     <prefix>-agg-1h-YYYY.MM           1-hour aggregates, by month
     <prefix>-agg-1d-YYYY              1-day aggregates, by year
     <prefix>-sensors                  the sensor registry, one document per sensor
+    <prefix>-qc-overrides             operators' accept and reject lists, one document each
 
 Time-bucketed names let retention delete whole indices, each resolution on a schedule of its
 own. The index templates (`elasticsearch/*.template.json`) match these patterns.
@@ -45,3 +46,8 @@ def aggregates_pattern(prefix: str, resolution: Resolution | str) -> str:
 def sensors_index(prefix: str) -> str:
     """The sensor registry: one document per sensor, upserted by the workers."""
     return f"{prefix}-sensors"
+
+
+def overrides_index(prefix: str) -> str:
+    """Operators' quality-control overrides (accept and reject lists), one document each."""
+    return f"{prefix}-qc-overrides"

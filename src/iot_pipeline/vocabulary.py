@@ -46,13 +46,32 @@ LEVEL_1: Final[frozenset[Flag]] = frozenset(
 LEVEL_2: Final[frozenset[Flag]] = frozenset({SPIKE, STUCK, RATE_OF_CHANGE, CROSS_METRIC})
 LEVEL_3: Final[frozenset[Flag]] = frozenset({SPATIAL})  # consistency with the neighbours
 
-# One quality-control verdict per reading, after NOAA MADIS's data descriptors.
-Qc = Literal["S", "C", "Q", "X"]
+# One quality-control verdict per reading, after NOAA MADIS's data descriptors. G and B are
+# MADIS's subjective lists: an operator's override, never a rule's (docs/quality.md).
+Qc = Literal["S", "C", "Q", "X", "G", "B"]
 QC_SCREENED: Final[Qc] = "S"  # passed levels 1 and 2, with a recent history to judge it by
 QC_CHECKED: Final[Qc] = "C"  # passed level 1; level 2 had nothing to judge it by (yet)
 QC_QUESTIONED: Final[Qc] = "Q"  # failed a level-2 or 3 check: suspect, out of the aggregates
 QC_REJECTED: Final[Qc] = "X"  # failed a level-1 check: not a measurement
+QC_ACCEPTED: Final[Qc] = "G"  # accepted by an operator over levels 2 and 3 (never over level 1)
+QC_BLACKLISTED: Final[Qc] = "B"  # rejected by an operator, whatever the rules said
 QC_VALUES: Final[tuple[Qc, ...]] = get_args(Qc)
+# The verdicts that enter the aggregates (`valid`).
+QC_VALID: Final[frozenset[Qc]] = frozenset({QC_SCREENED, QC_CHECKED, QC_ACCEPTED})
+
+# An operator's override of the verdicts of one sensor over a time range.
+OverrideAction = Literal["accept", "reject"]
+ACCEPT: Final[OverrideAction] = "accept"
+REJECT: Final[OverrideAction] = "reject"
+# pending: stored, not yet applied to the stored readings (it applies at cleaning time
+# already); applied: stored readings and windows follow it; removing: deleted, its readings
+# being reverted; removed: reverted, kept for the record.
+OverrideStatus = Literal["pending", "applied", "removing", "removed"]
+OVERRIDE_PENDING: Final[OverrideStatus] = "pending"
+OVERRIDE_APPLIED: Final[OverrideStatus] = "applied"
+OVERRIDE_REMOVING: Final[OverrideStatus] = "removing"
+OVERRIDE_REMOVED: Final[OverrideStatus] = "removed"
+OVERRIDE_ACTIVE: Final[frozenset[OverrideStatus]] = frozenset({OVERRIDE_PENDING, OVERRIDE_APPLIED})
 
 # Why a record went to the dead-letter topic (its `dlq.reason` header).
 Reason = Literal[

@@ -18,7 +18,16 @@ from iot_pipeline.api import (
     pipeline_metrics,
     problems,
 )
-from iot_pipeline.api.routers import aggregates, aqi, health, pipeline, readings, sensors, stream
+from iot_pipeline.api.routers import (
+    aggregates,
+    aqi,
+    health,
+    overrides,
+    pipeline,
+    readings,
+    sensors,
+    stream,
+)
 from iot_pipeline.api.upstream import KafkaPositions, make_state_client
 from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
@@ -32,7 +41,8 @@ Raw (cleaned) and aggregated readings of Casablanca's sensor network, live and h
   while new readings arrive.
 * Errors are RFC 9457 problem details (`application/problem#json`) with the request id.
 * When the deployment sets an API key, send it in the `X-API-Key` header (all routes but
-  `/health`, `/health/pipeline` and `/ready`).
+  `/health`, `/health/pipeline` and `/ready`). Managing `/qc/overrides` needs one (403
+  without).
 """.replace("problem#json", "problem+json")
 
 
@@ -94,7 +104,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
     protected = [Depends(observability.require_api_key(settings.api_key.get_secret_value()))]
     lags = pipeline_metrics.LagReader(kafka, settings.kafka_sensor_data_topic)
     app.include_router(health.router)
-    for module in (sensors, readings, aggregates, aqi, stream, pipeline):
+    for module in (sensors, readings, aggregates, aqi, stream, pipeline, overrides):
         app.include_router(module.router, dependencies=protected)
 
     @app.get(

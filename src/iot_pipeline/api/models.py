@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from iot_pipeline.vocabulary import Qc, Resolution, Scope
+from iot_pipeline.vocabulary import OverrideAction, OverrideStatus, Qc, Resolution, Scope
 
 _READING_EXAMPLE: dict[str, Any] = {
     "event_id": "2afbd6f8-6b-1f",
@@ -71,8 +71,15 @@ class Reading(BaseModel):
         None,
         description="The quality-control verdict: `S` passed levels 1 and 2 (validity, then "
         "consistency in time and within its station), `C` passed level 1 with no recent "
-        "history for level 2 to judge it by, `Q` questioned by level 2, `X` rejected by "
-        "level 1 (docs/quality.md). Null for readings stored before the verdict existed.",
+        "history for level 2 to judge it by, `Q` questioned by level 2 or 3, `X` rejected by "
+        "level 1; `G` accepted and `B` rejected by an operator's override "
+        "(docs/quality.md). Null for readings stored before the verdict existed.",
+    )
+    override: Qc | None = Field(
+        None, description="`G` or `B` when an operator's override changed the verdict."
+    )
+    auto_qc: Qc | None = Field(
+        None, description="With an override: the verdict the rules alone gave."
     )
     interval_s: float | None = Field(
         None, description="Its sensor's sampling interval when it was cleaned (see Sensor)."
@@ -171,7 +178,8 @@ class Aggregate(BaseModel):
     quality: dict[str, int] = Field(description="Readings per quality flag.")
     qc: dict[str, int] = Field(
         default_factory=dict,
-        description="Readings per quality-control verdict (`S`, `C`, `Q`, `X`; see Reading).",
+        description="Readings per quality-control verdict (`S`, `C`, `Q`, `X`, `G`, `B`; see "
+        "Reading).",
     )
     revision: int = Field(description="Goes up each time late data changes the window.")
 
@@ -324,3 +332,83 @@ class AqiPage(BaseModel):
     standard: str
     scope: Literal["district", "station"]
     items: list[AqiHour]
+
+
+class QcOverrideRequest(BaseModel):
+    """An operator's accept (`G`) or reject (`B`) list: one sensor over [start, end)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sensor_id": "casa-maarif-01-pm25",
+                    "start": "2026-11-28T08:00:00Z",
+                    "end": "2026-11-28T12:00:00Z",
+                    "action": "reject",
+                    "reason": "inlet blocked by roadworks dust; ticket 4711",
+                }
+            ]
+        },
+    )
+
+    sensor_id: str = Field(min_length=1, max_length=64)
+    start: datetime = Field(description="From this event time (inclusive; without offset: UTC).")
+    end: datetime = Field(description="Until this event time (exclusive).")
+    action: OverrideAction = Field(
+        description="`reject`: the readings are `B`, out of the aggregates, whatever their "
+        "flags. `accept`: readings the rules questioned or passed are `G`, in the aggregates; "
+        "never one level 1 rejected (`X`). A reject wins over an accept."
+    )
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept for the record).")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @field_validator("reason")
+    @classmethod
+    def _said(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("say why")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _span(self) -> QcOverrideRequest:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.end - self.start > MAX_OVERRIDE_SPAN:
+            raise ValueError(f"at most {MAX_OVERRIDE_SPAN.days} days from start to end")
+        return self
+
+
+MAX_OVERRIDE_SPAN = timedelta(days=366)
+
+
+class QcOverride(BaseModel):
+    """An override as stored, with where its settlement on the stored readings stands."""
+
+    id: str
+    sensor_id: str
+    start: datetime
+    end: datetime
+    action: OverrideAction
+    reason: str
+    status: OverrideStatus = Field(
+        description="`pending`: in force for new readings, not yet applied to the stored ones; "
+        "`applied`: stored readings and windows follow it; `removing`: deleted, its readings "
+        "being reverted; `removed`: reverted, kept for the record."
+    )
+    created_at: datetime
+    applied_at: datetime | None = None
+    readings_changed: int | None = Field(None, description="Stored readings it changed.")
+    windows_written: int | None = Field(None, description="Windows recomputed when applied.")
+    removal_requested_at: datetime | None = None
+    removed_at: datetime | None = None
+    readings_reverted: int | None = None
+    windows_rewritten: int | None = None
+
+
+class QcOverrideList(BaseModel):
+    items: list[QcOverride]

@@ -25,8 +25,10 @@ PROBLEM = "application/problem+json"
 _TITLES = {
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
     422: "Invalid parameter",
     502: "Search store error",
     503: "Search store unavailable",

@@ -34,6 +34,7 @@ from iot_pipeline.vocabulary import (
     QC_QUESTIONED,
     QC_REJECTED,
     QC_SCREENED,
+    QC_VALID,
     UNPROCESSABLE,
     Qc,
 )
@@ -92,13 +93,23 @@ class CleanReading:
     # so far (cleaning.state), None until it has; completeness is counted at that interval.
     interval: float | None = None
     resolution: float | None = None
+    # an operator's verdict (G or B) when an override changes the automatic one
+    # (cleaning.overrides); the flags stay, so the automatic verdict stays knowable
+    override: Qc | None = None
 
     @property
     def valid(self) -> bool:
+        if self.override is not None:
+            return self.override in QC_VALID
         return not INVALIDATING.intersection(self.flags)
 
     @property
     def qc(self) -> Qc:
+        return self.override or self.auto_qc
+
+    @property
+    def auto_qc(self) -> Qc:
+        """The verdict of the rules alone, whatever an operator said."""
         return qc_verdict(self.flags, self.screened)
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from iot_pipeline.aggregation.minutes import time_ranges
 from iot_pipeline.aggregation.windows import Window, windows_of
-from iot_pipeline.cleaning import CleanReading, qc_verdict
+from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.buddy_rule import BUDDY_SLOT, SlotValue, spatial_outliers
+from iot_pipeline.cleaning.overrides import rejudged
 from iot_pipeline.indices import readings_pattern
 from iot_pipeline.storage import IndexAction, SearchStore
 from iot_pipeline.storage.base import search_all
@@ -93,7 +94,7 @@ def _slot_means(
 
 def _readings(store: SearchStore, prefix: str, query: dict[str, Any]) -> list[dict[str, Any]]:
     body = {
-        "_source": ["sensor_id", "district", "metric", "event_time", "flags"],
+        "_source": ["sensor_id", "district", "metric", "event_time", "flags", "override"],
         "query": query,
         "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
     }
@@ -146,13 +147,7 @@ def buddy_updates(
             if (SPATIAL in flags) == wanted:
                 continue
             flags = [f for f in flags if f != SPATIAL] + ([SPATIAL] if wanted else [])
-            update = {
-                "doc": {
-                    "flags": flags,
-                    "valid": not INVALIDATING.intersection(flags),
-                    "qc": qc_verdict(flags, screened=True),
-                }
-            }
+            update = {"doc": rejudged(flags, True, doc.get("override"))}
             actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
             windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], epoch)
     return actions, windows

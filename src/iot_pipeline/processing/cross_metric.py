@@ -12,17 +12,18 @@ from datetime import datetime
 from typing import Any
 
 from iot_pipeline.aggregation.windows import Window, windows_of
-from iot_pipeline.cleaning import CleanReading, qc_verdict
+from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.cross_metric_rule import (
     CROSS_METRICS,
     StationReading,
     cross_metric_violations,
 )
+from iot_pipeline.cleaning.overrides import rejudged
 from iot_pipeline.indices import readings_index, readings_pattern
 from iot_pipeline.processing.documents import reading_id
 from iot_pipeline.storage import IndexAction, SearchStore
 from iot_pipeline.storage.base import search_all
-from iot_pipeline.vocabulary import CROSS_METRIC, INVALIDATING
+from iot_pipeline.vocabulary import CROSS_METRIC
 
 PAGE = 5000
 _FIELDS = ["event_id", "station_id", "sensor_id", "district", "metric", "value", "event_time"]
@@ -39,7 +40,7 @@ def _stored_partners(
     """The stored PM readings of these stations in [start, end) from other sensors than the
     range's own (those are in memory, just indexed), as search hits."""
     body: dict[str, Any] = {
-        "_source": [*_FIELDS, "flags"],
+        "_source": [*_FIELDS, "flags", "override"],
         "query": {
             "bool": {
                 "must_not": [{"terms": {"sensor_id": own_sensors}}],
@@ -99,6 +100,7 @@ def cross_metric_updates(
                     "value": r.value,
                     "epoch": r.event_time.timestamp(),
                     "flags": list(clean.flags),
+                    "override": clean.override,
                 },
             }
         )
@@ -126,15 +128,9 @@ def cross_metric_updates(
         if has == (reading.event_id in violating):
             continue
         flags = [f for f in reading.flags if f != CROSS_METRIC] + ([] if has else [CROSS_METRIC])
-        # the cross-metric check judged it: level 2 applied, so passing it is "screened"
-        update = {
-            "doc": {
-                "flags": flags,
-                "valid": not INVALIDATING.intersection(flags),
-                "qc": qc_verdict(flags, screened=True),
-            }
-        }
-        actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
         doc = hit["_source"]
+        # the cross-metric check judged it: level 2 applied, so passing it is "screened"
+        update = {"doc": rejudged(flags, True, doc.get("override"))}
+        actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
         windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], reading.epoch)
     return actions, windows

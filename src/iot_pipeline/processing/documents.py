@@ -18,7 +18,7 @@ from iot_pipeline.storage.base import encode_action
 def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> dict[str, Any]:
     """The stored form of a reading: canonical value, flags and provenance."""
     r = clean.reading
-    return {
+    document: dict[str, Any] = {
         "event_id": r.event_id,
         "sensor_id": r.sensor_id,
         "station_id": r.station_id,
@@ -48,6 +48,10 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
             "offset": clean.source.offset,
         },
     }
+    if clean.override is not None:  # an operator's verdict: the rules' one is kept beside it
+        document["override"] = clean.override
+        document["auto_qc"] = clean.auto_qc
+    return document
 
 
 def reading_id(sensor_id: str, event_id: str) -> str:

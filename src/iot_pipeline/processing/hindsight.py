@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from iot_pipeline.aggregation.windows import Window, windows_of
-from iot_pipeline.cleaning import CleanReading, Hindsight, qc_verdict
+from iot_pipeline.cleaning import CleanReading, Hindsight
+from iot_pipeline.cleaning.overrides import rejudged
 from iot_pipeline.indices import readings_pattern
 from iot_pipeline.storage import IndexAction, SearchStore
 from iot_pipeline.storage.base import search_all
-from iot_pipeline.vocabulary import INVALIDATING
 
 PAGE = 5000
 
@@ -54,7 +54,7 @@ def hindsight_updates(
     if not reaching:
         return [], set()
     body: dict[str, Any] = {
-        "_source": ["sensor_id", "district", "metric", "event_time", "flags"],
+        "_source": ["sensor_id", "district", "metric", "event_time", "flags", "override"],
         "query": {"bool": {"should": [_reached(s, h) for s, h in reaching]}},
         "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
     }
@@ -73,13 +73,8 @@ def hindsight_updates(
         if not added:
             continue
         flags = [*had, *dict.fromkeys(added)]
-        update = {
-            "doc": {
-                "flags": flags,
-                "valid": not INVALIDATING.intersection(flags),
-                "qc": qc_verdict(flags, screened=True),
-            }
-        }
+        # an operator's override stays (cleaning.overrides)
+        update = {"doc": rejudged(flags, True, doc.get("override"))}
         actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
         windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], epoch)
     return actions, windows

@@ -23,6 +23,7 @@ from iot_pipeline.cleaning import (
     clean_batch,
 )
 from iot_pipeline.cleaning.batch import unprocessable
+from iot_pipeline.cleaning.overrides import Override, apply_overrides
 from iot_pipeline.errors import PermanentError
 from iot_pipeline.indices import readings_index
 from iot_pipeline.processing.buddy_check import buddy_updates
@@ -31,6 +32,7 @@ from iot_pipeline.processing.dead_letters import deliver, index_rejections
 from iot_pipeline.processing.documents import reading_actions, reading_id
 from iot_pipeline.processing.hindsight import hindsight_updates
 from iot_pipeline.processing.live_feed import publish_stored
+from iot_pipeline.processing.overrides import load_active
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
 from iot_pipeline.processing.registry import registry_actions
@@ -145,8 +147,9 @@ def process_range(
     publish = None
     if settings.live_publish and not task.replay:  # a replay is old news for live clients
         publish = partial(publish_stored, state_client, settings.search_index_prefix)
+    overrides = load_active(store, settings.search_index_prefix)  # operators' G/B lists
     result, keep, report = _clean_and_index(
-        settings, store, task, records, states, policy, bulk, publish
+        settings, store, task, records, states, policy, bulk, publish, overrides
     )
     clock.lap("clean_index")
     by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in keep}
@@ -239,6 +242,7 @@ def _clean_and_index(
     policy: CleaningPolicy,
     bulk: BulkPolicy,
     publish: Callable[[list[IndexAction], IndexReport], object] | None = None,
+    overrides: list[Override] | None = None,
 ) -> tuple[BatchResult, list[CleanReading], IndexReport]:
     """Clean bulk-sized slices in order and index each while the next one is cleaned; then
     `publish` what each slice stored (the live feed).
@@ -256,6 +260,7 @@ def _clean_and_index(
                 part = clean_batch(
                     records[start : start + bulk.max_docs], states, task.ingest_time, policy
                 )
+                part.readings = apply_overrides(part.readings, overrides or [])
                 result.readings += part.readings
                 result.dead_letters += part.dead_letters
                 # A duplicate is the same event again: the store already holds it under its id.

@@ -14,7 +14,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from iot_pipeline.errors import PermanentStoreError, StoreError, TransientStoreError
+from iot_pipeline.errors import (
+    PermanentStoreError,
+    StoreConflict,
+    StoreError,
+    TransientStoreError,
+)
 
 
 @contextmanager
@@ -145,6 +150,17 @@ class AsyncSearchStore(Protocol):
     async def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run a search; returns the raw response body (missing indices match nothing)."""
 
+    async def put(
+        self,
+        index: str,
+        doc_id: str,
+        document: dict[str, Any],
+        version: tuple[int, int] | None = None,
+    ) -> None:
+        """Create or overwrite one document, searchable at once; with `version` (its seq_no
+        and primary term, as a search with `seq_no_primary_term` gives them) only over that
+        version: StoreConflict when it changed since."""
+
     async def ping(self) -> bool:
         """Whether the engine answers."""
 
@@ -252,6 +268,24 @@ def search_all(
         if len(found) < page:
             return hits
         body["search_after"] = found[-1]["sort"]
+
+
+@contextmanager
+def conflicts_translated() -> Iterator[None]:
+    """A 409 of the engine (a version that changed since) raised as StoreConflict."""
+    try:
+        yield
+    except PermanentStoreError as exc:
+        if " 409" in str(exc) or "version_conflict" in str(exc):
+            raise StoreConflict(str(exc)) from exc
+        raise
+
+
+def version_params(version: tuple[int, int] | None) -> dict[str, int]:
+    """The optimistic-concurrency parameters of a write over `version` (none without)."""
+    if version is None:
+        return {}
+    return {"if_seq_no": version[0], "if_primary_term": version[1]}
 
 
 def is_missing_index(error: StoreError) -> bool:

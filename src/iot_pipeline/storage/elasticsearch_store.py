@@ -21,6 +21,7 @@ from iot_pipeline.storage.base import (
     IndexAction,
     Versioned,
     bulk_body,
+    conflicts_translated,
     error_for_status,
     found_sources,
     found_versioned,
@@ -28,6 +29,7 @@ from iot_pipeline.storage.base import (
     mget_body,
     parse_bulk_response,
     translated,
+    version_params,
 )
 
 
@@ -143,3 +145,15 @@ class AsyncElasticsearchStore(AsyncClientStore):
                 index=index, allow_no_indices=True, ignore_unavailable=True, **body
             )
         return dict(response)
+
+    async def put(
+        self,
+        index: str,
+        doc_id: str,
+        document: dict[str, Any],
+        version: tuple[int, int] | None = None,
+    ) -> None:
+        with conflicts_translated(), translated(store_error):
+            await self.client.index(
+                index=index, id=doc_id, document=document, refresh=True, **version_params(version)
+            )

@@ -17,6 +17,7 @@ from iot_pipeline.storage.base import (
     IndexAction,
     Versioned,
     bulk_body,
+    conflicts_translated,
     error_for_status,
     found_sources,
     found_versioned,
@@ -24,6 +25,7 @@ from iot_pipeline.storage.base import (
     mget_body,
     parse_bulk_response,
     translated,
+    version_params,
 )
 
 # Connections kept per node: at least the bulk requests a task keeps in flight plus the
@@ -159,3 +161,15 @@ class AsyncOpenSearchStore(AsyncClientStore):
                 index=index, body=body, allow_no_indices=True, ignore_unavailable=True
             )
         return dict(response)
+
+    async def put(
+        self,
+        index: str,
+        doc_id: str,
+        document: dict[str, Any],
+        version: tuple[int, int] | None = None,
+    ) -> None:
+        with conflicts_translated(), translated(store_error):
+            await self.client.index(
+                index=index, id=doc_id, body=document, refresh="true", **version_params(version)
+            )

@@ -17,6 +17,7 @@ PROCESSING_QUEUE = "processing"
 REPLAY_QUEUE = "replay"  # replays wait apart: a long replay never holds the ETL's ranges back
 WORKER_QUEUES = f"{PROCESSING_QUEUE},{REPLAY_QUEUE}"
 PROCESS_RANGE = "iot.process_range"
+SETTLE_OVERRIDE = "iot.settle_override"  # apply or revert an operator's override
 
 
 def create_app(settings: Settings) -> Celery:
@@ -32,7 +33,10 @@ def create_app(settings: Settings) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         task_default_queue=PROCESSING_QUEUE,
-        task_routes={PROCESS_RANGE: {"queue": PROCESSING_QUEUE}},
+        task_routes={
+            PROCESS_RANGE: {"queue": PROCESSING_QUEUE},
+            SETTLE_OVERRIDE: {"queue": PROCESSING_QUEUE},
+        },
         # The work is idempotent (deterministic ids, checkpointed state): acknowledge after
         # it is done, one task at a time, and requeue when the worker dies mid-task.
         task_acks_late=True,
@@ -55,6 +59,23 @@ def create_app(settings: Settings) -> Celery:
 
 
 app = create_app(get_settings())
+
+# Sending waits out a broker hiccup this long at most; after that the override stays pending
+# and the sweep (orchestration.override_sweep) sends it again.
+SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+def send_settle(client: Celery, override_id: str) -> None:
+    """Ask a worker to settle an override (apply it on, or revert it from, the stored
+    readings); raises when the broker cannot take the message."""
+    client.send_task(
+        SETTLE_OVERRIDE,
+        args=[override_id],
+        queue=PROCESSING_QUEUE,
+        retry=True,
+        retry_policy=SEND_RETRY_POLICY,
+        ignore_result=True,  # the outcome is on the override's document
+    )
 
 
 @setup_logging.connect

@@ -27,12 +27,12 @@ from iot_pipeline.errors import (
     TransientStoreError,
 )
 from iot_pipeline.logs import bind, unbind
-from iot_pipeline.processing import registry
+from iot_pipeline.processing import overrides, registry
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings, get_settings
 from iot_pipeline.storage import SearchStore, load_templates, make_store
-from iot_pipeline.worker.app import PROCESS_RANGE, app
+from iot_pipeline.worker.app import PROCESS_RANGE, SETTLE_OVERRIDE, app
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,40 @@ def _process(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
 
 
 LOCK_SECONDS = 30  # a dead worker's partition lock frees itself this soon
+
+
+class OverridesBusy(TransientError):
+    """Another task is settling an override: one at a time, so the last one reads the most."""
+
+
+@app.task(
+    name=SETTLE_OVERRIDE,
+    bind=True,
+    autoretry_for=(TransientError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=20,
+    ignore_result=True,  # the outcome is on the override's document
+)
+def settle_override_task(self: Task[Any, Any], override_id: str) -> dict[str, object]:
+    """Apply a new override on the stored readings, or revert a deleted one (idempotent)."""
+    settings = get_settings()
+    client = _state_client()
+    name = f"{settings.search_index_prefix}:qc-overrides-lock"
+    try:
+        with held_lock(client, name) as acquired:
+            if not acquired:
+                busy = OverridesBusy("another task is settling an override")
+                raise self.retry(exc=busy, countdown=LOCK_SECONDS / 6)
+            return overrides.settle(
+                _store(),
+                settings.search_index_prefix,
+                override_id,
+                settings.sensor_sample_interval_seconds,
+            ).as_dict()
+    except redis.ConnectionError as exc:
+        raise RedisUnavailable(f"Redis does not answer: {exc}") from exc
 
 
 @contextmanager
