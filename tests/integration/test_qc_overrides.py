@@ -19,6 +19,7 @@ from iot_pipeline.orchestration.override_sweep import sweep_overrides
 from iot_pipeline.processing.overrides import settle, unsettled
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, make_store
+from iot_pipeline.worker.app import SETTLE_OVERRIDE
 
 from support.api_process import start_api, stop_api
 from support.ground_truth import assert_aggregates_match, snapshot
@@ -26,6 +27,7 @@ from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
 from support.processing import process_pending
 from support.readings import sample_reading
+from support.workers import drop_queued
 
 KEY = "overrides-test-key"
 AUTH = {"X-API-Key": KEY}
@@ -76,6 +78,8 @@ def api(settings: Settings) -> Iterator[httpx.Client]:
             yield client
     finally:
         stop_api(process)
+        # no worker of this module took the API's messages (the tests settle in-process)
+        drop_queued(settings, SETTLE_OVERRIDE)
 
 
 @pytest.fixture(scope="module")

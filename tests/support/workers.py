@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 from celery import Celery
 
 from iot_pipeline.settings import Settings
@@ -110,3 +111,15 @@ def backfill(
         capture_output=True,
         timeout=120,
     )
+
+
+def drop_queued(settings: Settings, task: str, queue: str = "processing") -> int:
+    """Take back from the broker the messages of `task` that no worker of the test took (so
+    that no later test's worker gets them); returns how many."""
+    broker = redis.Redis.from_url(settings.redis_url)
+    try:
+        name = f'"{task}"'.encode()
+        queued = [m for m in broker.lrange(queue, 0, -1) if name in m]
+        return sum(int(broker.lrem(queue, 1, m)) for m in queued)
+    finally:
+        broker.close()

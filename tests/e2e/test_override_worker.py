@@ -1,0 +1,135 @@
+"""An operator's override through the real parts: the API stores it and sends it through the
+broker, a Celery worker (as `make up` runs it) settles it on the stored readings and their
+windows, and a DELETE is reverted the same way."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from iot_pipeline.settings import Settings
+from iot_pipeline.worker.app import create_app
+
+from support.api_process import start_api, stop_api
+from support.isolation import own_pipeline
+from support.kafka_io import produce_readings
+from support.processing import process_pending
+from support.readings import sample_reading
+from support.workers import start_worker, stop, wait_ready
+
+KEY = "override-worker-test-key"
+AUTH = {"X-API-Key": KEY}
+HOUR = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+SENSOR = "casa-ovw-01-temperature"
+
+
+def _at(minute: int) -> str:
+    return (HOUR + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+@pytest.fixture(scope="module")
+def settings(test_settings: Settings) -> Iterator[Settings]:
+    with own_pipeline(test_settings, "ovworker") as own:
+        produce_readings(
+            own,
+            [
+                sample_reading(
+                    event_id=f"ovw-{n}",
+                    sensor_id=SENSOR,
+                    station_id="casa-ovw-01",
+                    seq=n,
+                    value=round(20.0 + 0.13 * n, 2),
+                    event_time=_at(n),
+                )
+                for n in range(12)
+            ],
+        )
+        process_pending(own, "ovworker-1")
+        yield own
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    log = tmp_path_factory.mktemp("ovworker") / "worker.log"
+    worker = start_worker(settings, "ovworker", log=log)
+    process, url = start_api(settings, API_KEY=KEY)
+    try:
+        wait_ready(create_app(settings), "ovworker")
+        with httpx.Client(base_url=url, timeout=30, headers=AUTH) as client:
+            yield client
+    finally:
+        stop_api(process)
+        stop(worker)
+
+
+def _until(api: httpx.Client, override_id: str, status: str) -> dict[str, Any]:
+    """The override once the worker brought it to `status` (waits on the condition)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        doc: dict[str, Any] = api.get(f"/qc/overrides/{override_id}").json()
+        if doc["status"] == status:
+            return doc
+        time.sleep(0.2)
+    raise AssertionError(f"override {override_id} not {status} in 60 s: {doc}")
+
+
+def _verdicts(api: httpx.Client) -> list[str]:
+    params = {"sensor_id": SENSOR, "start": _at(0), "end": _at(12)}
+    items = api.get("/readings", params=params).json()["items"]
+    return [item["qc"] for item in sorted(items, key=lambda item: item["event_time"])]
+
+
+def _hour(api: httpx.Client) -> dict[str, Any]:
+    params = {
+        "scope": "sensor",
+        "key": SENSOR,
+        "metric": "temperature",
+        "resolution": "1h",
+        "start": _at(0),
+        "end": _at(60),
+    }
+    deadline = time.monotonic() + 30  # windows are written without a refresh
+    while True:
+        items = api.get("/aggregates", params=params).json()["items"]
+        if items or time.monotonic() > deadline:
+            (item,) = items
+            return dict(item)
+        time.sleep(0.2)
+
+
+def test_the_worker_settles_an_override_and_its_removal(api: httpx.Client) -> None:
+    before = _hour(api)
+    assert before["count"] == 12
+    body = {
+        "sensor_id": SENSOR,
+        "start": _at(3),
+        "end": _at(7),
+        "action": "reject",
+        "reason": "serviced between minutes 3 and 7",
+    }
+    created = api.post("/qc/overrides", json=body)
+    assert created.status_code == 201, created.text
+    override_id = created.json()["id"]
+
+    applied = _until(api, override_id, "applied")
+    assert applied["readings_changed"] == 4
+    verdicts = _verdicts(api)
+    assert [n for n, qc in enumerate(verdicts) if qc == "B"] == [3, 4, 5, 6]
+    deadline = time.monotonic() + 30
+    while (after := _hour(api))["count"] != 8 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (after["count"], after["revision"]) == (8, before["revision"] + 1)
+
+    assert api.delete(f"/qc/overrides/{override_id}").status_code == 202
+    removed = _until(api, override_id, "removed")
+    assert removed["readings_reverted"] == 4
+    assert "B" not in _verdicts(api)
+    deadline = time.monotonic() + 30
+    while (again := _hour(api))["count"] != 12 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (again["count"], again["revision"]) == (12, before["revision"] + 2)
