@@ -18,6 +18,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(scope="module")
+def store(settings):  # type: ignore[no-untyped-def]
+    """The search store of the module's own `settings` (a fixture each module defines)."""
+    from iot_pipeline.storage import make_store
+
+    store = make_store(settings)
+    yield store
+    store.close()
+
+
 @pytest.fixture
 def make_topic(test_settings, run_id, request):  # type: ignore[no-untyped-def]
     """Create uniquely named topics (6 partitions by default); deleted after the test."""

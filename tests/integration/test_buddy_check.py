@@ -13,7 +13,7 @@ import pytest
 from iot_pipeline.cleaning.buddy_rule import BUDDY_SLOT
 from iot_pipeline.indices import aggregates_pattern, readings_pattern
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import SearchStore, make_store
+from iot_pipeline.storage import SearchStore
 
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
@@ -28,13 +28,6 @@ SLOT = (int(datetime.now(UTC).timestamp() // BUDDY_SLOT) - 1) * BUDDY_SLOT
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "buddy") as own:
         yield own
-
-
-@pytest.fixture(scope="module")
-def store(settings: Settings) -> Iterator[SearchStore]:
-    store = make_store(settings)
-    yield store
-    store.close()
 
 
 def _station(n: int, value: float, lat: float = 33.58, lon: float = -7.62) -> list[dict[str, Any]]:

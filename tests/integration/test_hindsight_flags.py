@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from iot_pipeline.cleaning.state import STUCK_REPEATS
-from iot_pipeline.indices import aggregates_pattern, readings_pattern
+from iot_pipeline.indices import readings_pattern
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import SearchStore, make_store
+from iot_pipeline.storage import SearchStore
 
+from support.aggregates import window
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
 from support.processing import process_pending
@@ -30,13 +31,6 @@ START = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, micr
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "hindsight") as own:
         yield own
-
-
-@pytest.fixture(scope="module")
-def store(settings: Settings) -> Iterator[SearchStore]:
-    store = make_store(settings)
-    yield store
-    store.close()
 
 
 def _readings(sensor: str, values: list[float], every: timedelta) -> list[dict[str, Any]]:
@@ -61,25 +55,6 @@ def _stored(store: SearchStore, settings: Settings, sensor: str) -> list[dict[st
     return [h["_source"] for h in store.search(pattern, body)["hits"]["hits"]]
 
 
-def _hour(store: SearchStore, settings: Settings, sensor: str, at: datetime) -> dict[str, Any]:
-    pattern = aggregates_pattern(settings.search_index_prefix, "1h")
-    store.refresh(pattern)
-    body = {
-        "query": {
-            "bool": {
-                "filter": [
-                    {"term": {"scope": "sensor"}},
-                    {"term": {"key": sensor}},
-                    {"term": {"window_start": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-                ]
-            }
-        }
-    }
-    (hit,) = store.search(pattern, body)["hits"]["hits"]
-    source: dict[str, Any] = hit["_source"]
-    return source
-
-
 def test_a_run_judged_stuck_in_a_later_batch_flags_its_stored_start(
     settings: Settings, store: SearchStore
 ) -> None:
@@ -90,7 +65,7 @@ def test_a_run_judged_stuck_in_a_later_batch_flags_its_stored_start(
     minute = timedelta(minutes=1)
     produce_readings(settings, _readings(sensor, first, minute))
     process_pending(settings, "hindsight-1")
-    before = _hour(store, settings, sensor, START)
+    before = window(store, settings, "1h", "sensor", sensor, START)
     assert before["count"] == len(first)
     assert all(doc["valid"] for doc in _stored(store, settings, sensor))
 
@@ -101,7 +76,7 @@ def test_a_run_judged_stuck_in_a_later_batch_flags_its_stored_start(
     stuck = [n for n, doc in enumerate(docs) if "stuck" in doc["flags"]]
     assert stuck == list(range(len(learned), len(learned) + 2 + STUCK_REPEATS))
     assert all(docs[n]["qc"] == "Q" and not docs[n]["valid"] for n in stuck)
-    after = _hour(store, settings, sensor, START)
+    after = window(store, settings, "1h", "sensor", sensor, START)
     assert after["count"] == len(learned) + 1  # the run left the window, 21.9 joined it
     assert after["revision"] == before["revision"] + 1
 
@@ -109,7 +84,7 @@ def test_a_run_judged_stuck_in_a_later_batch_flags_its_stored_start(
     produce_readings(settings, later)
     process_pending(settings, "hindsight-3")
     assert _stored(store, settings, sensor) == docs
-    assert _hour(store, settings, sensor, START)["revision"] == after["revision"]
+    assert window(store, settings, "1h", "sensor", sensor, START)["revision"] == after["revision"]
 
 
 def test_an_hourly_sensors_spike_is_flagged_when_the_next_reading_comes_back(
@@ -122,11 +97,11 @@ def test_an_hourly_sensors_spike_is_flagged_when_the_next_reading_comes_back(
     produce_readings(settings, readings[:5])  # the spike is the newest reading of the batch
     process_pending(settings, "hindsight-4")
     assert all(doc["valid"] for doc in _stored(store, settings, sensor))
-    assert _hour(store, settings, sensor, START + 4 * hour)["count"] == 1
+    assert window(store, settings, "1h", "sensor", sensor, START + 4 * hour)["count"] == 1
 
     produce_readings(settings, readings[5:])
     process_pending(settings, "hindsight-5")
     docs = _stored(store, settings, sensor)
     assert [doc["flags"] for doc in docs] == [[], [], [], [], ["spike"], []]
     assert docs[4]["qc"] == "Q"
-    assert _hour(store, settings, sensor, START + 4 * hour)["count"] == 0
+    assert window(store, settings, "1h", "sensor", sensor, START + 4 * hour)["count"] == 0

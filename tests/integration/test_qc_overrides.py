@@ -64,13 +64,6 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="module")
-def store(settings: Settings) -> Iterator[SearchStore]:
-    store = make_store(settings)
-    yield store
-    store.close()
-
-
-@pytest.fixture(scope="module")
 def api(settings: Settings) -> Iterator[httpx.Client]:
     process, url = start_api(settings, API_KEY=KEY)
     try:

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from iot_pipeline.indices import aggregates_pattern
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import SearchStore, make_store
+from iot_pipeline.storage import SearchStore
 
+from support.aggregates import window
 from support.api_process import start_api, stop_api
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
@@ -30,13 +30,6 @@ DISTRICT = "Intervals"
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "intervals") as own:
         yield own
-
-
-@pytest.fixture(scope="module")
-def store(settings: Settings) -> Iterator[SearchStore]:
-    store = make_store(settings)
-    yield store
-    store.close()
 
 
 def _series(station: str, every: timedelta, count: int) -> list[dict[str, Any]]:
@@ -55,27 +48,6 @@ def _series(station: str, every: timedelta, count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _window(
-    store: SearchStore, settings: Settings, resolution: str, scope: str, key: str, at: datetime
-) -> dict[str, Any]:
-    pattern = aggregates_pattern(settings.search_index_prefix, resolution)
-    store.refresh(pattern)
-    body = {
-        "query": {
-            "bool": {
-                "filter": [
-                    {"term": {"scope": scope}},
-                    {"term": {"key": key}},
-                    {"term": {"window_start": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-                ]
-            }
-        }
-    }
-    (hit,) = store.search(pattern, body)["hits"]["hits"]
-    source: dict[str, Any] = hit["_source"]
-    return source
-
-
 def test_each_window_expects_readings_at_its_sensors_own_intervals(
     settings: Settings, store: SearchStore
 ) -> None:
@@ -89,19 +61,19 @@ def test_each_window_expects_readings_at_its_sensors_own_intervals(
 
     # even the first hour, before the cleaner knew the interval (the registry did by then)
     for hour in (HOUR0, HOUR0 + timedelta(hours=3)):
-        sensor = _window(store, settings, "1h", "sensor", "casa-iv-hourly-temperature", hour)
+        sensor = window(store, settings, "1h", "sensor", "casa-iv-hourly-temperature", hour)
         assert (sensor["count"], sensor["expected"], sensor["completeness"]) == (1, 1.0, 1.0)
         assert sensor["intervals"] == [3600.0]
-        minute = _window(store, settings, "1h", "sensor", "casa-iv-minute-temperature", hour)
+        minute = window(store, settings, "1h", "sensor", "casa-iv-minute-temperature", hour)
         assert (minute["count"], minute["expected"], minute["completeness"]) == (54, 60.0, 0.9)
-    district = _window(store, settings, "1h", "district", DISTRICT, HOUR0 + timedelta(hours=1))
+    district = window(store, settings, "1h", "district", DISTRICT, HOUR0 + timedelta(hours=1))
     assert district["sensor_ids"] == ["casa-iv-hourly-temperature", "casa-iv-minute-temperature"]
     assert district["intervals"] == [3600.0, 60.0]
     assert district["expected"] == pytest.approx(61.0)
     assert district["completeness"] == pytest.approx(55 / 61, abs=1e-6)
     # a day expects 24 readings of an hourly sensor, not 17,280 of one every 5 s
     day = HOUR0.replace(hour=0)
-    daily = _window(store, settings, "1d", "sensor", "casa-iv-hourly-temperature", day)
+    daily = window(store, settings, "1d", "sensor", "casa-iv-hourly-temperature", day)
     assert daily["expected"] == pytest.approx(24.0)
 
 

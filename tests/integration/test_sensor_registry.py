@@ -14,7 +14,7 @@ import pytest
 from iot_pipeline.indices import readings_pattern, sensors_index
 from iot_pipeline.processing import registry
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import SearchStore, make_store
+from iot_pipeline.storage import SearchStore
 
 from support.api_process import start_api, stop_api
 from support.isolation import own_pipeline
@@ -31,13 +31,6 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(test_settings, "registry") as own:
         yield own
-
-
-@pytest.fixture(scope="module")
-def store(settings: Settings) -> Iterator[SearchStore]:
-    store = make_store(settings)
-    yield store
-    store.close()
 
 
 @pytest.fixture(scope="module")
