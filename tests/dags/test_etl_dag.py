@@ -18,6 +18,7 @@ from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
+from support.clock import day, minute_stamp
 from support.dag_runs import run_airflow
 from support.ground_truth import expected_ids, snapshot
 from support.isolation import own_pipeline
@@ -61,7 +62,7 @@ def _highs(settings: Settings) -> dict[int, int]:
 def test_a_run_indexes_the_batch_commits_and_a_second_run_changes_nothing(
     settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
-    _produce(settings, "2026-11-25T00:00Z", 3000, seed=21)
+    _produce(settings, minute_stamp(day(4)), 3000, seed=21)
     worker = start_worker(settings, "etl-a")
     try:
         wait_ready(celery_app, "etl-a")
@@ -92,7 +93,7 @@ def test_failed_ranges_commit_nothing_and_the_next_run_catches_up(
     settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
     before = _committed(settings)
-    _produce(settings, "2026-11-25T12:00Z", 2000, seed=22)
+    _produce(settings, minute_stamp(day(4, 12)), 2000, seed=22)
     # A worker that cannot reach the search node: every range fails (and keeps retrying).
     broken = start_worker(settings, "etl-broken", SEARCH_URL="http://127.0.0.1:9")
     try:

@@ -20,6 +20,7 @@ from iot_pipeline.orchestration.run_state import read_state
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
+from support.clock import day, event_stamp, minute_stamp
 from support.dag_runs import run_airflow
 from support.ground_truth import assert_aggregates_match, document_id, expected_ids, snapshot
 from support.isolation import own_pipeline
@@ -63,7 +64,7 @@ def _marked_reading(settings: Settings) -> tuple[dict[str, object], int]:
         metric="pm25",
         value=12.5,
         unit="µg/m³",
-        event_time="2026-11-26T00:30:00.000Z",
+        event_time=event_stamp(day(3, 0, 30)),
     )
     offsets: list[int] = []
     producer = Producer(producer_config(settings))
@@ -81,9 +82,9 @@ def _marked_reading(settings: Settings) -> tuple[dict[str, object], int]:
 def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
     settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
-    backfill(settings, "2026-11-26T00:00Z", 900, seed=51)
+    backfill(settings, minute_stamp(day(3)), 900, seed=51)
     reading, marked = _marked_reading(settings)
-    backfill(settings, "2026-11-26T01:00Z", 900, seed=52)
+    backfill(settings, minute_stamp(day(3, 1)), 900, seed=52)
     env = {**settings_env(settings), **airflow_env}
     highs = _highs(settings)
 

@@ -20,6 +20,7 @@ from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 from iot_pipeline.vocabulary import CROSS_METRIC, DUPLICATE, SPATIAL
 
+from support.clock import day, minute_stamp
 from support.dag_runs import run_airflow
 from support.ground_truth import document_id, snapshot
 from support.isolation import own_pipeline
@@ -88,7 +89,7 @@ def _live_checkpoints(settings: Settings) -> dict[str, bytes]:
 def test_a_whole_topic_replay_during_live_ingestion_reproduces_every_flag(
     settings: Settings, celery_app: Celery, airflow_env: dict[str, str]
 ) -> None:
-    backfill(settings, "2026-11-27T00:00Z", 2400, seed=61, faults=FAULTS)
+    backfill(settings, minute_stamp(day(2)), 2400, seed=61, faults=FAULTS)
     env = {
         **settings_env(settings),
         **airflow_env,
@@ -103,14 +104,14 @@ def test_a_whole_topic_replay_during_live_ingestion_reproduces_every_flag(
         before = snapshot(store, settings.search_index_prefix)
         live_before = _live_checkpoints(settings)
         # live ingestion goes on while the whole topic is replayed
-        backfill(settings, "2026-11-27T03:00Z", 1200, seed=62, faults=FAULTS)
+        backfill(settings, minute_stamp(day(2, 3)), 1200, seed=62, faults=FAULTS)
         with ThreadPoolExecutor(1) as live:
             running = live.submit(_etl_until_drained, settings, "during")
             replay = run_airflow(env, "test", "iot_replay")
             running.result()
         live_after = _live_checkpoints(settings)
         # and the next live runs go on from the live checkpoint
-        backfill(settings, "2026-11-27T05:00Z", 1200, seed=63, faults=FAULTS)
+        backfill(settings, minute_stamp(day(2, 5)), 1200, seed=63, faults=FAULTS)
         _etl_until_drained(settings, "after")
         after = snapshot(store, settings.search_index_prefix)
     finally:

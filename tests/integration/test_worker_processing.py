@@ -24,6 +24,7 @@ from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 from iot_pipeline.worker.app import PROCESS_RANGE
 
+from support.clock import day, minute_stamp
 from support.ground_truth import aggregates, document_id, expected_ids, offline_windows, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
@@ -45,7 +46,7 @@ def produced(settings: Settings) -> list[tuple[int, int, bytes]]:
     """A labelled simulator run in this module's topic: (partition, offset, value)."""
     backfill(
         settings,
-        "2026-11-27T00:00Z",
+        minute_stamp(day(2)),
         8000,
         seed=8,
         interval=30,
