@@ -121,3 +121,32 @@ def test_a_station_without_neighbours_is_not_judged(settings: Settings, store: S
     produce_readings(settings, _station(9, 35.0, lat=33.98, lon=-7.20))
     process_pending(settings, "buddy-3")
     assert _verdicts(store, settings)["casa-buddy-09"][1] is True
+
+
+def test_weeks_of_buffered_readings_in_one_batch_are_judged(
+    settings: Settings, store: SearchStore
+) -> None:
+    # a station back after 15 days offline uploads its buffer, one reading every 20 minutes:
+    # 1,100 separate slots, more than one query of the engine can name
+    station = "casa-buddy-20"
+    end = (SLOT // 1200) * 1200
+    readings = [
+        sample_reading(
+            event_id=f"{station}-buffer-{n}",
+            sensor_id=f"{station}-temperature",
+            station_id=station,
+            district="Anfa",
+            value=round(19.0 + 0.05 * (n % 40), 2),
+            seq=n,
+            event_time=datetime.fromtimestamp(end - 1200 * n, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.000Z"
+            ),
+        )
+        for n in range(1100)
+    ]
+    produce_readings(settings, readings)
+    process_pending(settings, "buddy-4")
+    pattern = readings_pattern(settings.search_index_prefix)
+    store.refresh(pattern)
+    body = {"query": {"term": {"station_id": station}}, "size": 0, "track_total_hits": True}
+    assert store.search(pattern, body)["hits"]["total"]["value"] == 1100

@@ -105,3 +105,36 @@ def test_an_hourly_sensors_spike_is_flagged_when_the_next_reading_comes_back(
     assert [doc["flags"] for doc in docs] == [[], [], [], [], ["spike"], []]
     assert docs[4]["qc"] == "Q"
     assert window(store, settings, "1h", "sensor", sensor, START + 4 * hour)["count"] == 0
+
+
+def test_a_network_wide_freeze_is_flagged_in_one_batch(
+    settings: Settings, store: SearchStore
+) -> None:
+    # a gateway repeating every sensor's last value: 1,200 runs judged stuck in one range,
+    # more than one query of the engine can name
+    minute = timedelta(minutes=1)
+    readings = []
+    for n in range(1200):
+        # a sensor moving 41 resolution steps a minute, never repeating itself by chance
+        learned = [round(20.0 + 0.41 * k + 0.01 * (n % 7), 2) for k in range(8)]
+        frozen = [learned[-1]] * STUCK_REPEATS
+        readings += _readings(f"casa-freeze-{n:04d}-temperature", [*learned, *frozen], minute)
+    produce_readings(settings, readings)
+    process_pending(settings, "hindsight-6")
+    pattern = readings_pattern(settings.search_index_prefix)
+    store.refresh(pattern)
+    body = {
+        "size": 0,
+        "track_total_hits": True,
+        "query": {
+            "bool": {
+                "filter": [
+                    {"prefix": {"sensor_id": "casa-freeze-"}},
+                    {"term": {"flags": "stuck"}},
+                ]
+            }
+        },
+    }
+    # each run from its first value, the last learned one: 1 + STUCK_REPEATS per sensor
+    stuck = store.search(pattern, body)["hits"]["total"]["value"]
+    assert stuck == 1200 * (1 + STUCK_REPEATS)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from iot_pipeline.aggregation.minutes import time_ranges
+from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY, time_ranges
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.buddy_rule import BUDDY_SLOT, SlotValue, spatial_outliers
@@ -32,7 +32,31 @@ _DISTRUSTED = sorted(INVALIDATING - {SPATIAL})
 
 
 def _slots_range(slots: list[int]) -> dict[str, Any]:
-    return time_ranges([(int(s * BUDDY_SLOT), int((s + 1) * BUDDY_SLOT)) for s in slots])
+    """A filter on the readings of these slots (sorted), contiguous slots as one range."""
+    runs: list[list[int]] = []
+    for slot in slots:
+        if runs and runs[-1][1] == slot:
+            runs[-1][1] = slot + 1
+        else:
+            runs.append([slot, slot + 1])
+    return time_ranges([(int(a * BUDDY_SLOT), int(b * BUDDY_SLOT)) for a, b in runs])
+
+
+def _slot_chunks(slots: list[int]) -> Iterator[list[int]]:
+    """The sorted slots in pieces of at most MAX_RANGES_PER_QUERY contiguous runs: a station
+    uploading weeks of buffered data touches thousands of slots, and the engine takes at
+    most 1024 clauses per query."""
+    piece: list[int] = []
+    runs = 0
+    for slot in slots:
+        if not piece or slot != piece[-1] + 1:
+            if runs == MAX_RANGES_PER_QUERY:
+                yield piece
+                piece, runs = [], 0
+            runs += 1
+        piece.append(slot)
+    if piece:
+        yield piece
 
 
 def _slot_means(
@@ -113,43 +137,53 @@ def buddy_updates(
     actions: list[IndexAction] = []
     windows: set[Window] = set()
     for metric, slot_set in sorted(touched.items()):
-        slots = sorted(slot_set)
-        by_slot: dict[int, dict[str, SlotValue]] = defaultdict(dict)
-        for slot, site in _slot_means(store, prefix, metric, slots):
-            by_slot[slot][site.sensor_id] = site
-        questioned: set[tuple[int, str]] = set()
-        for slot, values in by_slot.items():
-            outliers, _ = spatial_outliers(metric, values)
-            questioned |= {(slot, sensor_id) for sensor_id in outliers}
-        # readings whose verdict changes: flagged now but no longer questioned, or the reverse
-        base = [{"term": {"metric": metric}}, _slots_range(slots)]
-        flagged = _readings(
-            store, prefix, {"bool": {"filter": [*base, {"term": {"flags": SPATIAL}}]}}
+        for slots in _slot_chunks(sorted(slot_set)):
+            found, changed = _judge(store, prefix, metric, slots)
+            actions += found
+            windows |= changed
+    return actions, windows
+
+
+def _judge(
+    store: SearchStore, prefix: str, metric: str, slots: list[int]
+) -> tuple[list[IndexAction], set[Window]]:
+    """The spatial flag updates of one metric's slots (at most MAX_RANGES_PER_QUERY runs)."""
+    actions: list[IndexAction] = []
+    windows: set[Window] = set()
+    by_slot: dict[int, dict[str, SlotValue]] = defaultdict(dict)
+    for slot, site in _slot_means(store, prefix, metric, slots):
+        by_slot[slot][site.sensor_id] = site
+    questioned: set[tuple[int, str]] = set()
+    for slot, values in by_slot.items():
+        outliers, _ = spatial_outliers(metric, values)
+        questioned |= {(slot, sensor_id) for sensor_id in outliers}
+    # readings whose verdict changes: flagged now but no longer questioned, or the reverse
+    base = [{"term": {"metric": metric}}, _slots_range(slots)]
+    flagged = _readings(store, prefix, {"bool": {"filter": [*base, {"term": {"flags": SPATIAL}}]}})
+    candidates = flagged
+    if questioned:
+        sensors = sorted({sensor_id for _, sensor_id in questioned})
+        candidates = flagged + _readings(
+            store,
+            prefix,
+            {
+                "bool": {
+                    "filter": [*base, {"terms": {"sensor_id": sensors}}],
+                    "must_not": [{"terms": {"flags": [SPATIAL, *_DISTRUSTED]}}],
+                }
+            },
         )
-        candidates = flagged
-        if questioned:
-            sensors = sorted({sensor_id for _, sensor_id in questioned})
-            candidates = flagged + _readings(
-                store,
-                prefix,
-                {
-                    "bool": {
-                        "filter": [*base, {"terms": {"sensor_id": sensors}}],
-                        "must_not": [{"terms": {"flags": [SPATIAL, *_DISTRUSTED]}}],
-                    }
-                },
-            )
-        for hit in candidates:
-            doc = hit["_source"]
-            epoch = _epoch(doc["event_time"])
-            wanted = (int(epoch // BUDDY_SLOT), doc["sensor_id"]) in questioned
-            flags = list(doc.get("flags") or [])
-            if (SPATIAL in flags) == wanted:
-                continue
-            flags = [f for f in flags if f != SPATIAL] + ([SPATIAL] if wanted else [])
-            update = {"doc": rejudged(flags, True, doc.get("override"))}
-            actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
-            windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], epoch)
+    for hit in candidates:
+        doc = hit["_source"]
+        epoch = _epoch(doc["event_time"])
+        wanted = (int(epoch // BUDDY_SLOT), doc["sensor_id"]) in questioned
+        flags = list(doc.get("flags") or [])
+        if (SPATIAL in flags) == wanted:
+            continue
+        flags = [f for f in flags if f != SPATIAL] + ([SPATIAL] if wanted else [])
+        update = {"doc": rejudged(flags, True, doc.get("override"))}
+        actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
+        windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], epoch)
     return actions, windows
 
 

@@ -22,6 +22,7 @@ from iot_pipeline.storage import IndexAction, SearchStore
 from iot_pipeline.storage.base import search_all
 
 PAGE = 5000
+MAX_CLAUSES = 100  # hindsights per query: each is five clauses, the engine takes 1024
 
 
 def _reached(sensor_id: str, later: Hindsight) -> dict[str, Any]:
@@ -53,12 +54,20 @@ def hindsight_updates(
     reaching = [(c.reading.sensor_id, h) for c in kept for h in c.hindsight]
     if not reaching:
         return [], set()
-    body: dict[str, Any] = {
-        "_source": ["sensor_id", "district", "metric", "event_time", "flags", "override"],
-        "query": {"bool": {"should": [_reached(s, h) for s, h in reaching]}},
-        "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
-    }
-    hits = search_all(store, readings_pattern(prefix), body, PAGE)
+    hits: list[dict[str, Any]] = []
+    # a network-wide freeze judges thousands of runs at once: the engine takes at most 1024
+    # clauses per query
+    for start in range(0, len(reaching), MAX_CLAUSES):
+        body: dict[str, Any] = {
+            "_source": ["sensor_id", "district", "metric", "event_time", "flags", "override"],
+            "query": {
+                "bool": {
+                    "should": [_reached(s, h) for s, h in reaching[start : start + MAX_CLAUSES]]
+                }
+            },
+            "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
+        }
+        hits += search_all(store, readings_pattern(prefix), body, PAGE)
     actions: list[IndexAction] = []
     windows: set[Window] = set()
     for hit in hits:
