@@ -6,6 +6,7 @@
     <prefix>-agg-1d-YYYY              1-day aggregates, by year
     <prefix>-sensors                  the sensor registry, one document per sensor
     <prefix>-qc-overrides             operators' accept and reject lists, one document each
+    <prefix>-sensor-metadata          operators' declarations of sensors, one per sensor
 
 Time-bucketed names let retention delete whole indices, each resolution on a schedule of its
 own. The index templates (`elasticsearch/*.template.json`) match these patterns.
@@ -51,3 +52,9 @@ def sensors_index(prefix: str) -> str:
 def overrides_index(prefix: str) -> str:
     """Operators' quality-control overrides (accept and reject lists), one document each."""
     return f"{prefix}-qc-overrides"
+
+
+def sensor_metadata_index(prefix: str) -> str:
+    """What operators declared of their sensors (interval, calibration, active period), one
+    document per sensor (id = sensor_id)."""
+    return f"{prefix}-sensor-metadata"

@@ -25,6 +25,7 @@ Flag = Literal[
     "rate_of_change",
     "cross_metric",
     "spatial",
+    "inactive",
 ]
 UNIT_CONVERTED: Final[Flag] = "unit_converted"
 IMPOSSIBLE_VALUE: Final[Flag] = "impossible_value"
@@ -36,12 +37,14 @@ STUCK: Final[Flag] = "stuck"
 RATE_OF_CHANGE: Final[Flag] = "rate_of_change"
 CROSS_METRIC: Final[Flag] = "cross_metric"  # e.g. PM2.5 above PM10 at the same station and time
 SPATIAL: Final[Flag] = "spatial"  # far from what the neighbouring stations report (buddy check)
+# outside the active period an operator declared for its sensor (not in service then)
+INACTIVE: Final[Flag] = "inactive"
 INVALIDATING: Final[frozenset[Flag]] = frozenset(get_args(Flag)) - {UNIT_CONVERTED}
 # The levels of quality control (docs/quality.md): level 1 checks validity (could any working
 # instrument have sent this?), level 2 consistency in time and within a station, level 3
 # consistency with the neighbouring stations.
 LEVEL_1: Final[frozenset[Flag]] = frozenset(
-    {IMPOSSIBLE_VALUE, FUTURE_TIMESTAMP, TOO_LATE, DUPLICATE}
+    {IMPOSSIBLE_VALUE, FUTURE_TIMESTAMP, TOO_LATE, DUPLICATE, INACTIVE}
 )
 LEVEL_2: Final[frozenset[Flag]] = frozenset({SPIKE, STUCK, RATE_OF_CHANGE, CROSS_METRIC})
 LEVEL_3: Final[frozenset[Flag]] = frozenset({SPATIAL})  # consistency with the neighbours

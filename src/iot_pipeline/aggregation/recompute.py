@@ -34,7 +34,7 @@ from iot_pipeline.aggregation.windows import (
     aggregate_id,
 )
 from iot_pipeline.errors import PermanentStoreError, TransientStoreError
-from iot_pipeline.indices import aggregates_index, sensors_index
+from iot_pipeline.indices import aggregates_index, sensor_metadata_index, sensors_index
 from iot_pipeline.schema import METRICS
 from iot_pipeline.storage import (
     BulkPolicy,
@@ -266,12 +266,21 @@ def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, 
 
 
 def _registry_intervals(context: _Context, sensors: set[str]) -> dict[str, float]:
-    """The intervals the sensor registry has learned for sensors whose readings in a window
-    do not say theirs (a sensor's first readings, cleaned before it was known). A range
-    writes the registry before its windows, so it knows what the range itself taught."""
+    """The intervals of sensors whose readings in a window do not say theirs (a sensor's
+    first readings, cleaned before it was known): the one an operator declared, else the one
+    the sensor registry has learned. A range writes the registry before its windows, so it
+    knows what the range itself taught."""
     if not sensors:
         return {}
-    docs = context.store.get_many(sensors_index(context.prefix), sorted(sensors))
+    wanted = sorted(sensors)
+    declared = _intervals_in(context, sensor_metadata_index(context.prefix), wanted)
+    rest = [s for s in wanted if s not in declared]
+    return _intervals_in(context, sensors_index(context.prefix), rest) | declared
+
+
+def _intervals_in(context: _Context, index: str, sensors: list[str]) -> dict[str, float]:
+    """The `interval_s` of these sensors' documents in `index` (one multi-get)."""
+    docs = context.store.get_many(index, sensors) if sensors else {}
     return {s: float(d["interval_s"]) for s, d in docs.items() if d.get("interval_s")}
 
 

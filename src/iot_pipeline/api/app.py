@@ -41,8 +41,8 @@ Raw (cleaned) and aggregated readings of Casablanca's sensor network, live and h
   while new readings arrive.
 * Errors are RFC 9457 problem details (`application/problem#json`) with the request id.
 * When the deployment sets an API key, send it in the `X-API-Key` header (all routes but
-  `/health`, `/health/pipeline` and `/ready`). Managing `/qc/overrides` needs one (403
-  without).
+  `/health`, `/health/pipeline` and `/ready`). Managing `/qc/overrides` and declaring
+  `/sensors/{sensor_id}/metadata` need one (403 without).
 """.replace("problem#json", "problem+json")
 
 

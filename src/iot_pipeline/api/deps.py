@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -67,6 +68,21 @@ def check_values(parameter: str, values: list[str] | None, longest: int = 64) ->
     for value in values or []:
         if not 1 <= len(value) <= longest:
             raise invalid(parameter, f"each value is 1 to {longest} characters")
+
+
+def key_required(why: str) -> Callable[[Settings], None]:
+    """A dependency refusing (403) a write on a deployment without an API key, where anyone
+    could call it; `why` says what the write changes."""
+
+    def require_key_configured(settings: Conf) -> None:
+        if not settings.api_key.get_secret_value():
+            raise HTTPException(
+                status_code=403,
+                detail=f"{why}, so it needs an API key: set API_KEY (and send it in "
+                "X-API-Key); reading stays open",
+            )
+
+    return require_key_configured
 
 
 def not_found(what: str) -> HTTPException:

@@ -1,5 +1,8 @@
 """The API's reads of the sensor registry (processing.registry writes it): sensors, the
-latest reading of each, and the last batch, each in O(sensors) whatever the readings hold."""
+latest reading of each, and the last batch, each in O(sensors) whatever the readings hold;
+and of what operators declared of their sensors (processing.metadata), which lives in an
+index of its own so that a sensor declared before its first reading is no registry document
+(every reader here counts on a registered sensor's `last` and `last_seen`)."""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from iot_pipeline.api import queries
-from iot_pipeline.api.models import LastBatch, Reading, Sensor
+from iot_pipeline.api.models import LastBatch, Reading, Sensor, SensorMetadata
 from iot_pipeline.errors import PermanentStoreError
 from iot_pipeline.indices import sensors_index
+from iot_pipeline.processing.metadata import metadata_pattern
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import AsyncSearchStore
 from iot_pipeline.storage.base import is_missing_index
@@ -62,10 +66,44 @@ async def sensors(
         "sort": [{"sensor_id": "asc"}],
         "track_total_hits": False,
     }
-    return [_sensor(h["_source"], now, settings) for h in await _search(store, settings, body)]
+    docs = [h["_source"] for h in await _search(store, settings, body)]
+    declared = await declarations(store, settings, [doc["sensor_id"] for doc in docs])
+    return [_sensor(doc, now, settings, declared.get(doc["sensor_id"])) for doc in docs]
 
 
-def _sensor(doc: dict[str, Any], now: datetime, settings: Settings) -> Sensor:
+async def declarations(
+    store: AsyncSearchStore, settings: Settings, sensor_ids: list[str]
+) -> dict[str, SensorMetadata]:
+    """The declarations of these sensors, by id (one search; none for no sensor)."""
+    if not sensor_ids:
+        return {}
+    body = {
+        "size": len(sensor_ids),
+        "query": {"bool": {"filter": [{"terms": {"sensor_id": sensor_ids}}]}},
+        "track_total_hits": False,
+    }
+    found = await store.search(metadata_pattern(settings.search_index_prefix), body)
+    return {
+        hit["_source"]["sensor_id"]: SensorMetadata.model_validate(hit["_source"])
+        for hit in found["hits"]["hits"]
+    }
+
+
+async def metric_of(store: AsyncSearchStore, settings: Settings, sensor_id: str) -> str | None:
+    """The metric a registered sensor reports; None before its first reading."""
+    body = {
+        "size": 1,
+        "_source": ["metric"],
+        "query": {"ids": {"values": [sensor_id]}},
+        "track_total_hits": False,
+    }
+    hits = await _search(store, settings, body)
+    return str(hits[0]["_source"]["metric"]) if hits else None
+
+
+def _sensor(
+    doc: dict[str, Any], now: datetime, settings: Settings, declared: SensorMetadata | None
+) -> Sensor:
     last_seen = datetime.fromisoformat(doc["last_seen"])
     online = (now - last_seen).total_seconds() <= settings.sensor_offline_after_seconds
     return Sensor(
@@ -81,6 +119,7 @@ def _sensor(doc: dict[str, Any], now: datetime, settings: Settings) -> Sensor:
         status="online" if online else "offline",
         interval_s=doc.get("interval_s"),
         resolution=doc.get("resolution"),
+        declared=declared,
     )
 
 

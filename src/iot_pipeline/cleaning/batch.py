@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from iot_pipeline.cleaning.metadata import Declaration, activity_flags, calibrated
 from iot_pipeline.cleaning.rules import (
     Rejection,
     key_matches,
@@ -96,6 +97,17 @@ class CleanReading:
     # an operator's verdict (G or B) when an override changes the automatic one
     # (cleaning.overrides); the flags stay, so the automatic verdict stays knowable
     override: Qc | None = None
+    # What an operator declared of the sensor (cleaning.metadata): its sampling interval,
+    # which completeness counts at instead of the learned one, and the offset added to the
+    # canonical value (`original_value` keeps what the sensor sent). None: nothing declared.
+    declared_interval: float | None = None
+    calibration_offset: float | None = None
+
+    @property
+    def counted_interval(self) -> float | None:
+        """The interval completeness counts this reading's sensor at: the declared one,
+        else the learned one."""
+        return self.declared_interval or self.interval
 
     @property
     def valid(self) -> bool:
@@ -166,8 +178,10 @@ def clean_batch(
     states: MutableMapping[str, SensorState],
     ingest_time: datetime,
     policy: CleaningPolicy = CleaningPolicy(),
+    declarations: Mapping[str, Declaration] | None = None,
 ) -> BatchResult:
-    """Apply every rule, in Kafka order; `states` is read and updated per sensor.
+    """Apply every rule, in Kafka order; `states` is read and updated per sensor;
+    `declarations` (by sensor id) are what operators declared of their sensors.
 
     Each record is guarded: whatever a step raises, that record becomes an `unprocessable`
     dead letter naming the step and the exception, and the batch goes on.
@@ -177,7 +191,9 @@ def clean_batch(
     for record in records:
         step = Step()
         try:
-            outcome = _clean_one(record, states, ingest_time, policy, horizon, step)
+            outcome = _clean_one(
+                record, states, ingest_time, policy, horizon, step, declarations or {}
+            )
         except Exception as exc:  # the guard: nothing a record does stops a batch
             result.dead_letters.append(unprocessable(record, step.name, exc))
             continue
@@ -215,6 +231,7 @@ def _clean_one(
     policy: CleaningPolicy,
     horizon: datetime | None,
     step: Step,
+    declarations: Mapping[str, Declaration],
 ) -> CleanReading | DeadLetter:
     parsed = parse(record.value)
     if isinstance(parsed, Rejection):
@@ -237,9 +254,16 @@ def _clean_one(
     beyond = within_retention(reading, horizon)
     if beyond is not None:
         return _dead(record, beyond)
+    measured = reading.value  # as the sensor measured it: its decimals show its resolution
+    declared = declarations.get(reading.sensor_id)
+    offset = None if declared is None else declared.offset_for(reading.metric)
+    if offset is not None:
+        step.name = "calibrate"
+        reading = reading.model_copy(update={"value": calibrated(reading.value, offset)})
     step.name = "rules"
     flags += physical_range(reading)
     flags += not_in_future(reading, reference, policy.max_clock_skew)
+    flags += activity_flags(declared, reading.event_time.timestamp())
     step.name = "state"
     state = states.get(reading.sensor_id)
     if state is None:
@@ -254,6 +278,7 @@ def _clean_one(
         reading.value,
         policy.allowed_lateness.total_seconds() if policy.allowed_lateness else math.inf,
         trusted=not INVALIDATING.intersection(flags),
+        measured=measured,
     )
     return CleanReading(
         reading,
@@ -265,6 +290,8 @@ def _clean_one(
         hindsight,
         state.interval(),
         state.resolution(),
+        declared_interval=None if declared is None else declared.interval_s,
+        calibration_offset=offset,
     )
 
 

@@ -207,12 +207,15 @@ def sequential_checks(
     value: float,
     allowed_lateness: float,
     trusted: bool,
+    measured: float | None = None,
 ) -> tuple[tuple[str, ...], tuple[Hindsight, ...]]:
     """Flags from the sensor's past, flags this reading puts on earlier ones, and the state
     updated with this reading.
 
     `trusted` is False when an earlier rule already invalidated the reading: it is still
-    checked for duplication but does not move the watermark or the history.
+    checked for duplication but does not move the watermark or the history. `measured`: the
+    value as measured, before a declared calibration offset (`value` by default); its
+    decimals are what the sensor's resolution is learned from.
     """
     if not state.remember(event_id):
         return (DUPLICATE,), ()
@@ -248,7 +251,9 @@ def sequential_checks(
         state.contradicting.clear()
     # A spike, a suspect or an out-of-order reading is no link in a run of identical values.
     if not flags and not suspect and event_time >= state.watermark:
-        hindsight += _persistence(state, metric, event_time, value, flags)
+        hindsight += _persistence(
+            state, metric, event_time, value, flags, value if measured is None else measured
+        )
 
     if not flags:
         state.watermark = max(state.watermark, event_time)
@@ -264,7 +269,12 @@ def _remember_value(state: SensorState, event_time: float, value: float) -> None
 
 
 def _persistence(
-    state: SensorState, metric: str, event_time: float, value: float, flags: list[str]
+    state: SensorState,
+    metric: str,
+    event_time: float,
+    value: float,
+    flags: list[str],
+    measured: float,
 ) -> list[Hindsight]:
     """The stuck rule (see PERSISTENCE_SPAN) and the learning of the sensor's steps; a run
     judged stuck reaches back to its first value."""
@@ -287,7 +297,7 @@ def _persistence(
         state.pairs = min(state.pairs + 1, STEP_PAIRS)
         # the mean of the first pairs, then a moving average of the last STEP_PAIRS
         state.step += (abs(value - previous) - state.step) / state.pairs
-        state.decimals = max(state.decimals, decimals(value))
+        state.decimals = max(state.decimals, decimals(measured))
     return []
 
 

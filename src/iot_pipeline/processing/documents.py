@@ -36,7 +36,7 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
         "flags": list(clean.flags),
         "valid": clean.valid,
         "qc": clean.qc,
-        "interval_s": clean.interval,
+        "interval_s": clean.counted_interval,
         "resolution": clean.resolution,
         "schema_version": r.schema_version,
         "pipeline_version": __version__,
@@ -48,6 +48,8 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
             "offset": clean.source.offset,
         },
     }
+    if clean.calibration_offset is not None:  # declared by an operator (cleaning.metadata)
+        document["calibration_offset"] = clean.calibration_offset
     if clean.override is not None:  # an operator's verdict: the rules' one is kept beside it
         document["override"] = clean.override
         document["auto_qc"] = clean.auto_qc

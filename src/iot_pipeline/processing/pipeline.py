@@ -23,6 +23,7 @@ from iot_pipeline.cleaning import (
     clean_batch,
 )
 from iot_pipeline.cleaning.batch import unprocessable
+from iot_pipeline.cleaning.metadata import Declaration
 from iot_pipeline.cleaning.overrides import Override, apply_overrides
 from iot_pipeline.errors import PermanentError
 from iot_pipeline.indices import readings_index
@@ -32,6 +33,7 @@ from iot_pipeline.processing.dead_letters import deliver, index_rejections
 from iot_pipeline.processing.documents import reading_actions, reading_id
 from iot_pipeline.processing.hindsight import hindsight_updates
 from iot_pipeline.processing.live_feed import publish_stored
+from iot_pipeline.processing.metadata import load_declarations
 from iot_pipeline.processing.overrides import load_active
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
@@ -136,8 +138,10 @@ def process_range(
         raise InjectedFault(f"{offsets} holds a record with the fault injection marker")
     clock.lap("read")
     policy = policy or cleaning_policy(settings)
+    # operators' declarations of their sensors, as they are now (never retroactive)
+    declared = load_declarations(store, settings.search_index_prefix)
     if task.replay:
-        states = _replay_states(settings, state_client, task, policy)
+        states = _replay_states(settings, state_client, task, policy, declared)
         before: dict[str, SensorState] = {}
     else:
         states = load_states(state_client, settings.search_index_prefix, offsets)
@@ -149,7 +153,7 @@ def process_range(
         publish = partial(publish_stored, state_client, settings.search_index_prefix)
     overrides = load_active(store, settings.search_index_prefix)  # operators' G/B lists
     result, keep, report = _clean_and_index(
-        settings, store, task, records, states, policy, bulk, publish, overrides
+        settings, store, task, records, states, policy, bulk, publish, overrides, declared
     )
     clock.lap("clean_index")
     by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in keep}
@@ -200,7 +204,11 @@ WARM_UP_LIMIT = 500_000
 
 
 def _replay_states(
-    settings: Settings, state_client: redis.Redis, task: RangeTask, policy: CleaningPolicy
+    settings: Settings,
+    state_client: redis.Redis,
+    task: RangeTask,
+    policy: CleaningPolicy,
+    declared: dict[str, Declaration],
 ) -> dict[str, SensorState]:
     """The state the original run had at the replayed range's start (see state_store)."""
     offsets = task.range
@@ -222,7 +230,8 @@ def _replay_states(
         return {}
     before = offsets.model_copy(update={"start": position, "end": offsets.start})
     for records in read_pieces(settings, before):
-        clean_batch(records, states, task.ingest_time, policy)  # state only: nothing stored
+        # state only, nothing stored; calibrated as the replayed range will be
+        clean_batch(records, states, task.ingest_time, policy, declared)
     if origin.offset < offsets.start:
         log.info("replay of %s: state warmed up from offset %d", offsets, origin.offset)
     return states
@@ -243,6 +252,7 @@ def _clean_and_index(
     bulk: BulkPolicy,
     publish: Callable[[list[IndexAction], IndexReport], object] | None = None,
     overrides: list[Override] | None = None,
+    declared: dict[str, Declaration] | None = None,
 ) -> tuple[BatchResult, list[CleanReading], IndexReport]:
     """Clean bulk-sized slices in order and index each while the next one is cleaned; then
     `publish` what each slice stored (the live feed).
@@ -258,7 +268,11 @@ def _clean_and_index(
         try:
             for start in range(0, len(records), bulk.max_docs):
                 part = clean_batch(
-                    records[start : start + bulk.max_docs], states, task.ingest_time, policy
+                    records[start : start + bulk.max_docs],
+                    states,
+                    task.ingest_time,
+                    policy,
+                    declared,
                 )
                 part.readings = apply_overrides(part.readings, overrides or [])
                 result.readings += part.readings

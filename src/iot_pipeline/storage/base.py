@@ -161,6 +161,10 @@ class AsyncSearchStore(Protocol):
         and primary term, as a search with `seq_no_primary_term` gives them) only over that
         version: StoreConflict when it changed since."""
 
+    async def delete(self, index: str, doc_id: str) -> bool:
+        """Delete one document, gone from searches at once; False when there was none (nor
+        its index)."""
+
     async def ping(self) -> bool:
         """Whether the engine answers."""
 

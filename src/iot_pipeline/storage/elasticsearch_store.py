@@ -157,3 +157,13 @@ class AsyncElasticsearchStore(AsyncClientStore):
             await self.client.index(
                 index=index, id=doc_id, document=document, refresh=True, **version_params(version)
             )
+
+    async def delete(self, index: str, doc_id: str) -> bool:
+        try:
+            with translated(store_error):
+                await self.client.delete(index=index, id=doc_id, refresh=True)
+        except PermanentStoreError as exc:
+            if isinstance(exc.__cause__, elasticsearch.NotFoundError):
+                return False  # no such document, or no index yet
+            raise
+        return True

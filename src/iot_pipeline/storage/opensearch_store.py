@@ -173,3 +173,13 @@ class AsyncOpenSearchStore(AsyncClientStore):
             await self.client.index(
                 index=index, id=doc_id, body=document, refresh="true", **version_params(version)
             )
+
+    async def delete(self, index: str, doc_id: str) -> bool:
+        try:
+            with translated(store_error):
+                await self.client.delete(index=index, id=doc_id, refresh="true")
+        except PermanentStoreError as exc:
+            if isinstance(exc.__cause__, os_errors.NotFoundError):
+                return False  # no such document, or no index yet
+            raise
+        return True

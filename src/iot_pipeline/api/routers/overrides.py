@@ -17,7 +17,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
-from iot_pipeline.api.deps import Conf, Store, check_limit, check_values, not_found
+from iot_pipeline.api.deps import (
+    Conf,
+    Store,
+    check_limit,
+    check_values,
+    key_required,
+    not_found,
+)
 from iot_pipeline.api.models import (
     MAX_OVERRIDE_SPAN,
     QcOverride,
@@ -43,14 +50,8 @@ OverrideId = Annotated[
 ]
 
 
-def require_key_configured(settings: Conf) -> None:
-    """Overrides change stored data: never on a deployment anyone may call."""
-    if not settings.api_key.get_secret_value():
-        raise HTTPException(
-            status_code=403,
-            detail="overrides change stored readings and aggregates, so managing them needs "
-            "an API key: set API_KEY (and send it in X-API-Key); reading them stays open",
-        )
+# Overrides change stored data: never on a deployment anyone may call.
+require_key_configured = key_required("managing overrides changes stored readings and aggregates")
 
 
 router = APIRouter(
