@@ -23,6 +23,7 @@ from iot_pipeline.vocabulary import CROSS_METRIC, DUPLICATE, SPATIAL
 from support.clock import day, minute_stamp
 from support.dag_runs import run_airflow
 from support.ground_truth import document_id, snapshot
+from support.hindsight import with_hindsight
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
 from support.workers import backfill, settings_env, start_worker, stop, wait_ready
@@ -64,10 +65,10 @@ def _offline_flags(settings: Settings) -> dict[str, list[str]]:
     flags: dict[str, list[str]] = {}
     for records in by_partition.values():
         result = clean_batch(records, {}, datetime.now(UTC), policy)
-        for clean in result.readings:
-            if DUPLICATE not in clean.flags:
-                r = clean.reading
-                flags[document_id(r.sensor_id, r.event_id)] = list(clean.flags)
+        firsts = [clean for clean in result.readings if DUPLICATE not in clean.flags]
+        # with the flags later readings put on earlier ones, as the pipeline does
+        for clean, found in zip(firsts, with_hindsight(firsts), strict=True):
+            flags[document_id(clean.reading.sensor_id, clean.reading.event_id)] = found
     return flags
 
 

@@ -23,6 +23,8 @@ from iot_pipeline.generator.faults import FaultRates
 from iot_pipeline.generator.network import build_network
 from iot_pipeline.generator.stream import STUCK_SPAN, ReadingStream
 
+from support.hindsight import with_hindsight
+
 STRUCTURAL = {"malformed_json", "missing_field", "extra_field", "wrong_type"}
 START = datetime(2026, 11, 2, tzinfo=UTC).timestamp()
 
@@ -86,24 +88,6 @@ def _simulate(case: Case) -> tuple[list[bytes], dict[str, set[str]]]:
     return values, labels
 
 
-def _hindsight(readings: dict[int, CleanReading]) -> dict[str, set[int]]:
-    """The earlier readings each flag found in hindsight reaches (processing.hindsight does
-    this to the stored readings): same sensor and value, event time in its span."""
-    by_sensor: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for offset, clean in readings.items():
-        by_sensor[clean.reading.sensor_id].append((clean.reading.event_time.timestamp(), offset))
-    back: dict[str, set[int]] = defaultdict(set)
-    for clean in readings.values():
-        for later in clean.hindsight:
-            for epoch, offset in by_sensor[clean.reading.sensor_id]:
-                if (
-                    later.start <= epoch < later.end
-                    and readings[offset].reading.value == later.value
-                ):
-                    back[later.flag].add(offset)
-    return back
-
-
 @pytest.fixture(scope="module", params=sorted(CASES))
 def scored(request: pytest.FixtureRequest) -> dict[str, Any]:
     values, labels = _simulate(CASES[request.param])
@@ -119,7 +103,8 @@ def scored(request: pytest.FixtureRequest) -> dict[str, Any]:
         readings.update({r.source.offset: r for r in result.readings})
         dead.update({d.record.offset: d for d in result.dead_letters})
     assert len(readings) + len(dead) == len(values)
-    back = _hindsight(readings)
+    offsets = list(readings)
+    found = dict(zip(offsets, with_hindsight([readings[o] for o in offsets]), strict=True))
     out: dict[str, Any] = {"case": request.param}
 
     seen: Counter[bytes] = Counter()
@@ -139,7 +124,7 @@ def scored(request: pytest.FixtureRequest) -> dict[str, Any]:
         truth[kind] &= firsts
 
     def flagged(flag: str) -> set[int]:
-        return {o for o in firsts if flag in readings[o].flags} | (back[flag] & firsts)
+        return {o for o in firsts if flag in found[o]}
 
     predicted = {
         "structural": set(dead) - copies,
