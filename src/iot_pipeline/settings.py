@@ -115,7 +115,10 @@ class Settings(BaseSettings):
 
     # Processing
     sensor_sample_interval_seconds: float = Field(
-        5.0, gt=0, description="Expected seconds between readings of a sensor (completeness)."
+        5.0,
+        gt=0,
+        description="Expected seconds between readings of a sensor whose interval is neither "
+        "declared nor learned yet (completeness).",
     )
     allowed_lateness_hours: float = Field(
         0.0,
