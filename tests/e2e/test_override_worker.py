@@ -16,6 +16,7 @@ from iot_pipeline.settings import Settings
 from iot_pipeline.worker.app import create_app
 
 from support.api_process import start_api, stop_api
+from support.clock import event_stamp
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
 from support.processing import process_pending
@@ -26,6 +27,7 @@ KEY = "override-worker-test-key"
 AUTH = {"X-API-Key": KEY}
 HOUR = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 SENSOR = "casa-ovw-01-temperature"
+LONG = "casa-ovw-02-temperature"
 
 
 def _at(minute: int) -> str:
@@ -47,6 +49,17 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
                     event_time=_at(n),
                 )
                 for n in range(12)
+            ]
+            + [  # a reading every 6 hours over the last two days and a half
+                sample_reading(
+                    event_id=f"ovw-long-{n}",
+                    sensor_id=LONG,
+                    station_id="casa-ovw-02",
+                    seq=n,
+                    value=round(18.0 + 0.4 * n, 2),
+                    event_time=event_stamp(HOUR - timedelta(hours=6 * n)),
+                )
+                for n in range(1, 11)
             ],
         )
         process_pending(own, "ovworker-1")
@@ -133,3 +146,18 @@ def test_the_worker_settles_an_override_and_its_removal(api: httpx.Client) -> No
     while (again := _hour(api))["count"] != 12 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert (again["count"], again["revision"]) == (12, before["revision"] + 2)
+
+
+def test_a_multi_day_override_is_settled_by_a_chain_of_tasks(api: httpx.Client) -> None:
+    body = {
+        "sensor_id": LONG,
+        "start": event_stamp(HOUR - timedelta(hours=61)),
+        "end": event_stamp(HOUR),
+        "action": "reject",
+        "reason": "two days and a half of drift",
+    }
+    created = api.post("/qc/overrides", json=body)
+    assert created.status_code == 201, created.text
+    # three slices of a day, each a task that sends the next
+    applied = _until(api, created.json()["id"], "applied")
+    assert (applied["readings_changed"], applied["settled_until"]) == (10, None)

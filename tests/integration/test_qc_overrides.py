@@ -169,6 +169,7 @@ def test_a_reject_invalidates_the_stored_readings_and_their_windows_follow(
         "status": "applied",
         "readings_changed": 4,
         "windows_written": settled["windows_written"],
+        "more": False,  # minutes: one slice
     }
     assert int(settled["windows_written"]) > 0  # type: ignore[call-overload]
     readings = _readings(store, settings, REJECTED)
@@ -396,4 +397,58 @@ def test_a_later_rule_keeps_the_operators_verdict(
     assert (pm25["qc"], pm25["valid"], pm25["override"], pm25["auto_qc"]) == ("G", True, "G", "Q")
     assert (pm10["qc"], pm10["valid"]) == ("Q", False)
     assert "override" not in pm10
+    assert_aggregates_match(store, settings.search_index_prefix)
+
+
+def test_a_long_override_is_settled_one_day_at_a_time(
+    settings: Settings, store: SearchStore, api: httpx.Client
+) -> None:
+    # one reading every 8 hours over the last three days and a half
+    sensor = "casa-anfa-07-temperature"
+    first = HOUR - timedelta(hours=80)
+    readings = [
+        sample_reading(
+            event_id=f"long-{n}",
+            sensor_id=sensor,
+            station_id="casa-anfa-07",
+            seq=n,
+            value=20.0 + 0.3 * n,
+            event_time=(first + timedelta(hours=8 * n)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        )
+        for n in range(11)
+    ]
+    produce_readings(settings, readings)
+    process_pending(settings, "overrides-long")
+    body = {
+        "sensor_id": sensor,
+        "start": first.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": HOUR.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "action": "reject",
+        "reason": "a long maintenance",
+    }
+    response = api.post("/qc/overrides", json=body, headers=AUTH)
+    assert response.status_code == 201, response.text
+    override_id = response.json()["id"]
+
+    slices = []
+    while True:
+        settled = _settle(store, settings, override_id)
+        slices.append(settled)
+        if not settled["more"]:
+            break
+        shown = api.get(f"/qc/overrides/{override_id}", headers=AUTH).json()
+        assert shown["status"] == "pending"
+        assert shown["settled_until"] is not None  # how far the workers got
+    assert len(slices) == 4  # 80 hours, a day per slice
+    assert slices[-1]["status"] == "applied"
+    assert slices[-1]["readings_changed"] == 10  # all but the last, at the range's end
+    shown = api.get(f"/qc/overrides/{override_id}", headers=AUTH).json()
+    assert (shown["status"], shown["readings_changed"], shown["settled_until"]) == (
+        "applied",
+        10,
+        None,
+    )
+    docs = snapshot(store, settings.search_index_prefix)
+    verdicts = sorted((d["event_time"], d["qc"]) for d in docs.values() if d["sensor_id"] == sensor)
+    assert [qc for _, qc in verdicts] == ["B"] * 10 + ["S"]
     assert_aggregates_match(store, settings.search_index_prefix)

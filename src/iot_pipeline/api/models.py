@@ -514,6 +514,22 @@ class QcOverride(BaseModel):
     removed_at: datetime | None = None
     readings_reverted: int | None = None
     windows_rewritten: int | None = None
+    settled_until: datetime | None = Field(
+        None,
+        description="While `pending` or `removing`: how far into its range the workers have "
+        "settled it (one day per task); null before they start and once settled.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _progress(cls, data: Any) -> Any:
+        """The stored progress (`{status, until_ms}`) as `settled_until`, for its status."""
+        if isinstance(data, dict):
+            progress = data.get("progress") or {}
+            if progress.get("status") == data.get("status") and "until_ms" in progress:
+                until = datetime.fromtimestamp(progress["until_ms"] / 1000, UTC)
+                data = {**data, "settled_until": until}
+        return data
 
 
 class QcOverrideList(BaseModel):

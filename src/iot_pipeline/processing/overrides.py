@@ -120,12 +120,13 @@ def unsettled(store: SearchStore, prefix: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Settled:
-    """What settling one override did."""
+    """What settling one override (or one slice of it) did."""
 
     override_id: str
     status: str  # after settling ("missing": no such override)
     readings_changed: int = 0
     windows_written: int = 0
+    more: bool = False  # slices of its range are left: settle it again
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -133,6 +134,13 @@ class Settled:
 
 class OverrideRaced(TransientStoreError):
     """The override's document changed while it was settled (a DELETE, another worker)."""
+
+
+# An override is settled one day of its range at a time, each slice a task of its own that
+# records how far it got: a year-long override of a sensor read every second never holds a
+# worker for long (nor outlives the task time limit and starts over), and the ranges of the
+# ETL go between its slices.
+SETTLE_SLICE = 86400.0
 
 
 def settle(
@@ -143,8 +151,9 @@ def settle(
     bulk: BulkPolicy | None = None,
     now: datetime | None = None,
 ) -> Settled:
-    """Apply a pending override, or revert one being removed, on the stored readings; a
-    settled (or unknown) override is left as it is. Safe to repeat."""
+    """Apply a pending override, or revert one being removed, on the stored readings of the
+    next slice of its range (SETTLE_SLICE); `more` when slices are left. A settled (or
+    unknown) override is left as it is. Safe to repeat."""
     index = overrides_index(prefix)
     found = store.get_versioned([(index, override_id)]).get((index, override_id))
     if found is None:
@@ -157,33 +166,58 @@ def settle(
     claimed = _write(store, index, override_id, {**doc, "attempts": attempts + 1}, found)
     if claimed is None:
         raise OverrideRaced(f"override {override_id} changed while being settled; try again")
+    start, end = _epoch(doc["start"]), _epoch(doc["end"])
+    progress = doc.get("progress") or {}
+    if progress.get("status") == status:  # a removal starts over from the range's start
+        start = max(start, progress["until_ms"] / 1000)
+    until = min(end, start + SETTLE_SLICE)
     changed, written = reconcile(
         store,
         prefix,
         doc["sensor_id"],
-        _epoch(doc["start"]),
-        _epoch(doc["end"]),
+        start,
+        until,
         sample_interval,
         every_window=attempts > 0,
         bulk=bulk,
     )
-    at = format_event_time(now or datetime.now(UTC))
     if status == OVERRIDE_PENDING:
-        update = {"readings_changed": changed, "windows_written": written, "applied_at": at}
-        final = OVERRIDE_APPLIED
+        counts = ("readings_changed", "windows_written")
     else:
-        update = {"readings_reverted": changed, "windows_rewritten": written, "removed_at": at}
-        final = OVERRIDE_REMOVED
-    if _write(store, index, override_id, {**claimed.source, **update, "status": final}, claimed):
+        counts = ("readings_reverted", "windows_rewritten")
+    totals = {
+        counts[0]: int(doc.get(counts[0]) or 0) + changed,
+        counts[1]: int(doc.get(counts[1]) or 0) + written,
+    }
+    if until < end:
+        step = {
+            **claimed.source,
+            **totals,
+            "attempts": 0,
+            "progress": {"status": status, "until_ms": int(until * 1000)},
+        }
+        if _write(store, index, override_id, step, claimed):
+            return Settled(override_id, status, changed, written, more=True)
+        return _raced(store, index, override_id, changed, written)
+    at = format_event_time(now or datetime.now(UTC))
+    stamp = "applied_at" if status == OVERRIDE_PENDING else "removed_at"
+    final = OVERRIDE_APPLIED if status == OVERRIDE_PENDING else OVERRIDE_REMOVED
+    done = {**claimed.source, **totals, stamp: at, "status": final, "progress": None}
+    if _write(store, index, override_id, done, claimed):
         log.info(
             "override %s %s: %d readings changed, %d windows written",
             override_id,
             final,
-            changed,
-            written,
+            totals[counts[0]],
+            totals[counts[1]],
         )
-        return Settled(override_id, final, changed, written)
-    # deleted meanwhile: the removal's own settlement (sent by the DELETE) takes it from here
+        return Settled(override_id, final, totals[counts[0]], totals[counts[1]])
+    return _raced(store, index, override_id, changed, written)
+
+
+def _raced(store: SearchStore, index: str, override_id: str, changed: int, written: int) -> Settled:
+    """After a write that lost to another: deleted meanwhile, the removal's own settlement
+    (sent by the DELETE) takes it from here; anything else is tried again."""
     latest = store.get_versioned([(index, override_id)]).get((index, override_id))
     now_status = latest.source["status"] if latest is not None else "missing"
     if now_status in (OVERRIDE_REMOVING, "missing"):

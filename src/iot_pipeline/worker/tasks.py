@@ -32,7 +32,7 @@ from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings, get_settings
 from iot_pipeline.storage import SearchStore, load_templates, make_store
-from iot_pipeline.worker.app import PROCESS_RANGE, SETTLE_OVERRIDE, app
+from iot_pipeline.worker.app import PROCESS_RANGE, SETTLE_OVERRIDE, app, send_settle
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +153,15 @@ def settle_override_task(self: Task[Any, Any], override_id: str) -> dict[str, ob
             if not acquired:
                 busy = OverridesBusy("another task is settling an override")
                 raise self.retry(exc=busy, countdown=LOCK_SECONDS / 6)
-            return overrides.settle(
+            settled = overrides.settle(
                 _store(),
                 settings.search_index_prefix,
                 override_id,
                 settings.sensor_sample_interval_seconds,
-            ).as_dict()
+            )
+        if settled.more:  # the next slice is a task of its own (processing.overrides)
+            send_settle(app, override_id)
+        return settled.as_dict()
     except redis.ConnectionError as exc:
         raise RedisUnavailable(f"Redis does not answer: {exc}") from exc
 
