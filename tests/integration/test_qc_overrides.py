@@ -21,7 +21,7 @@ from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, make_store
 from iot_pipeline.worker.app import SETTLE_OVERRIDE
 
-from support.api_process import start_api, stop_api
+from support.api_process import api_client, start_api, stop_api
 from support.ground_truth import assert_aggregates_match, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
@@ -65,12 +65,10 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def api(settings: Settings) -> Iterator[httpx.Client]:
-    process, url = start_api(settings, API_KEY=KEY)
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with api_client(settings, API_KEY=KEY) as client:
             yield client
     finally:
-        stop_api(process)
         # no worker of this module took the API's messages (the tests settle in-process)
         drop_queued(settings, SETTLE_OVERRIDE)
 

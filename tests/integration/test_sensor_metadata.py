@@ -15,11 +15,12 @@ import pytest
 
 from iot_pipeline.aggregation import recompute_windows
 from iot_pipeline.aggregation.windows import windows_of
-from iot_pipeline.indices import aggregates_pattern, sensors_index
+from iot_pipeline.indices import sensors_index
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import SearchStore, make_store
+from iot_pipeline.storage import SearchStore
 
-from support.api_process import start_api, stop_api
+from support.aggregates import window
+from support.api_process import api_client, start_api, stop_api
 from support.ground_truth import assert_aggregates_match, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
@@ -62,20 +63,9 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="module")
-def store(settings: Settings) -> Iterator[SearchStore]:
-    store = make_store(settings)
-    yield store
-    store.close()
-
-
-@pytest.fixture(scope="module")
 def api(settings: Settings) -> Iterator[httpx.Client]:
-    process, url = start_api(settings, API_KEY=KEY)
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        stop_api(process)
+    with api_client(settings, API_KEY=KEY) as client:
+        yield client
 
 
 def _declare(api: httpx.Client, sensor: str, **body: Any) -> dict[str, Any]:
@@ -123,27 +113,6 @@ def _readings(store: SearchStore, settings: Settings, sensor: str) -> dict[int, 
     """seq -> stored reading of one sensor."""
     docs = snapshot(store, settings.search_index_prefix).values()
     return {d["seq"]: d for d in docs if d["sensor_id"] == sensor}
-
-
-def _window(
-    store: SearchStore, settings: Settings, resolution: str, key: str, at: datetime
-) -> dict[str, Any]:
-    pattern = aggregates_pattern(settings.search_index_prefix, resolution)
-    store.refresh(pattern)
-    body = {
-        "query": {
-            "bool": {
-                "filter": [
-                    {"term": {"scope": "sensor"}},
-                    {"term": {"key": key}},
-                    {"term": {"window_start": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-                ]
-            }
-        }
-    }
-    (hit,) = store.search(pattern, body)["hits"]["hits"]
-    source: dict[str, Any] = hit["_source"]
-    return source
 
 
 def _problem(response: httpx.Response, status: int, *words: str) -> None:
@@ -213,7 +182,7 @@ def test_readings_are_calibrated_and_outside_the_active_period_rejected(
             assert (doc["qc"], doc["valid"], doc["flags"]) == ("X", False, ["inactive"])
     # each hour expects one reading from the first; the inactive ones are out
     for n in range(5):
-        hour = _window(store, settings, "1h", CALIBRATED, HOUR0 + timedelta(hours=n))
+        hour = window(store, settings, "1h", "sensor", CALIBRATED, HOUR0 + timedelta(hours=n))
         assert (hour["expected"], hour["intervals"]) == (1.0, [3600.0])
         if n in (1, 2):
             assert (hour["count"], hour["completeness"]) == (1, 1.0)
@@ -232,7 +201,7 @@ def test_a_declared_interval_wins_over_the_learned_one(
     readings = _readings(store, settings, FAST)
     assert {d["interval_s"] for d in readings.values()} == {300.0}
     assert all(d["valid"] and "calibration_offset" not in d for d in readings.values())
-    hour = _window(store, settings, "1h", FAST, HOUR0)
+    hour = window(store, settings, "1h", "sensor", FAST, HOUR0)
     # six readings where twelve are declared due
     assert (hour["count"], hour["expected"], hour["completeness"]) == (6, 12.0, 0.5)
     # the registry keeps what the readings show; the declaration stands beside it
@@ -247,7 +216,7 @@ def test_windows_of_readings_cleaned_before_a_declaration_fall_back_to_it(
     readings = _readings(store, settings, LATE)
     assert [readings[n]["interval_s"] for n in range(3)] == [None, None, 60.0]
     # the registry's learned interval stands in for the first readings' own
-    assert _window(store, settings, "1m", LATE, first)["expected"] == 1.0
+    assert window(store, settings, "1m", "sensor", LATE, first)["expected"] == 1.0
     _declare(api, LATE, interval_s=3600)
     recompute_windows(
         store,
@@ -255,7 +224,7 @@ def test_windows_of_readings_cleaned_before_a_declaration_fall_back_to_it(
         windows_of(LATE, DISTRICT, "temperature", first.timestamp()),
         settings.sensor_sample_interval_seconds,
     )
-    minute = _window(store, settings, "1m", LATE, first)
+    minute = window(store, settings, "1m", "sensor", LATE, first)
     assert minute["expected"] == pytest.approx(60 / 3600)  # declared, before learned
     assert minute["intervals"] == [3600.0]
     # the stored readings keep what they were cleaned with: never retroactive

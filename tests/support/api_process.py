@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 
@@ -81,3 +83,14 @@ def wait_live(url: str, headers: dict[str, str] | None = None) -> None:
     while metric_value(url, "iot_api_live_upstreams", headers) < 2:
         assert time.monotonic() < deadline, "the live path did not start"
         time.sleep(0.1)
+
+
+@contextmanager
+def api_client(settings: Settings, **extra_env: str) -> Iterator[httpx.Client]:
+    """A client of an API process of its own, with these settings (and environment)."""
+    process, url = start_api(settings, **extra_env)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield client
+    finally:
+        stop_api(process)
