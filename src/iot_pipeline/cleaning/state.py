@@ -116,12 +116,16 @@ class SensorState:
     def __post_init__(self) -> None:
         self._seen_index = set(self.seen)
 
+    def _median_gap(self, at_least: int) -> float | None:
+        """The median gap between the event times of its history, with enough gaps."""
+        times = [t for t, _ in self.history]
+        gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
+        return statistics.median(gaps) if len(gaps) >= at_least else None
+
     def interval(self) -> float | None:
         """The sensor's sampling interval as its recent valid readings show it (the median
         gap of its history), once it has three; None before."""
-        times = [t for t, _ in self.history]
-        gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
-        return statistics.median(gaps) if len(gaps) >= 2 else None
+        return self._median_gap(2)
 
     def resolution(self) -> float | None:
         """The smallest step its values can show (from their decimals), once learned."""
@@ -133,9 +137,8 @@ class SensorState:
         return self.reference_span() > HISTORY_MAX_AGE
 
     def reference_span(self) -> float:
-        times = [t for t, _ in self.history]
-        gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
-        return REFERENCE_INTERVALS * statistics.median(gaps) if gaps else 0.0
+        gap = self._median_gap(1)
+        return 0.0 if gap is None else REFERENCE_INTERVALS * gap
 
     def reference(self, event_time: float) -> list[float]:
         """The recent valid values that a reading at `event_time` is judged by: those within

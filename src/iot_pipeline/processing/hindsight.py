@@ -11,6 +11,7 @@ them flagged already and changes nothing.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -54,7 +55,7 @@ def hindsight_updates(
     reaching = [(c.reading.sensor_id, h) for c in kept for h in c.hindsight]
     if not reaching:
         return [], set()
-    hits: list[dict[str, Any]] = []
+    hits: dict[tuple[str, str], dict[str, Any]] = {}  # a reading reached from two pieces once
     # a network-wide freeze judges thousands of runs at once: the engine takes at most 1024
     # clauses per query
     for start in range(0, len(reaching), MAX_CLAUSES):
@@ -67,17 +68,21 @@ def hindsight_updates(
             },
             "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
         }
-        hits += search_all(store, readings_pattern(prefix), body, PAGE)
+        for hit in search_all(store, readings_pattern(prefix), body, PAGE):
+            hits[hit["_index"], hit["_id"]] = hit
+    by_sensor: dict[str, list[Hindsight]] = defaultdict(list)
+    for sensor_id, later in reaching:
+        by_sensor[sensor_id].append(later)
     actions: list[IndexAction] = []
     windows: set[Window] = set()
-    for hit in hits:
+    for hit in hits.values():
         doc = hit["_source"]
         epoch = datetime.fromisoformat(doc["event_time"]).timestamp()
         had = doc.get("flags", [])
         added = [
             h.flag
-            for s, h in reaching
-            if s == doc["sensor_id"] and h.start <= epoch < h.end and h.flag not in had
+            for h in by_sensor[doc["sensor_id"]]
+            if h.start <= epoch < h.end and h.flag not in had
         ]
         if not added:
             continue
