@@ -125,13 +125,17 @@ class CleanReading:
         return qc_verdict(self.flags, self.screened)
 
 
+_QUESTIONING = LEVEL_2 | LEVEL_3
+
+
 def qc_verdict(flags: Iterable[str], screened: bool) -> Qc:
     """The reading's quality-control descriptor (vocabulary.Qc) from its flags."""
-    found = set(flags)
-    if found & LEVEL_1:
-        return QC_REJECTED
-    if found & (LEVEL_2 | LEVEL_3):
-        return QC_QUESTIONED
+    found = tuple(flags)
+    if found:  # most readings have none
+        if not LEVEL_1.isdisjoint(found):
+            return QC_REJECTED
+        if not _QUESTIONING.isdisjoint(found):
+            return QC_QUESTIONED
     return QC_SCREENED if screened else QC_CHECKED
 
 

@@ -112,15 +112,26 @@ class SensorState:
     touched: float = float("-inf")  # ingest time of its newest reading (epoch seconds)
     # The same ids as a set: membership in O(1); not part of the stored state.
     _seen_index: set[str] = field(init=False, repr=False, compare=False)
+    # The history's event times and their sorted gaps, as last computed: every reading asks
+    # for the median gap several times, and the history changes at most once in between.
+    _gap_times: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _gaps: list[float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._seen_index = set(self.seen)
+        self._gap_times, self._gaps = (), []
 
     def _median_gap(self, at_least: int) -> float | None:
         """The median gap between the event times of its history, with enough gaps."""
-        times = [t for t, _ in self.history]
-        gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
-        return statistics.median(gaps) if len(gaps) >= at_least else None
+        times = tuple([t for t, _ in self.history])
+        if times != self._gap_times:
+            self._gap_times = times
+            self._gaps = sorted([b - a for a, b in itertools.pairwise(times) if b > a])
+        gaps = self._gaps
+        if len(gaps) < at_least or not gaps:
+            return None
+        middle = len(gaps) // 2  # the median as statistics.median takes it
+        return gaps[middle] if len(gaps) % 2 else (gaps[middle - 1] + gaps[middle]) / 2
 
     def interval(self) -> float | None:
         """The sensor's sampling interval as its recent valid readings show it (the median
