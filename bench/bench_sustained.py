@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_freshness import _new_batches, _percentile  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from cpu_budget import CpuMeter, budget_rows, stack_groups  # noqa: E402
 
 from iot_pipeline.kafka_config import consumer_config  # noqa: E402
 from iot_pipeline.settings import Settings  # noqa: E402
@@ -210,8 +211,11 @@ def trial(
     }
 
 
-def drain(settings: Settings, airflow: Airflow, offsets: Offsets, count: int) -> float | None:
-    """Seconds from unpausing the DAG over a `count`-record backlog to lag 0."""
+def drain(
+    settings: Settings, airflow: Airflow, offsets: Offsets, count: int, meter: CpuMeter
+) -> tuple[float | None, dict[str, float]]:
+    """Seconds from unpausing the DAG over a `count`-record backlog to lag 0, and the CPU
+    seconds each group of the stack spent meanwhile."""
     if wait_drained(offsets, 300) is None:
         raise SystemExit("drain: the pipeline did not catch up before the backlog")
     airflow.pause(True)
@@ -224,8 +228,10 @@ def drain(settings: Settings, airflow: Airflow, offsets: Offsets, count: int) ->
         # Let a scheduled run that was already going finish (it saw none of the backlog).
         time.sleep(5)
     finally:
+        first = meter.sample()
         airflow.pause(False)
-    return wait_drained(offsets, 1800)
+    seconds = wait_drained(offsets, 1800)
+    return seconds, meter.between(first, meter.sample())
 
 
 def baseline(settings: Settings) -> float:
@@ -272,6 +278,7 @@ def main() -> int:
     store = make_store(settings)
     rows: list[tuple[str, str, str]] = []
     raw = None
+    budget: list[str] = []
     try:
         if "baseline" in phases:
             raw = baseline(settings)
@@ -327,7 +334,9 @@ def main() -> int:
                 )
             if "drain" in phases:
                 print(f"  drain of a {args.backlog:,}-reading backlog", flush=True)
-                seconds = drain(settings, airflow, offsets, args.backlog)
+                meter = CpuMeter(stack_groups(supervisor))
+                seconds, spent = drain(settings, airflow, offsets, args.backlog, meter)
+                budget = budget_rows(spent, args.backlog, args.rate)
                 rows.append(
                     (
                         f"drain {args.backlog:,} readings (goal <= 120 s)",
@@ -346,6 +355,10 @@ def main() -> int:
     print(f"{'what':<52} {'value':>20} {'x raw':>7}")
     for what, value, ratio in rows:
         print(f"{what:<52} {value:>20} {ratio:>7}")
+    if budget:
+        print()
+        print(f"during the drain of {args.backlog:,} readings:")
+        print("\n".join(budget))
     return 0
 
 

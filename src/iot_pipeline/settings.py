@@ -273,6 +273,12 @@ class Settings(BaseSettings):
     api_stream_buffer: int = Field(
         50_000, ge=100, description="Recent live events kept for resuming with Last-Event-ID."
     )
+    api_stream_idle_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="With no SSE client for this long, the live hub stops cleaning and "
+        "buffering upstream readings (a stream resumed later gets `event: gap`); 0: never.",
+    )
     api_stream_client_queue: int = Field(
         10_000,
         ge=10,

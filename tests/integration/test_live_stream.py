@@ -261,3 +261,32 @@ def test_hostile_records_neither_stop_the_live_path_nor_reach_the_stream(
     assert metric_value(api, "iot_api_live_upstreams") == 2
     assert metric_value(api, "iot_api_live_errors_total") == 0
     listener.stop.set()
+
+
+def _skipped(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    line = next(
+        x for x in text.splitlines() if x.startswith('iot_api_live_events_total{kind="skipped"}')
+    )
+    return float(line.split()[-1])
+
+
+def test_an_api_nobody_listens_to_lets_readings_go_and_the_next_client_gets_them_again(
+    settings: Settings,
+) -> None:
+    process, url = start_api(settings, API_STREAM_IDLE_SECONDS="1")
+    try:
+        wait_live(url)
+        tag = uuid.uuid4().hex[:6]
+        deadline = time.monotonic() + ARRIVAL_SECONDS
+        while _skipped(url) < 4:  # idle a second after the start: readings are let go
+            assert time.monotonic() < deadline, "an API without clients kept reading"
+            _produce(settings, _readings(4, f"{tag}-idle"))
+            time.sleep(0.5)
+        listener = Listener(url, {"metric": "temperature"}).start()
+        _produce(settings, _readings(5, f"{tag}-heard"))
+        listener.wait_for(lambda: len(listener.readings(provisional=True)) >= 5, "after idle")
+        assert all(f"{tag}-heard" in r["id"] for r in listener.readings())
+        listener.stop.set()
+    finally:
+        stop_api(process)

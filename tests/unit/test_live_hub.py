@@ -55,3 +55,35 @@ def test_resume_replays_what_was_missed_or_says_there_is_a_gap() -> None:
         assert hub.resumable(hub.event_id(hub.buffer[0]))
 
     asyncio.run(main())
+
+
+def test_with_no_client_for_the_idle_limit_the_hub_lets_readings_go_and_says_so() -> None:
+    async def main() -> None:
+        hub = LiveHub(Settings(api_stream_buffer=100, api_stream_idle_seconds=0.05))
+        client, _ = hub.subscribe(Filter(), None)
+        hub.publish([_doc(i) for i in range(3)], provisional=True)
+        last = hub.event_id(hub.buffer[-1])
+        hub.unsubscribe(client)
+        assert not hub.idle()  # the last client only just left: a reconnect resumes
+        await asyncio.sleep(0.06)
+        assert hub.idle()
+        hub.skip(4)  # what the upstreams let go meanwhile
+        assert hub.stats.skipped == 4
+        assert not hub.buffer
+        assert not hub.resumable(last)  # told there is a gap, never silently short
+        again, _ = hub.subscribe(Filter(), last)
+        assert not hub.idle()
+        hub.publish([_doc(9)], provisional=False)
+        assert again.queue.qsize() == 1
+        assert hub.buffer[-1].seq == 8  # 3 published, 4 let go, then this one
+
+    asyncio.run(main())
+
+
+def test_an_idle_limit_of_zero_never_lets_a_reading_go() -> None:
+    async def main() -> None:
+        hub = LiveHub(Settings(api_stream_idle_seconds=0))
+        await asyncio.sleep(0.01)
+        assert not hub.idle()
+
+    asyncio.run(main())

@@ -104,6 +104,7 @@ class HubStats:
     upstreams: int = 0  # sources running: 2 when both Kafka and Redis feed the hub
     last_provisional_lag: float = 0.0  # seconds from the record's Kafka time to the hub
     errors: int = 0  # upstream failures and documents that could not be sent
+    skipped: int = 0  # upstream readings let go unread while no client listened (idle)
 
 
 class LiveHub:
@@ -120,6 +121,7 @@ class LiveHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._alone_since: float | None = time.monotonic()  # when the last client left
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -152,10 +154,30 @@ class LiveHub:
         `last_event_id`, when that id is this process's and still buffered)."""
         client = _Client(wants, asyncio.Queue(maxsize=self.settings.api_stream_client_queue))
         self.clients.add(client)
+        self._alone_since = None
         return client, self.missed(wants, last_event_id)
 
     def unsubscribe(self, client: _Client) -> None:
         self.clients.discard(client)
+        if not self.clients:
+            self._alone_since = time.monotonic()
+
+    def idle(self) -> bool:
+        """Whether no client has listened for API_STREAM_IDLE_SECONDS: upstream readings are
+        then let go without cleaning, encoding or buffering them (see `skip`). Cleaning every
+        reading of the sensor topic a second time for nobody would cost this process a large
+        share of the machine under load."""
+        limit = self.settings.api_stream_idle_seconds
+        alone = self._alone_since
+        return bool(limit) and alone is not None and time.monotonic() - alone >= limit
+
+    def skip(self, count: int) -> None:
+        """Let `count` upstream readings go unread (event loop thread only). They are
+        numbered all the same and the buffer is emptied, so a stream resumed from before
+        them is told there is a gap rather than silently missing them."""
+        self._seq += count
+        self.buffer.clear()
+        self.stats.skipped += count
 
     def missed(self, wants: Filter, last_event_id: str | None) -> list[Event]:
         seq = self.parse_id(last_event_id)
@@ -275,6 +297,10 @@ class LiveHub:
             self.stats.upstreams -= 1
 
     def _forward(self, records: list[RawRecord], policy: CleaningPolicy) -> None:
+        if self.idle():
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.skip, len(records))
+            return
         now = datetime.now(UTC)
         cleaned = clean_batch(records, {}, now, policy)  # no history: stateless rules only
         ingest = format_event_time(now)
@@ -297,7 +323,11 @@ class LiveHub:
                 self.stats.upstreams += 1
                 try:
                     async for message in pubsub.listen():
-                        docs = _documents(message.get("data"))
+                        data = message.get("data")
+                        if self.idle() and isinstance(data, bytes | str):
+                            self.skip(len(data.splitlines()))
+                            continue
+                        docs = _documents(data)
                         if docs:
                             self.publish(docs, provisional=False)
                 finally:
@@ -402,7 +432,9 @@ def metric_families(hub: LiveHub | None) -> list[Metric]:
         "number of clients",
     )
     events = CounterMetricFamily(
-        "iot_api_live_events", "Readings the live path received", labels=["kind"]
+        "iot_api_live_events",
+        "Readings the live path received (skipped: let go unread while no client listened)",
+        labels=["kind"],
     )
     dropped = CounterMetricFamily(
         "iot_api_stream_dropped_clients", "Clients disconnected for falling behind"
@@ -419,6 +451,7 @@ def metric_families(hub: LiveHub | None) -> list[Metric]:
     upstreams.add_metric([], stats.upstreams)
     events.add_metric(["provisional"], stats.provisional)
     events.add_metric(["durable"], stats.durable)
+    events.add_metric(["skipped"], stats.skipped)
     dropped.add_metric([], stats.dropped_clients)
     errors.add_metric([], stats.errors)
     lag.add_metric([], stats.last_provisional_lag)

@@ -1,0 +1,102 @@
+"""Where the machine's CPU goes: seconds of CPU per process group over a measured stretch,
+per reading, and the throughput that budget allows on this machine's cores.
+
+A benchmark names its process groups by pid (a stack service's pid from supervisord, a worker
+it started itself); each group counts the process and all its descendants, those still alive
+and those already reaped (the kernel adds a reaped child's CPU to its parent), so short-lived
+task processes are counted too. Whatever no group names (the benchmark itself, the shell) is
+left out: the sum is a lower bound of what the pipeline needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import psutil
+
+from iot_pipeline.stack.supervisor import Supervisor
+
+
+def _tree_seconds(pid: int) -> float:
+    """CPU seconds of a process and its descendants, alive or reaped; 0 when it is gone."""
+    try:
+        top = psutil.Process(pid)
+        family = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in family:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue  # exited meanwhile: its parent will have it once it is reaped
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: dict[str, float]
+
+
+class CpuMeter:
+    """CPU seconds of named process groups between two samples."""
+
+    def __init__(self, groups: Mapping[str, Sequence[int]]) -> None:
+        self.groups = {name: [p for p in pids if p] for name, pids in groups.items()}
+
+    def sample(self) -> Sample:
+        return Sample(
+            {name: sum(_tree_seconds(p) for p in pids) for name, pids in self.groups.items()}
+        )
+
+    def between(self, first: Sample, last: Sample) -> dict[str, float]:
+        return {name: max(0.0, last.seconds[name] - first.seconds[name]) for name in self.groups}
+
+
+# The native stack's services by what they do (`make up`).
+STACK_GROUPS = {
+    "Celery worker (read, clean, index, aggregate)": ("worker",),
+    "search engine": ("opensearch",),
+    "Kafka broker": ("kafka",),
+    "Airflow (scheduler, API, DAG processor, triggerer)": (
+        "airflow-scheduler",
+        "airflow-api",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    ),
+    "Redis": ("redis",),
+    "REST API": ("api",),
+}
+
+
+def stack_groups(supervisor: Supervisor) -> dict[str, list[int]]:
+    """Process groups of the native stack's running services."""
+    return {
+        group: [supervisor.pid(service) for service in services]
+        for group, services in STACK_GROUPS.items()
+    }
+
+
+def budget_rows(spent: Mapping[str, float], readings: int, goal: float) -> list[str]:
+    """The table's lines: µs of CPU per reading by group, the total, the readings/s that
+    total allows on this machine's cores, and the cores the goal rate would need."""
+    cores = os.cpu_count() or 1
+    per = {name: seconds / max(1, readings) * 1e6 for name, seconds in spent.items()}
+    total = sum(per.values())
+    lines = [f"{'CPU per reading':<40} {'µs':>9} {'share':>7}"]
+    for name, micros in sorted(per.items(), key=lambda item: -item[1]):
+        lines.append(f"  {name:<38} {micros:>9.1f} {micros / max(total, 1e-9):>7.0%}")
+    lines.append(f"  {'total':<38} {total:>9.1f}")
+    if total > 0:
+        lines.append(
+            f"{'readings/s that CPU allows on ' + str(cores) + ' cores':<40} "
+            f"{cores * 1e6 / total:>9,.0f}  (every core busy, nothing else running)"
+        )
+        lines.append(
+            f"{'cores needed at ' + f'{goal:,.0f}' + '/s':<40} {total * goal / 1e6:>9.2f}  "
+            f"(this machine has {cores})"
+        )
+    return lines
