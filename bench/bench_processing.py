@@ -18,12 +18,17 @@ import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_budget import CpuMeter
 
 from iot_pipeline.cleaning import CleaningPolicy, clean_batch
 from iot_pipeline.kafka_config import consumer_config
@@ -32,6 +37,8 @@ from iot_pipeline.processing.documents import reading_actions
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
+from iot_pipeline.stack.model import StackPaths
+from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import BulkPolicy, load_templates, make_store
 from iot_pipeline.vocabulary import DUPLICATE
 from iot_pipeline.worker.app import create_app
@@ -302,6 +309,35 @@ def bench_pipeline(base: Settings) -> tuple[Settings, AdminClient, list[str]]:
     return settings, admin, topics
 
 
+class _Cpu:
+    """CPU seconds of this process (the pipeline, in process) and of the search engine (the
+    native stack's node) over one measured call."""
+
+    def __init__(self, settings: Settings) -> None:
+        engine = Supervisor(StackPaths.from_settings(settings)).pid("opensearch")
+        self.meter = CpuMeter({"engine": [engine]}) if engine else None
+        self.rows: list[tuple[str, float | None, float | None]] = []
+
+    def measure(self, what: str, readings: int, call: Any, pipeline: bool = True) -> Any:
+        first = self.meter.sample() if self.meter else None
+        mine = time.process_time()
+        result = call()
+        own = time.process_time() - mine
+        engine = None
+        if self.meter is not None and first is not None:
+            engine = self.meter.between(first, self.meter.sample())["engine"] / readings * 1e6
+        self.rows.append((what, own / readings * 1e6 if pipeline else None, engine))
+        return result
+
+    def table(self) -> list[str]:
+        lines = [f"{'CPU per reading (µs)':<52} {'pipeline':>9} {'engine':>9} {'total':>9}"]
+        for what, own, engine in self.rows:
+            cells = [f"{v:>9.1f}" if v is not None else f"{'-':>9}" for v in (own, engine)]
+            total = sum(v for v in (own, engine) if v is not None)
+            lines.append(f"{what:<52} {cells[0]} {cells[1]} {total:>9.1f}")
+        return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=120_000)
@@ -309,6 +345,7 @@ def main() -> int:
     settings, admin, topics = bench_pipeline(Settings())
     state = redis.Redis.from_url(settings.redis_url)
     rows: list[tuple[str, float, str]] = []
+    cpu = _Cpu(settings)
     old_cost: tuple[float, float] | None = None
     try:
         ends = _produce(settings, args.records)
@@ -324,12 +361,22 @@ def main() -> int:
         in_process(settings, ends, 5000, state, aggregate=False)
         raw_rates: list[float] = []
         rates: list[float] = []
+        count = sum(ends.values())
         for round_ in range(1, ROUNDS + 1):
             _reset(settings, state)
-            seconds, docs = raw_bulk_load(settings, ends)
+            # the last round also says where the CPU went (the pipeline's own for the raw
+            # load would be the untimed building of its documents: left out)
+            measured = round_ == ROUNDS
+            raw = partial(raw_bulk_load, settings, ends)
+            if measured:
+                raw = partial(cpu.measure, "raw bulk load (baseline)", count, raw, False)
+            seconds, docs = raw()
             raw_rates.append(docs / seconds)
             _reset(settings, state)
-            seconds, records, stages = in_process(settings, ends, 5000, state, aggregate=False)
+            plain = partial(in_process, settings, ends, 5000, state, aggregate=False)
+            if measured:
+                plain = partial(cpu.measure, "read + clean + index + dead letters", count, plain)
+            seconds, records, stages = plain()
             rates.append(records / seconds)
             print(
                 f"  round {round_}: raw bulk {raw_rates[-1]:,.0f} docs/s, "
@@ -349,7 +396,11 @@ def main() -> int:
             )
         )
         _reset(settings, state)
-        seconds, records, stages = in_process(settings, ends, 5000, state, aggregate=True)
+        seconds, records, stages = cpu.measure(
+            "... + window aggregates, in process",
+            count,
+            partial(in_process, settings, ends, 5000, state, aggregate=True),
+        )
         breakdown = ", ".join(f"{k} {v / seconds:.0%}" for k, v in stages.items())
         rows.append(
             ("... + window aggregates, in process, 5000/task", records / seconds, breakdown)
@@ -384,6 +435,9 @@ def main() -> int:
     print(f"{'what':<52} {'per second':>11} {'ratio':>6}  note")
     for name, rate, note in rows:
         print(f"{name:<52} {rate:>11,.0f} {rate / raw_rate:>6.2f}  {note}")
+    if cpu.rows:
+        print()
+        print("\n".join(cpu.table()))
     if old_cost:
         fresh_s, old_s = old_cost
         print()

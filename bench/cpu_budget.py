@@ -86,17 +86,17 @@ def budget_rows(spent: Mapping[str, float], readings: int, goal: float) -> list[
     cores = os.cpu_count() or 1
     per = {name: seconds / max(1, readings) * 1e6 for name, seconds in spent.items()}
     total = sum(per.values())
-    lines = [f"{'CPU per reading':<40} {'µs':>9} {'share':>7}"]
+    lines = [f"{'CPU per reading':<52} {'µs':>9} {'share':>7}"]
     for name, micros in sorted(per.items(), key=lambda item: -item[1]):
-        lines.append(f"  {name:<38} {micros:>9.1f} {micros / max(total, 1e-9):>7.0%}")
-    lines.append(f"  {'total':<38} {total:>9.1f}")
+        lines.append(f"  {name:<50} {micros:>9.1f} {micros / max(total, 1e-9):>7.0%}")
+    lines.append(f"  {'total':<50} {total:>9.1f}")
     if total > 0:
         lines.append(
-            f"{'readings/s that CPU allows on ' + str(cores) + ' cores':<40} "
+            f"{'readings/s that CPU allows on ' + str(cores) + ' cores':<52} "
             f"{cores * 1e6 / total:>9,.0f}  (every core busy, nothing else running)"
         )
         lines.append(
-            f"{'cores needed at ' + f'{goal:,.0f}' + '/s':<40} {total * goal / 1e6:>9.2f}  "
+            f"{'cores needed at ' + f'{goal:,.0f}' + '/s':<52} {total * goal / 1e6:>9.2f}  "
             f"(this machine has {cores})"
         )
     return lines

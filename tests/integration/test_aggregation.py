@@ -23,9 +23,12 @@ from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 from iot_pipeline.worker.app import PROCESS_RANGE
 
+from support.clock import day, event_stamp
 from support.ground_truth import aggregates, assert_aggregates_match, snapshot
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import consume_all, produce_readings
+from support.processing import process_pending
+from support.readings import sample_reading
 from support.workers import backfill, start_worker, stop, wait_ready
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -316,3 +319,36 @@ def test_a_writer_holding_stale_inputs_never_overwrites_a_newer_window(own: Sett
     assert sensor["count"] == 5
     assert sensor["revision"] == 2
     assert all(w["count"] == 5 and w["revision"] == 2 for w in stored.values())
+
+
+def test_a_buffered_upload_of_hundreds_of_separate_minutes_of_one_day_is_aggregated(
+    own: Settings,
+) -> None:
+    """A station uploads a day of readings taken every other minute: 600 separate minutes
+    of one daily index, each a time range the engine counts twice (points and doc values)
+    against its 1,024 clauses per query; the windows still equal an offline computation."""
+    settings = own
+    start = day(1)
+    readings = [
+        sample_reading(
+            event_id=f"gappy-{n}",
+            sensor_id="casa-gappy-01-temperature",
+            station_id="casa-gappy-01",
+            district="Anfa",
+            seq=n,
+            value=round(18.0 + 0.01 * (n % 97), 2),
+            event_time=event_stamp(start + timedelta(minutes=2 * n)),
+        )
+        for n in range(600)
+    ]
+    produce_readings(settings, readings)
+    process_pending(settings, "gappy")
+    store = make_store(settings)
+    try:
+        assert_aggregates_match(store, settings.search_index_prefix)
+        windows = aggregates(store, settings.search_index_prefix)
+    finally:
+        store.close()
+    minutes = [w for w in windows.values() if w["resolution"] == "1m" and w["scope"] == "sensor"]
+    assert len(minutes) == 600
+    assert sum(w["count"] for w in minutes) == 600

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import re
 import statistics
+from typing import Any
 
 import pytest
 
-from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY, _members, _query_chunks, _runs
+from iot_pipeline.aggregation.minutes import (
+    CLAUSE_BUDGET,
+    _halves,
+    _members,
+    _query_chunks,
+    _runs,
+    clause_cost,
+    collect_minutes,
+)
 from iot_pipeline.aggregation.recompute import unchanged
 from iot_pipeline.aggregation.stats import Moments, close, merge
 from iot_pipeline.aggregation.windows import Window
+from iot_pipeline.errors import TransientStoreError
 
 
 def _moments(values: list[float]) -> Moments:
@@ -103,9 +115,73 @@ def test_queries_cover_only_the_touched_minutes_not_the_span_between_them() -> N
 def test_scattered_minutes_are_split_into_bounded_queries() -> None:
     scattered = _minutes("a", [i * 120 for i in range(1200)])  # 1200 separate minutes
     chunks = list(_query_chunks(scattered))
-    assert all(sum(len(runs) for _, _, runs in c) <= MAX_RANGES_PER_QUERY for c in chunks)
+    assert all(sum(clause_cost(clause) for clause in c) <= CLAUSE_BUDGET for c in chunks)
     assert sum(len(runs) for c in chunks for _, _, runs in c) == 1200
     # each window belongs to exactly one chunk (a reading is never counted twice)
     owners = [set(_members(c, scattered).values()) for c in chunks]
     assert sum(len(o) for o in owners) == len(scattered)
     assert set().union(*owners) == set(scattered)
+
+
+def test_many_keys_with_different_minutes_stay_within_the_clause_budget() -> None:
+    # a backlog's range: hundreds of sensors, each with its own gaps, so no clause is shared
+    windows = [w for k in range(400) for w in _minutes(f"s{k}", [k * 60, k * 60 + 180])]
+    chunks = list(_query_chunks(windows))
+    assert len(chunks) > 1
+    assert all(sum(clause_cost(clause) for clause in c) <= CLAUSE_BUDGET for c in chunks)
+    owners = [set(_members(c, windows).values()) for c in chunks]
+    assert sum(len(o) for o in owners) == len(windows)
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        [("sensor", ["a"], [(0, 60)]), ("sensor", ["b"], [(120, 180)])],
+        [("sensor", ["a"], [(0, 60), (120, 180), (240, 300)])],
+        [("district", ["x", "y", "z"], [(0, 60)])],
+    ],
+)
+def test_a_refused_query_splits_into_halves_that_cover_it_once(
+    chunk: list[tuple[str, list[str], list[tuple[int, int]]]],
+) -> None:
+    def covered(c: list[tuple[str, list[str], list[tuple[int, int]]]]) -> list[tuple[str, int]]:
+        return [(k, a) for _, keys, runs in c for k in keys for a, _ in runs]
+
+    first, second = _halves(chunk)
+    assert first
+    assert second
+    assert sorted(covered(first) + covered(second)) == sorted(covered(chunk))
+
+
+class _StrictEngine:
+    """A store whose engine refuses any query naming more than `limit` time ranges, as a
+    node counting clauses differently would; it answers the others with no bucket."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.asked: list[tuple[int, int]] = []
+
+    def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        text = json.dumps(body)
+        ranges = re.findall(r'"gte": (\d+), "lt": (\d+)', text)
+        if len(ranges) > self.limit:
+            raise TransientStoreError("OpenSearch answered 500: too_many_nested_clauses")
+        if '"flags"' not in text:
+            self.asked += [(int(a) // 1000, int(b) // 1000) for a, b in ranges]
+        return {"aggregations": {"w": {"buckets": []}}}
+
+
+def test_a_query_the_engine_refuses_for_its_clauses_is_asked_again_in_halves() -> None:
+    scattered = _minutes("a", [i * 120 for i in range(40)])
+    engine = _StrictEngine(limit=7)
+    assert collect_minutes(engine, "p", scattered) == {}  # type: ignore[arg-type]
+    assert sorted(engine.asked) == [(i * 120, i * 120 + 60) for i in range(40)]
+
+
+def test_any_other_refusal_is_raised() -> None:
+    class Broken(_StrictEngine):
+        def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+            raise TransientStoreError("OpenSearch answered 503: unavailable")
+
+    with pytest.raises(TransientStoreError):
+        collect_minutes(Broken(limit=0), "p", _minutes("a", [0, 120]))  # type: ignore[arg-type]

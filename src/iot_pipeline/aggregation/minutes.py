@@ -7,7 +7,7 @@ number of touched windows, whatever the batch's time span.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,13 +15,20 @@ from typing import Any
 
 from iot_pipeline.aggregation.stats import Moments
 from iot_pipeline.aggregation.windows import Window
+from iot_pipeline.errors import StoreError
 from iot_pipeline.indices import readings_index
 from iot_pipeline.storage import SearchStore
 
 _KEY_FIELD = {"sensor": "sensor_id", "district": "district"}
 COMPOSITE_PAGE = 5000
-# Time ranges in one query (the engine caps boolean clauses at 1024).
-MAX_RANGES_PER_QUERY = 500
+# The engine refuses a query of more than 1,024 clauses, counted after rewriting: a time
+# range over stored readings counts twice (its points and its doc values), one with nothing
+# to match once, a key filter once. A query's clauses are kept within CLAUSE_BUDGET (the rest
+# is left for the fixed part of the query), and a query refused all the same (another
+# engine's count) is split in halves until it passes.
+RANGE_CLAUSES = 2
+CLAUSE_BUDGET = 900
+MAX_RANGES_PER_QUERY = CLAUSE_BUDGET // RANGE_CLAUSES - 1
 
 
 # --- 1-minute windows, from the readings -------------------------------------------------
@@ -63,10 +70,20 @@ def collect_minutes(
     indices = ",".join(f"{day}*" for day in days)  # a day deleted meanwhile is no error
     collected: dict[Window, MinuteStats] = {}
     metrics = sorted({w.metric for w in windows})
-    for chunk in _query_chunks(windows):
+    pending = deque(_query_chunks(windows))
+    while pending:
+        chunk = pending.popleft()
+        try:  # every page of both queries before any is counted: a refusal counts nothing
+            values = list(_buckets(store, indices, _minute_query(metrics, chunk)))
+            flagged = list(_buckets(store, indices, _minute_query(metrics, chunk, flags=True)))
+        except StoreError as exc:
+            if not too_many_clauses(exc) or not _splittable(chunk):
+                raise
+            pending.extendleft(reversed(_halves(chunk)))
+            continue
         # only this chunk's windows: a reading matched by two chunks is counted once
         mine = _members(chunk, windows)
-        for key, bucket in _buckets(store, indices, _minute_query(metrics, chunk)):
+        for key, bucket in values:
             epoch = int(key["t"]) // 1000
             count = int(bucket["doc_count"])
             valid = key["valid"] in (True, 1, "true")
@@ -92,8 +109,7 @@ def collect_minutes(
                     minute.intervals = minute.intervals or {}
                     sensor = key["sensor_id"]
                     minute.intervals[sensor] = max(minute.intervals.get(sensor, 0.0), interval)
-        flagged = _minute_query(metrics, chunk, flags=True)
-        for key, bucket in _buckets(store, indices, flagged):
+        for key, bucket in flagged:
             epoch = int(key["t"]) // 1000
             for window in (
                 mine.get(("sensor", key["sensor_id"], key["metric"], epoch)),
@@ -121,10 +137,15 @@ def _runs(starts: Iterable[int]) -> tuple[tuple[int, int], ...]:
 Clause = tuple[str, list[str], list[tuple[int, int]]]
 
 
+def clause_cost(clause: Clause) -> int:
+    """What a clause counts against the engine's limit, at most (see CLAUSE_BUDGET)."""
+    return 1 + RANGE_CLAUSES * len(clause[2])
+
+
 def _query_chunks(windows: list[Window]) -> Iterator[list[Clause]]:
-    """Clauses that cover exactly these windows' minutes, in queries of at most
-    MAX_RANGES_PER_QUERY ranges. Keys of a scope sharing the same minutes share one clause
-    (the common case: fresh readings of many sensors)."""
+    """Clauses that cover exactly these windows' minutes, in queries within CLAUSE_BUDGET.
+    Keys of a scope sharing the same minutes share one clause (the common case: fresh
+    readings of many sensors)."""
     minutes: dict[tuple[str, str], set[int]] = defaultdict(set)
     for window in windows:
         minutes[(window.scope, window.key)].add(window.start)
@@ -135,14 +156,37 @@ def _query_chunks(windows: list[Window]) -> Iterator[list[Clause]]:
     size = 0
     for (scope, runs), keys in keys_by_runs.items():
         for first in range(0, len(runs), MAX_RANGES_PER_QUERY):
-            part = list(runs[first : first + MAX_RANGES_PER_QUERY])
-            if chunk and size + len(part) > MAX_RANGES_PER_QUERY:
+            clause = (scope, keys, list(runs[first : first + MAX_RANGES_PER_QUERY]))
+            if chunk and size + clause_cost(clause) > CLAUSE_BUDGET:
                 yield chunk
                 chunk, size = [], 0
-            chunk.append((scope, keys, part))
-            size += len(part)
+            chunk.append(clause)
+            size += clause_cost(clause)
     if chunk:
         yield chunk
+
+
+def too_many_clauses(exc: Exception) -> bool:
+    """Whether the engine refused a query for its number of clauses."""
+    return "too_many_nested_clauses" in str(exc) or "too_many_clauses" in str(exc)
+
+
+def _splittable(chunk: list[Clause]) -> bool:
+    return len(chunk) > 1 or len(chunk[0][2]) > 1 or len(chunk[0][1]) > 1
+
+
+def _halves(chunk: list[Clause]) -> list[list[Clause]]:
+    """A chunk as two that cover the same readings between them, and none twice: its
+    clauses, else its one clause's time ranges, else its keys, split in two."""
+    if len(chunk) > 1:
+        middle = len(chunk) // 2
+        return [chunk[:middle], chunk[middle:]]
+    scope, keys, runs = chunk[0]
+    if len(runs) > 1:
+        middle = len(runs) // 2
+        return [[(scope, keys, runs[:middle])], [(scope, keys, runs[middle:])]]
+    middle = len(keys) // 2
+    return [[(scope, keys[:middle], runs)], [(scope, keys[middle:], runs)]]
 
 
 def _members(chunk: list[Clause], windows: list[Window]) -> dict[tuple[str, str, str, int], Window]:
