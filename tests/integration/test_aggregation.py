@@ -325,8 +325,8 @@ def test_a_buffered_upload_of_hundreds_of_separate_minutes_of_one_day_is_aggrega
     own: Settings,
 ) -> None:
     """A station uploads a day of readings taken every other minute: 600 separate minutes
-    of one daily index, each a time range the engine counts twice (points and doc values)
-    against its 1,024 clauses per query; the windows still equal an offline computation."""
+    of one daily index, each a time range the engine counts three times against its 1,024
+    clauses per query; the windows still equal an offline computation."""
     settings = own
     start = day(1)
     readings = [
