@@ -100,3 +100,38 @@ def budget_rows(spent: Mapping[str, float], readings: int, goal: float) -> list[
             f"(this machine has {cores})"
         )
     return lines
+
+
+# The search node's own account of its busy time (ms, summed over its threads), by activity.
+ENGINE_ACTIVITIES = {
+    "indexing": ("indexing", "index_time_in_millis"),
+    "refresh": ("refresh", "total_time_in_millis"),
+    "merges": ("merges", "total_time_in_millis"),
+    "search: query": ("search", "query_time_in_millis"),
+    "search: fetch": ("search", "fetch_time_in_millis"),
+    "get (by id)": ("get", "time_in_millis"),
+    "flush": ("flush", "total_time_in_millis"),
+}
+
+
+def engine_activity(search_url: str) -> dict[str, float]:
+    """The node's cumulative milliseconds per activity (_nodes/stats/indices)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{search_url}/_nodes/_local/stats/indices", timeout=30) as r:  # noqa: S310 - loopback, from settings
+        node = next(iter(json.loads(r.read())["nodes"].values()))
+    indices = node["indices"]
+    return {name: float(indices[a][b]) for name, (a, b) in ENGINE_ACTIVITIES.items()}
+
+
+def activity_rows(
+    first: Mapping[str, float], last: Mapping[str, float], readings: int
+) -> list[str]:
+    """The engine's busy time per reading by activity, between two samples."""
+    spent = {name: (last[name] - first[name]) * 1e3 / max(1, readings) for name in first}
+    total = sum(spent.values())
+    lines = [f"{'search engine busy time per reading':<52} {'µs':>9} {'share':>7}"]
+    for name, micros in sorted(spent.items(), key=lambda item: -item[1]):
+        lines.append(f"  {name:<50} {micros:>9.1f} {micros / max(total, 1e-9):>7.0%}")
+    return lines
