@@ -19,7 +19,11 @@ from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, load_templates, make_store
 
+from support.clock import day, event_stamp
+from support.kafka_io import produce_readings
 from support.partitioning import kafka_murmur2_partition
+from support.processing import process_pending
+from support.readings import sample_reading
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 # (minute, pm2.5, pm10): only the second minute breaks the rule.
@@ -161,3 +165,55 @@ def test_pm25_above_pm10_is_flagged_on_both_and_kept_out_of_aggregates(
             load_templates(settings.search_templates_dir, settings.search_index_prefix)
         )
         store.close()
+
+
+class _CountingStore:
+    """The real store, counting the hits its searches for a station's readings return."""
+
+    def __init__(self, store: SearchStore) -> None:
+        self.store = store
+        self.partner_hits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        found = self.store.search(index, body)
+        if "station_id" in json.dumps(body.get("query", {})):
+            self.partner_hits += len(found.get("hits", {}).get("hits", []))
+        return found
+
+
+def test_readings_days_apart_fetch_only_the_partners_of_their_own_slots(
+    settings: Settings,
+) -> None:
+    """One PM2.5 reading days after the others (a skewed clock, a late upload) must not fetch
+    every PM10 reading of the station in between."""
+    station, start = "casa-xm-far", day(3, hour=10)
+
+    def reading(metric: str, n: int, at: datetime, value: float) -> dict[str, object]:
+        return sample_reading(
+            event_id=f"{station}-{metric}-{n}",
+            sensor_id=f"{station}-{metric}",
+            station_id=station,
+            district="Xm",
+            metric=metric,
+            unit="µg/m³",
+            value=value,
+            seq=n,
+            event_time=event_stamp(at),
+        )
+
+    coarse = [reading("pm10", n, start + timedelta(seconds=10 * n), 50.0) for n in range(300)]
+    produce_readings(settings, coarse)
+    process_pending(settings, "far-1")
+    produce_readings(
+        settings,
+        [reading("pm25", 0, start, 20.0), reading("pm25", 1, start + timedelta(days=2), 20.0)],
+    )
+    spy = _CountingStore(make_store(settings))
+    try:
+        process_pending(settings, "far-2", store=spy)  # type: ignore[arg-type]
+    finally:
+        spy.store.close()
+    assert spy.partner_hits == 1  # the PM10 reading in the first one's slot, none in between

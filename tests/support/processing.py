@@ -11,21 +11,25 @@ from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import make_store
+from iot_pipeline.storage import SearchStore, make_store
 
 
-def process_pending(settings: Settings, batch: str) -> list[OffsetRange]:
-    """Process and commit every record past the group's committed offsets; returns the
-    ranges."""
+def process_pending(
+    settings: Settings, batch: str, store: SearchStore | None = None
+) -> list[OffsetRange]:
+    """Process and commit every record past the group's committed offsets (through `store`
+    when given, which the caller closes); returns the ranges."""
     topic = settings.kafka_sensor_data_topic
     ranges = plan_ranges(settings, topic, settings.etl_consumer_group, 10**9)
-    store = make_store(settings)
+    own = store is None
+    store = store or make_store(settings)
     state = redis.Redis.from_url(settings.redis_url)
     try:
         for offsets in ranges:
             process_range(settings, store, state, RangeTask.of(batch, datetime.now(UTC), offsets))
         commit_ranges(settings, settings.etl_consumer_group, ranges)
     finally:
-        store.close()
+        if own:
+            store.close()
         state.close()
     return ranges

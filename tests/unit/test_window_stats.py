@@ -24,6 +24,7 @@ from iot_pipeline.aggregation.recompute import unchanged
 from iot_pipeline.aggregation.stats import Moments, close, merge
 from iot_pipeline.aggregation.windows import Window
 from iot_pipeline.errors import TransientStoreError
+from iot_pipeline.processing.cross_metric import slot_runs
 
 
 def _moments(values: list[float]) -> Moments:
@@ -185,3 +186,8 @@ def test_any_other_refusal_is_raised() -> None:
 
     with pytest.raises(TransientStoreError):
         collect_minutes(Broken(limit=0), "p", _minutes("a", [0, 120]))  # type: ignore[arg-type]
+
+
+def test_cross_metric_partners_are_looked_for_in_the_readings_own_slots_only() -> None:
+    day_apart = [0.0, 4.9, 5.0, 86400.0 * 2 + 1]  # one reading two days after the others
+    assert slot_runs(day_apart, 5.0) == [(0, 2), (34560, 34561)]

@@ -8,9 +8,11 @@ and the windows of every changed reading are recomputed afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.cross_metric_rule import (
@@ -29,16 +31,39 @@ PAGE = 5000
 _FIELDS = ["event_id", "station_id", "sensor_id", "district", "metric", "value", "event_time"]
 
 
+def slot_runs(epochs: Iterable[float], interval: float) -> list[tuple[int, int]]:
+    """The sample slots of these event times, contiguous slots as one [first, end) run."""
+    runs: list[list[int]] = []
+    for slot in sorted({int(epoch // interval) for epoch in epochs}):
+        if runs and runs[-1][1] == slot:
+            runs[-1][1] = slot + 1
+        else:
+            runs.append([slot, slot + 1])
+    return [(first, end) for first, end in runs]
+
+
 def _stored_partners(
     store: SearchStore,
     prefix: str,
     stations: list[str],
-    start: float,
-    end: float,
+    runs: list[tuple[int, int]],
+    interval: float,
     own_sensors: list[str],
 ) -> list[dict[str, Any]]:
-    """The stored PM readings of these stations in [start, end) from other sensors than the
-    range's own (those are in memory, just indexed), as search hits."""
+    """The stored PM readings of these stations in these runs of sample slots from other
+    sensors than the range's own (those are in memory, just indexed), as search hits."""
+    ranges = [
+        {
+            "range": {
+                "event_time": {
+                    "gte": int(first * interval * 1000),
+                    "lt": int(end * interval * 1000),
+                    "format": "epoch_millis",
+                }
+            }
+        }
+        for first, end in runs
+    ]
     body: dict[str, Any] = {
         "_source": [*_FIELDS, "flags", "override"],
         "query": {
@@ -47,15 +72,7 @@ def _stored_partners(
                 "filter": [
                     {"terms": {"station_id": stations}},
                     {"terms": {"metric": sorted(CROSS_METRICS)}},
-                    {
-                        "range": {
-                            "event_time": {
-                                "gte": int(start * 1000),
-                                "lt": int(end * 1000),
-                                "format": "epoch_millis",
-                            }
-                        }
-                    },
+                    {"bool": {"should": ranges, "minimum_should_match": 1}},
                 ],
             }
         },
@@ -72,17 +89,16 @@ def cross_metric_updates(
     mine = [c for c in kept if c.reading.metric in CROSS_METRICS]
     if not mine:
         return [], set()
-    epochs = [c.reading.event_time.timestamp() for c in mine]
-    start = (min(epochs) // sample_interval) * sample_interval
-    end = (max(epochs) // sample_interval + 1) * sample_interval
-    hits = _stored_partners(
-        store,
-        prefix,
-        sorted({c.reading.station_id for c in mine}),
-        start,
-        end,
-        sorted({c.reading.sensor_id for c in mine}),
-    )
+    # Only the sample slots the range's readings are in, never the span between its oldest
+    # and newest: one reading days off (a skewed clock, a late upload) would otherwise fetch
+    # every PM reading of those stations in between.
+    runs = slot_runs((c.reading.event_time.timestamp() for c in mine), sample_interval)
+    stations = sorted({c.reading.station_id for c in mine})
+    own_sensors = sorted({c.reading.sensor_id for c in mine})
+    hits: list[dict[str, Any]] = []
+    for first in range(0, len(runs), MAX_RANGES_PER_QUERY):  # disjoint runs: no hit twice
+        piece = runs[first : first + MAX_RANGES_PER_QUERY]
+        hits += _stored_partners(store, prefix, stations, piece, sample_interval, own_sensors)
     # The range's own readings are as it just stored them: with the cleaner's flags (never
     # cross_metric), so only a violation can make an update of them.
     for clean in mine:
