@@ -17,7 +17,7 @@ from support.api_process import start_api, stop_api
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
 from support.processing import process_pending
-from support.readings import sample_reading
+from support.readings import pm_reading, sample_reading
 
 DISTRICT = "Sidi Belyout"
 HOUR = timedelta(hours=1)
@@ -99,17 +99,7 @@ def test_the_aqi_of_an_hour_follows_the_standard_on_stored_aggregates(
 
 
 def _station_reading(station: str, at: datetime, value: float, n: int) -> dict[str, object]:
-    return sample_reading(
-        event_id=f"{station}-{n}",
-        sensor_id=f"{station}-pm25",
-        station_id=station,
-        district="Anfa",
-        metric="pm25",
-        unit="µg/m³",
-        value=value,
-        seq=n,
-        event_time=at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-    )
+    return pm_reading(station, "pm25", value, at, n, district="Anfa", event_id=f"{station}-{n}")
 
 
 def test_each_station_has_its_own_aqi_and_the_district_pools_them(settings: Settings) -> None:

@@ -19,11 +19,11 @@ from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, load_templates, make_store
 
-from support.clock import day, event_stamp
+from support.clock import day
 from support.kafka_io import produce_readings
 from support.partitioning import kafka_murmur2_partition
 from support.processing import process_pending
-from support.readings import sample_reading
+from support.readings import pm_reading
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 # (minute, pm2.5, pm10): only the second minute breaks the rule.
@@ -191,25 +191,17 @@ def test_readings_days_apart_fetch_only_the_partners_of_their_own_slots(
     every PM10 reading of the station in between."""
     station, start = "casa-xm-far", day(3, hour=10)
 
-    def reading(metric: str, n: int, at: datetime, value: float) -> dict[str, object]:
-        return sample_reading(
-            event_id=f"{station}-{metric}-{n}",
-            sensor_id=f"{station}-{metric}",
-            station_id=station,
-            district="Xm",
-            metric=metric,
-            unit="µg/m³",
-            value=value,
-            seq=n,
-            event_time=event_stamp(at),
-        )
-
-    coarse = [reading("pm10", n, start + timedelta(seconds=10 * n), 50.0) for n in range(300)]
+    coarse = [
+        pm_reading(station, "pm10", 50.0, start + timedelta(seconds=10 * n), n) for n in range(300)
+    ]
     produce_readings(settings, coarse)
     process_pending(settings, "far-1")
     produce_readings(
         settings,
-        [reading("pm25", 0, start, 20.0), reading("pm25", 1, start + timedelta(days=2), 20.0)],
+        [
+            pm_reading(station, "pm25", 20.0, start),
+            pm_reading(station, "pm25", 20.0, start + timedelta(days=2), 1),
+        ],
     )
     spy = _CountingStore(make_store(settings))
     try:

@@ -26,7 +26,7 @@ from support.ground_truth import assert_aggregates_match, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
 from support.processing import process_pending
-from support.readings import sample_reading
+from support.readings import pm_reading, sample_reading
 from support.workers import drop_queued
 
 KEY = "overrides-test-key"
@@ -364,16 +364,7 @@ def test_an_override_the_workers_never_heard_of_is_swept_up(
 
 
 def _pm(station: str, metric: str, value: float) -> dict[str, Any]:
-    return sample_reading(
-        event_id=f"{station}-{metric}-0",
-        sensor_id=f"{station}-{metric}",
-        station_id=station,
-        district="Xm",
-        metric=metric,
-        unit="µg/m³",
-        value=value,
-        event_time=_at(30),
-    )
+    return pm_reading(station, metric, value, HOUR + timedelta(minutes=30))
 
 
 def test_a_later_rule_keeps_the_operators_verdict(

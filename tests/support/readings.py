@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def sample_reading(**change: object) -> dict[str, object]:
     """A schema-valid temperature reading of one Anfa sensor, with `change` applied."""
@@ -22,3 +24,26 @@ def sample_reading(**change: object) -> dict[str, object]:
         "firmware": "3.0.2",
     }
     return {**base, **change}
+
+
+def pm_reading(
+    station: str,
+    metric: str,
+    value: float,
+    at: datetime,
+    n: int = 0,
+    district: str = "Xm",
+    event_id: str | None = None,
+) -> dict[str, object]:
+    """A particulate reading (µg/m³, `metric` pm25 or pm10) of one station's sensor."""
+    return sample_reading(
+        event_id=event_id or f"{station}-{metric}-{n}",
+        sensor_id=f"{station}-{metric}",
+        station_id=station,
+        district=district,
+        metric=metric,
+        unit="µg/m³",
+        value=value,
+        seq=n,
+        event_time=at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+    )
