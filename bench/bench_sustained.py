@@ -54,7 +54,7 @@ from iot_pipeline.kafka_config import consumer_config  # noqa: E402
 from iot_pipeline.settings import Settings  # noqa: E402
 from iot_pipeline.stack.airflow_services import admin_password  # noqa: E402
 from iot_pipeline.stack.model import StackPaths  # noqa: E402
-from iot_pipeline.stack.supervisor import Supervisor  # noqa: E402
+from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor  # noqa: E402
 from iot_pipeline.storage import make_store  # noqa: E402
 
 DAG = "iot_sensor_etl"
@@ -130,7 +130,9 @@ class Offsets:
 
 @contextmanager
 def simulator_stopped(supervisor: Supervisor) -> Iterator[None]:
-    was_running = supervisor.state("generator") == "RUNNING"
+    # STARTING too: right after `make up` the simulator is not RUNNING yet, and would produce
+    # all through the bench
+    was_running = supervisor.state("generator") in ALIVE_STATES
     if was_running:
         supervisor.stop("generator")
     try:
