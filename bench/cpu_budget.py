@@ -10,7 +10,9 @@ left out: the sum is a lower bound of what the pipeline needs.
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -116,9 +118,6 @@ ENGINE_ACTIVITIES = {
 
 def engine_activity(search_url: str) -> dict[str, float]:
     """The node's cumulative milliseconds per activity (_nodes/stats/indices)."""
-    import json
-    import urllib.request
-
     with urllib.request.urlopen(f"{search_url}/_nodes/_local/stats/indices", timeout=30) as r:  # noqa: S310 - loopback, from settings
         node = next(iter(json.loads(r.read())["nodes"].values()))
     indices = node["indices"]

@@ -22,6 +22,7 @@ from iot_pipeline.storage import SearchStore, make_store
 from iot_pipeline.worker.app import SETTLE_OVERRIDE
 
 from support.api_process import api_client, start_api, stop_api
+from support.clock import event_stamp
 from support.ground_truth import assert_aggregates_match, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
@@ -38,7 +39,7 @@ SPIKY = "casa-anfa-03-temperature"  # a spike at minute 4, accepted by hand
 
 
 def _at(minute: float) -> str:
-    return (HOUR + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return event_stamp(HOUR + timedelta(minutes=minute))
 
 
 def _reading(sensor: str, n: int, value: float, minute: float | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from iot_pipeline.storage import SearchStore
 
 from support.aggregates import window
 from support.api_process import api_client, start_api, stop_api
+from support.clock import event_stamp
 from support.ground_truth import assert_aggregates_match, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
@@ -39,10 +40,6 @@ GHOST = "casa-md-09-temperature"  # declared, never sends a reading
 OFFSET = -0.5
 
 
-def _iso(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
 def _reading(sensor: str, n: int, at: datetime, value: float) -> dict[str, Any]:
     station = sensor.removesuffix("-temperature")
     return sample_reading(
@@ -52,7 +49,7 @@ def _reading(sensor: str, n: int, at: datetime, value: float) -> dict[str, Any]:
         district=DISTRICT,
         seq=n,
         value=value,
-        event_time=_iso(at),
+        event_time=event_stamp(at),
     )
 
 
@@ -84,8 +81,8 @@ def declared(api: httpx.Client) -> None:
         metric="temperature",
         interval_s=3600,
         calibration_offset=OFFSET,
-        active_from=_iso(HOUR0 + timedelta(hours=1)),
-        active_to=_iso(HOUR0 + timedelta(hours=3)),
+        active_from=event_stamp(HOUR0 + timedelta(hours=1)),
+        active_to=event_stamp(HOUR0 + timedelta(hours=3)),
         note="recalibrated; in service for two hours",
     )
     _declare(api, FAST, interval_s=300)
@@ -283,7 +280,10 @@ def test_writes_need_the_key_and_a_deployment_with_one(
         ({"interval_s": 86401}, "interval_s"),
         ({"calibration_offset": 1.0}, "needs its metric"),
         ({"metric": "temperature", "calibration_offset": 151}, "at most 150"),
-        ({"active_from": _iso(HOUR0), "active_to": _iso(HOUR0)}, "active_to must be after"),
+        (
+            {"active_from": event_stamp(HOUR0), "active_to": event_stamp(HOUR0)},
+            "active_to must be after",
+        ),
         ({"interval_s": 60, "note": "x" * 501}, "note"),
         ({"interval_s": 60, "unknown": 1}, "unknown"),
     ],

@@ -16,7 +16,8 @@ from iot_pipeline.processing import registry
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore
 
-from support.api_process import start_api, stop_api
+from support.api_process import api_client
+from support.clock import event_stamp
 from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
 from support.processing import process_pending
@@ -35,16 +36,8 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def api(settings: Settings) -> Iterator[httpx.Client]:
-    process, url = start_api(settings)
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        stop_api(process)
-
-
-def _at(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    with api_client(settings) as client:
+        yield client
 
 
 def _send(settings: Settings, batch: str, readings: list[dict[str, Any]]) -> None:
@@ -53,14 +46,14 @@ def _send(settings: Settings, batch: str, readings: list[dict[str, Any]]) -> Non
 
 
 def _temperature(n: int, at: datetime, value: float) -> dict[str, Any]:
-    return sample_reading(event_id=f"t-{n}", seq=n, event_time=_at(at), value=value)
+    return sample_reading(event_id=f"t-{n}", seq=n, event_time=event_stamp(at), value=value)
 
 
 def _humidity(n: int, at: datetime) -> dict[str, Any]:
     return sample_reading(
         event_id=f"h-{n}",
         seq=n,
-        event_time=_at(at),
+        event_time=event_stamp(at),
         sensor_id=OTHER,
         station_id="casa-maarif-02",
         district="Maarif",

@@ -190,4 +190,4 @@ def test_any_other_refusal_is_raised() -> None:
 
 def test_cross_metric_partners_are_looked_for_in_the_readings_own_slots_only() -> None:
     day_apart = [0.0, 4.9, 5.0, 86400.0 * 2 + 1]  # one reading two days after the others
-    assert slot_runs(day_apart, 5.0) == [(0, 2), (34560, 34561)]
+    assert slot_runs(day_apart, 5.0) == ((0, 2), (34560, 34561))

@@ -123,15 +123,20 @@ def collect_minutes(
     return collected
 
 
-def _runs(starts: Iterable[int]) -> tuple[tuple[int, int], ...]:
-    """Sorted minute starts as contiguous [start, end) runs."""
+def contiguous_runs(values: Iterable[int], step: int = 1) -> tuple[tuple[int, int], ...]:
+    """Values (each covering [value, value + step)) as sorted contiguous [start, end) runs."""
     runs: list[list[int]] = []
-    for start in sorted(set(starts)):
-        if runs and runs[-1][1] == start:
-            runs[-1][1] = start + 60
+    for value in sorted(set(values)):
+        if runs and runs[-1][1] == value:
+            runs[-1][1] = value + step
         else:
-            runs.append([start, start + 60])
+            runs.append([value, value + step])
     return tuple((a, b) for a, b in runs)
+
+
+def _runs(starts: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """Minute starts as contiguous [start, end) runs."""
+    return contiguous_runs(starts, 60)
 
 
 # (scope, keys, time runs): the readings of these keys in these minutes
@@ -206,10 +211,18 @@ def _members(chunk: list[Clause], windows: list[Window]) -> dict[tuple[str, str,
     }
 
 
-def time_ranges(runs: list[tuple[int, int]]) -> dict[str, Any]:
+def time_ranges(runs: Iterable[tuple[float, float]]) -> dict[str, Any]:
     """A filter on event times in any of these [start, end) runs (epoch seconds)."""
     ranges = [
-        {"range": {"event_time": {"gte": a * 1000, "lt": b * 1000, "format": "epoch_millis"}}}
+        {
+            "range": {
+                "event_time": {
+                    "gte": int(a * 1000),
+                    "lt": int(b * 1000),
+                    "format": "epoch_millis",
+                }
+            }
+        }
         for a, b in runs
     ]
     return {"bool": {"should": ranges, "minimum_should_match": 1}}

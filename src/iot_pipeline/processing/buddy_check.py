@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY, time_ranges
+from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY, contiguous_runs, time_ranges
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.buddy_rule import BUDDY_SLOT, SlotValue, spatial_outliers
@@ -32,14 +32,9 @@ _DISTRUSTED = sorted(INVALIDATING - {SPATIAL})
 
 
 def _slots_range(slots: list[int]) -> dict[str, Any]:
-    """A filter on the readings of these slots (sorted), contiguous slots as one range."""
-    runs: list[list[int]] = []
-    for slot in slots:
-        if runs and runs[-1][1] == slot:
-            runs[-1][1] = slot + 1
-        else:
-            runs.append([slot, slot + 1])
-    return time_ranges([(int(a * BUDDY_SLOT), int(b * BUDDY_SLOT)) for a, b in runs])
+    """A filter on the readings of these slots, contiguous slots as one range."""
+    runs = contiguous_runs(slots)
+    return time_ranges((int(a * BUDDY_SLOT), int(b * BUDDY_SLOT)) for a, b in runs)
 
 
 def _slot_chunks(slots: list[int]) -> Iterator[list[int]]:

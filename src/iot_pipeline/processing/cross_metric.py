@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY
+from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY, contiguous_runs, time_ranges
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.cross_metric_rule import (
@@ -31,39 +31,21 @@ PAGE = 5000
 _FIELDS = ["event_id", "station_id", "sensor_id", "district", "metric", "value", "event_time"]
 
 
-def slot_runs(epochs: Iterable[float], interval: float) -> list[tuple[int, int]]:
+def slot_runs(epochs: Iterable[float], interval: float) -> tuple[tuple[int, int], ...]:
     """The sample slots of these event times, contiguous slots as one [first, end) run."""
-    runs: list[list[int]] = []
-    for slot in sorted({int(epoch // interval) for epoch in epochs}):
-        if runs and runs[-1][1] == slot:
-            runs[-1][1] = slot + 1
-        else:
-            runs.append([slot, slot + 1])
-    return [(first, end) for first, end in runs]
+    return contiguous_runs(int(epoch // interval) for epoch in epochs)
 
 
 def _stored_partners(
     store: SearchStore,
     prefix: str,
     stations: list[str],
-    runs: list[tuple[int, int]],
+    runs: tuple[tuple[int, int], ...],
     interval: float,
     own_sensors: list[str],
 ) -> list[dict[str, Any]]:
     """The stored PM readings of these stations in these runs of sample slots from other
     sensors than the range's own (those are in memory, just indexed), as search hits."""
-    ranges = [
-        {
-            "range": {
-                "event_time": {
-                    "gte": int(first * interval * 1000),
-                    "lt": int(end * interval * 1000),
-                    "format": "epoch_millis",
-                }
-            }
-        }
-        for first, end in runs
-    ]
     body: dict[str, Any] = {
         "_source": [*_FIELDS, "flags", "override"],
         "query": {
@@ -72,7 +54,7 @@ def _stored_partners(
                 "filter": [
                     {"terms": {"station_id": stations}},
                     {"terms": {"metric": sorted(CROSS_METRICS)}},
-                    {"bool": {"should": ranges, "minimum_should_match": 1}},
+                    time_ranges((first * interval, end * interval) for first, end in runs),
                 ],
             }
         },
