@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from iot_pipeline.indices import readings_index
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import make_store
+from iot_pipeline.storage import IndexAction, make_store
 
 from support.api_process import start_api, stop_api
 from support.ground_truth import document_id, expected_ids, snapshot
@@ -236,6 +237,44 @@ def test_latest_is_the_newest_valid_reading_of_each_sensor(
             newest[d["sensor_id"]] = i
     latest = api.get("/readings/latest", params={"metric": "no2"}).json()["items"]
     assert {r["sensor_id"]: _id(r) for r in latest} == newest
+
+
+def test_latest_falls_back_when_a_later_rule_invalidates_the_newest_valid_reading(
+    api: httpx.Client, settings: Settings
+) -> None:
+    """The registry points at the newest reading valid when it was cleaned; a later rule
+    (buddy check, hindsight) may question it: the sensor's latest is then the valid one
+    before it, never a sensor left out."""
+    store = make_store(settings)
+    docs = snapshot(store, settings.search_index_prefix)
+    served = api.get("/readings/latest", params={"metric": "no2"}).json()["items"]
+    newest = served[0]
+    mine = sorted(
+        (d["event_time"], i)
+        for i, d in docs.items()
+        if d["sensor_id"] == newest["sensor_id"] and d["valid"]
+    )
+    assert mine[-1][1] == _id(newest)
+    assert len(mine) > 1
+    questioned = {"flags": ["spatial"], "valid": False, "qc": "Q"}
+    original = {k: docs[_id(newest)][k] for k in questioned}
+    index = readings_index(
+        settings.search_index_prefix, datetime.fromisoformat(newest["event_time"])
+    )
+
+    def put(fields: dict[str, Any]) -> None:
+        action = IndexAction(index, _id(newest), {"doc": fields}, op="update")
+        assert not store.bulk_index([action], refresh=True).failures
+
+    try:
+        put(questioned)
+        after = api.get("/readings/latest", params={"metric": "no2"}).json()["items"]
+    finally:
+        put(original)
+        store.close()
+    by_sensor = {r["sensor_id"]: _id(r) for r in after}
+    assert by_sensor[newest["sensor_id"]] == mine[-2][1]
+    assert len(after) == len(served)
 
 
 def test_aggregates_by_scope_key_and_pages(api: httpx.Client, settings: Settings) -> None:

@@ -16,6 +16,7 @@ from iot_pipeline.cleaning.overrides import (
     apply_overrides,
     override_verdict,
     rejudged,
+    stored_screened,
     verdict_fields,
 )
 from iot_pipeline.processing.documents import reading_document
@@ -138,6 +139,23 @@ def test_a_later_rule_moves_the_flags_and_the_rules_verdict_never_the_override()
         "valid": False,
         "qc": "Q",
     }
+
+
+def test_a_flag_added_and_taken_away_again_leaves_the_cleaners_verdict() -> None:
+    """A reading the cleaner had no history for is C; a buddy-check flag put on it and
+    lifted again must give C back (a replay never sees the flag and stores C)."""
+    first = sample_reading(value=20.0)
+    clean = clean_batch([RawRecord(json.dumps(first).encode(), "t", 0, 0)], {}, NOW)
+    doc = reading_document(clean.readings[0], "b", "2026-01-01T00:00:00Z")
+    assert (doc["qc"], doc["screened"]) == ("C", False)
+    questioned = {**doc, **rejudged(["spatial"], stored_screened(doc), None)}
+    assert questioned["qc"] == "Q"
+    cleared = {**questioned, **rejudged([], stored_screened(questioned), None)}
+    assert cleared["qc"] == "C"
+    # stored before `screened` existed: read back from the verdict
+    assert stored_screened({"qc": "C"}) is False
+    assert stored_screened({"qc": "S"}) is True
+    assert stored_screened({"qc": "G", "auto_qc": "C"}) is False
 
 
 def test_every_verdict_is_mapped_in_the_index_templates() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from iot_pipeline.api import queries
 from iot_pipeline.api.models import LastBatch, Reading, Sensor, SensorMetadata
 from iot_pipeline.errors import PermanentStoreError
-from iot_pipeline.indices import sensors_index
+from iot_pipeline.indices import readings_pattern, sensors_index
 from iot_pipeline.processing.metadata import metadata_pattern
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import AsyncSearchStore
@@ -139,7 +139,7 @@ async def latest_readings(
     pointer = "last" if include_invalid else "last_valid"
     body = {
         "size": MAX_SENSORS,
-        "_source": [f"{pointer}.id", f"{pointer}.index"],
+        "_source": ["sensor_id", f"{pointer}.id", f"{pointer}.index", f"{pointer}.ms"],
         "query": {
             "bool": {
                 "filter": [
@@ -151,9 +151,10 @@ async def latest_readings(
         },
         "track_total_hits": False,
     }
-    pointers = [h["_source"][pointer] for h in await _search(store, settings, body)]
-    if not pointers:
+    registered = [h["_source"] for h in await _search(store, settings, body)]
+    if not registered:
         return []
+    pointers = [r[pointer] for r in registered]
     ids = [p["id"] for p in pointers]
     # only the daily indices that hold them (a wildcard each: one deleted since is no error)
     days = ",".join(sorted({f"{p['index']}*" for p in pointers}))
@@ -167,7 +168,77 @@ async def latest_readings(
             "track_total_hits": False,
         },
     )
-    return [Reading.model_validate(h["_source"]) for h in found["hits"]["hits"]]
+    hits: list[dict[str, Any]] = found["hits"]["hits"]
+    if not include_invalid:
+        # a later rule (buddy check, hindsight, cross-metric) may have invalidated the
+        # reading the registry points at: such a sensor's latest is its newest valid one
+        # before it, not nothing
+        served = {h["_source"]["sensor_id"] for h in hits}
+        lost = [r for r in registered if r["sensor_id"] not in served]
+        if lost:
+            hits += await _newest_valid_before(store, settings, lost, now - within, where)
+            hits.sort(key=lambda h: (h["_source"]["event_time"], h["_source"]["event_id"]))
+            hits.reverse()
+    return [Reading.model_validate(h["_source"]) for h in hits]
+
+
+# Sensors per query of the fallback: each is a term and a time range (up to four of the
+# engine's 1,024 clauses).
+_LOST_PER_QUERY = 200
+
+
+async def _newest_valid_before(
+    store: AsyncSearchStore,
+    settings: Settings,
+    lost: list[dict[str, Any]],
+    since: datetime,
+    where: queries.ReadingFilter,
+) -> list[dict[str, Any]]:
+    """Per sensor, its newest valid reading from `since` up to the one its registry entry
+    points at (which is no longer valid), one collapsed search per chunk of sensors."""
+    hits: list[dict[str, Any]] = []
+    for start in range(0, len(lost), _LOST_PER_QUERY):
+        chunk = lost[start : start + _LOST_PER_QUERY]
+        per_sensor = [
+            {
+                "bool": {
+                    "filter": [
+                        {"term": {"sensor_id": r["sensor_id"]}},
+                        {
+                            "range": {
+                                "event_time": {
+                                    "gte": queries.epoch_millis(since),
+                                    "lte": r["last_valid"]["ms"],
+                                    "format": "epoch_millis",
+                                }
+                            }
+                        },
+                    ]
+                }
+            }
+            for r in chunk
+        ]
+        body = {
+            "size": len(chunk),
+            "query": {
+                "bool": {
+                    "filter": where.clauses(),
+                    "should": per_sensor,
+                    "minimum_should_match": 1,
+                }
+            },
+            "collapse": {"field": "sensor_id"},
+            "sort": [{"event_time": "desc"}, {"event_id": "desc"}],
+            "track_total_hits": False,
+        }
+        try:
+            found = await store.search(readings_pattern(settings.search_index_prefix), body)
+        except PermanentStoreError as exc:
+            if is_missing_index(exc):
+                continue
+            raise
+        hits += found["hits"]["hits"]
+    return hits
 
 
 async def last_batch(store: AsyncSearchStore, settings: Settings) -> LastBatch | None:

@@ -18,6 +18,7 @@ from iot_pipeline.vocabulary import (
     ACCEPT,
     QC_ACCEPTED,
     QC_BLACKLISTED,
+    QC_CHECKED,
     QC_REJECTED,
     QC_VALID,
     REJECT,
@@ -96,6 +97,21 @@ def verdict_fields(auto: Qc, operator: Qc | None) -> dict[str, Any]:
     if operator is None or operator == auto:
         return {"qc": auto, "valid": auto in QC_VALID, "override": None, "auto_qc": None}
     return {"qc": operator, "valid": operator in QC_VALID, "override": operator, "auto_qc": auto}
+
+
+# What a later rule reads of a stored reading to judge it again (rejudged, stored_screened).
+VERDICT_FIELDS: Final[tuple[str, ...]] = ("flags", "override", "screened", "qc", "auto_qc")
+
+
+def stored_screened(doc: dict[str, Any]) -> bool:
+    """Whether the cleaner had a history to judge a stored reading by (its `screened`): a
+    later rule's verdict keeps it, so a flag added and taken away again leaves the reading
+    as the cleaner judged it, whatever the order in which its neighbours arrived. Readings
+    stored before the field existed: read back from their verdict."""
+    screened = doc.get("screened")
+    if isinstance(screened, bool):
+        return screened
+    return (doc.get("auto_qc") or doc.get("qc")) != QC_CHECKED
 
 
 def rejudged(flags: Sequence[str], screened: bool, override: str | None) -> dict[str, Any]:

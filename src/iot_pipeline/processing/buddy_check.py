@@ -19,7 +19,7 @@ from iot_pipeline.aggregation.minutes import MAX_RANGES_PER_QUERY, contiguous_ru
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.buddy_rule import BUDDY_SLOT, SlotValue, spatial_outliers
-from iot_pipeline.cleaning.overrides import rejudged
+from iot_pipeline.cleaning.overrides import VERDICT_FIELDS, rejudged, stored_screened
 from iot_pipeline.indices import readings_pattern
 from iot_pipeline.storage import IndexAction, SearchStore
 from iot_pipeline.storage.base import search_all
@@ -113,7 +113,7 @@ def _slot_means(
 
 def _readings(store: SearchStore, prefix: str, query: dict[str, Any]) -> list[dict[str, Any]]:
     body = {
-        "_source": ["sensor_id", "district", "metric", "event_time", "flags", "override"],
+        "_source": ["sensor_id", "district", "metric", "event_time", *VERDICT_FIELDS],
         "query": query,
         "sort": [{"sensor_id": "asc"}, {"event_id": "asc"}],
     }
@@ -176,7 +176,7 @@ def _judge(
         if (SPATIAL in flags) == wanted:
             continue
         flags = [f for f in flags if f != SPATIAL] + ([SPATIAL] if wanted else [])
-        update = {"doc": rejudged(flags, True, doc.get("override"))}
+        update = {"doc": rejudged(flags, stored_screened(doc), doc.get("override"))}
         actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
         windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], epoch)
     return actions, windows

@@ -20,7 +20,7 @@ from iot_pipeline.cleaning.cross_metric_rule import (
     StationReading,
     cross_metric_violations,
 )
-from iot_pipeline.cleaning.overrides import rejudged
+from iot_pipeline.cleaning.overrides import VERDICT_FIELDS, rejudged, stored_screened
 from iot_pipeline.indices import readings_index, readings_pattern
 from iot_pipeline.processing.documents import reading_id
 from iot_pipeline.storage import IndexAction, SearchStore
@@ -47,7 +47,7 @@ def _stored_partners(
     """The stored PM readings of these stations in these runs of sample slots from other
     sensors than the range's own (those are in memory, just indexed), as search hits."""
     body: dict[str, Any] = {
-        "_source": [*_FIELDS, "flags", "override"],
+        "_source": [*_FIELDS, *VERDICT_FIELDS],
         "query": {
             "bool": {
                 "must_not": [{"terms": {"sensor_id": own_sensors}}],
@@ -99,6 +99,7 @@ def cross_metric_updates(
                     "epoch": r.event_time.timestamp(),
                     "flags": list(clean.flags),
                     "override": clean.override,
+                    "screened": clean.screened,
                 },
             }
         )
@@ -127,8 +128,7 @@ def cross_metric_updates(
             continue
         flags = [f for f in reading.flags if f != CROSS_METRIC] + ([] if has else [CROSS_METRIC])
         doc = hit["_source"]
-        # the cross-metric check judged it: level 2 applied, so passing it is "screened"
-        update = {"doc": rejudged(flags, True, doc.get("override"))}
+        update = {"doc": rejudged(flags, stored_screened(doc), doc.get("override"))}
         actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
         windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], reading.epoch)
     return actions, windows

@@ -36,6 +36,7 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
         "flags": list(clean.flags),
         "valid": clean.valid,
         "qc": clean.qc,
+        "screened": clean.screened,  # what later rules rejudge it with (cleaning.overrides)
         "interval_s": clean.counted_interval,
         "resolution": clean.resolution,
         "schema_version": r.schema_version,

@@ -17,7 +17,7 @@ from typing import Any
 
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import CleanReading, Hindsight
-from iot_pipeline.cleaning.overrides import rejudged
+from iot_pipeline.cleaning.overrides import VERDICT_FIELDS, rejudged, stored_screened
 from iot_pipeline.indices import readings_pattern
 from iot_pipeline.storage import IndexAction, SearchStore
 from iot_pipeline.storage.base import search_all
@@ -60,7 +60,7 @@ def hindsight_updates(
     # clauses per query
     for start in range(0, len(reaching), MAX_CLAUSES):
         body: dict[str, Any] = {
-            "_source": ["sensor_id", "district", "metric", "event_time", "flags", "override"],
+            "_source": ["sensor_id", "district", "metric", "event_time", *VERDICT_FIELDS],
             "query": {
                 "bool": {
                     "should": [_reached(s, h) for s, h in reaching[start : start + MAX_CLAUSES]]
@@ -88,7 +88,7 @@ def hindsight_updates(
             continue
         flags = [*had, *dict.fromkeys(added)]
         # an operator's override stays (cleaning.overrides)
-        update = {"doc": rejudged(flags, True, doc.get("override"))}
+        update = {"doc": rejudged(flags, stored_screened(doc), doc.get("override"))}
         actions.append(IndexAction(hit["_index"], hit["_id"], update, op="update"))
         windows |= windows_of(doc["sensor_id"], doc["district"], doc["metric"], epoch)
     return actions, windows

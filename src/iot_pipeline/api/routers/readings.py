@@ -96,8 +96,9 @@ async def list_readings(
     description="The sensor registry names each sensor's newest (valid) reading and one ids "
     "query fetches them: the cost grows with the number of sensors (at most "
     f"{registry.MAX_SENSORS}), not with `within_hours` or the readings stored. A reading "
-    "whose verdict changed after it was stored (the cross-metric rule) is judged as stored "
-    "now. For readings as they arrive, use `/stream/readings`.",
+    "whose verdict changed after it was stored (the cross-metric rule, the buddy check) is "
+    "judged as stored now: a sensor whose newest valid reading was questioned since shows "
+    "the valid one before it. For readings as they arrive, use `/stream/readings`.",
 )
 async def latest_readings(
     *,
