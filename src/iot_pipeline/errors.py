@@ -2,8 +2,11 @@
 
 Whether a failure may pass by itself decides what happens next: the worker retries a
 `TransientError` with back-off, the orchestrator reports a `PermanentError` and, if it keeps
-failing, quarantines the range; the API answers 503 with `Retry-After` for a transient error
-of a dependency it names, 4xx for bad input and 502 for a refusal of the search store.
+failing, quarantines the records that make it fail. A record is bad only when the record is
+the reason: a range that fails for a `TransientError`, a `StoreRefused` or a timeout holds
+its partition (a visible stall) and is never quarantined. The API answers 503 with
+`Retry-After` for a transient error of a dependency it names, 4xx for bad input and 502 for
+a refusal of the search store.
 
     PipelineError
     ├── TransientError                may pass by itself: retry later
@@ -16,7 +19,9 @@ of a dependency it names, 4xx for bad input and 502 for a refusal of the search 
     │   └── PartitionBusy             another task holds the partition
     └── PermanentError                retrying the same thing cannot help
         ├── PermanentStoreError       the search engine refused (bad request, auth, mapping)
-        │   └── StoreConflict         a write named a version of a document that changed since
+        │   ├── StoreConflict         a write named a version of a document that changed since
+        │   └── StoreRefused          it refuses writes for a reason of its own (a block,
+        │                             a privilege, a missing index): a stall, not bad data
         ├── ConfigurationError        a setting, secret or installation is wrong
         ├── DataError                 input that cannot be used as given
         ├── RangeFailed               processing a range raised (the message names the cause)
@@ -61,6 +66,13 @@ class PermanentStoreError(StoreError, PermanentError):
 
 class StoreConflict(PermanentStoreError):
     """A write named a version of a document that changed since (optimistic concurrency)."""
+
+
+class StoreRefused(PermanentStoreError):
+    """The engine refuses writes for a reason of its own, not the documents': a write block
+    (the flood-stage watermark of a full disk), a login without the privilege, an index it
+    will not create, a shard limit. Retrying now cannot help and no record is to blame: the
+    range stalls, visibly, until an operator removes the cause (docs/failure-model.md)."""
 
 
 class KafkaUnavailable(TransientError):

@@ -164,13 +164,48 @@ def test_a_failing_range_is_narrowed_to_the_records_that_fail() -> None:
     assert summary.records == 98
 
 
-def test_a_range_that_timed_out_is_not_bisected() -> None:
-    from iot_pipeline.orchestration.batches import BatchSummary, RangeFailure, narrow_failure
+def test_a_range_no_record_is_to_blame_for_is_not_bisected() -> None:
+    """Timed out, refused by the engine, a dependency down: halves would fail as well, and
+    quarantining them would dead-letter good readings."""
+    from iot_pipeline.orchestration.batches import (
+        REFUSED,
+        TIMED_OUT,
+        UNAVAILABLE,
+        BatchSummary,
+        RangeFailure,
+        narrow_failure,
+    )
 
     app = _App(_report)
-    failed = RangeFailure(_ranges((0, 0, 100))[0], "Timeout: not done after 900s")
-    assert narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b")) == [failed]  # type: ignore[arg-type]
+    for kind in (TIMED_OUT, REFUSED, UNAVAILABLE):
+        failed = RangeFailure(_ranges((0, 0, 100))[0], "Timeout: not done after 900s", kind)
+        assert not failed.records_to_blame
+        assert narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b")) == [failed]  # type: ignore[arg-type]
     assert app.sent == []
+
+
+def test_a_half_refused_by_the_engine_stops_the_bisection_unquarantined() -> None:
+    from iot_pipeline.errors import StoreRefused
+    from iot_pipeline.orchestration.batches import (
+        FAILED,
+        REFUSED,
+        BatchSummary,
+        RangeFailure,
+        narrow_failure,
+    )
+
+    def work(task: RangeTask) -> Any:
+        if task.range.start >= 50:
+            return StoreRefused("403 cluster_block_exception: index write (api)")
+        return ValueError("poison") if task.range.start <= 10 < task.range.end else _report(task)
+
+    app = _App(work)
+    failed = RangeFailure(_ranges((0, 0, 100))[0], "ValueError: poison", FAILED)
+    culprits = narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b"))  # type: ignore[arg-type]
+    assert [(c.range.start, c.range.end, c.kind) for c in culprits] == [
+        (10, 11, FAILED),
+        (50, 100, REFUSED),
+    ]
 
 
 def test_unexpected_errors_reach_the_orchestrator_by_name() -> None:

@@ -12,6 +12,7 @@ from iot_pipeline.orchestration.run_state import (
     PartitionHealth,
     Quarantine,
     RangeFailure,
+    Refusal,
     RunState,
     parse_state,
     partition_health,
@@ -115,6 +116,7 @@ def test_metrics_of_a_stalled_pipeline() -> None:
         ("iot_pipeline_partition_last_commit_age_seconds", "partition=0"): 5,
         ("iot_pipeline_partition_last_commit_age_seconds", "partition=1"): 400,
         ("iot_pipeline_partition_last_commit_age_seconds", "partition=2"): 400,
+        ("iot_pipeline_store_refusing", ""): 0,
         ("iot_pipeline_stalled", ""): 1,
     }
 
@@ -174,6 +176,31 @@ def test_status_section_with_kafka_or_redis_down() -> None:
     assert len(lines) == 7  # no run state: no failed runs or quarantines line
     both = render(_report(lags=None, state=None, kafka_error="a", redis_error="b"), NOW)
     assert len(both) == 3
+
+
+REFUSAL = (
+    "429 cluster_block_exception: index [iot-readings-2027.01.15] blocked by: "
+    "[TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has "
+    "read-only-allow-delete block]; (40 of 40 documents refused)"
+)
+
+
+def test_a_refusal_of_the_engine_is_read_shown_and_counted_as_a_stall() -> None:
+    """A write block stalls the pipeline at once (not after the stall age): `make status`
+    exits 3 and names the cause, the metrics say so."""
+    raw = json.dumps({"error": REFUSAL, "ranges": ["t[0]:0-40"], "at": NOW, "since": NOW - 90})
+    state = parse_state({}, {}, None, None, None, [], topic="t", refusal=raw.encode())
+    assert state.refusal == Refusal(REFUSAL, ["t[0]:0-40"], NOW, NOW - 90)
+    report = _report(lags={0: 40}, state=state)
+    assert report.stalled(NOW)  # no partition is stalled yet
+    lines = render(report, NOW)
+    assert lines[-2].startswith(
+        "  REFUSED: the search engine refuses the pipeline's writes since 2027-01-15 07:58:30Z"
+    )
+    assert lines[-1] == f"    {REFUSAL}"
+    samples = _samples(exposition(families(state, {0: 40}, 300, NOW)))
+    assert samples[("iot_pipeline_store_refusing", "")] == 1
+    assert samples[("iot_pipeline_stalled", "")] == 0
 
 
 def test_ages_read_in_their_two_largest_units() -> None:

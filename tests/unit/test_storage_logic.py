@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from iot_pipeline.errors import PermanentStoreError, TransientStoreError
+from iot_pipeline.errors import PermanentStoreError, StoreRefused, TransientStoreError
 from iot_pipeline.storage import (
     BulkOutcome,
     BulkPolicy,
@@ -17,7 +17,7 @@ from iot_pipeline.storage import (
     index_all,
     load_templates,
 )
-from iot_pipeline.storage.base import parse_bulk_response
+from iot_pipeline.storage.base import error_for_status, parse_bulk_response
 from iot_pipeline.storage.bulk import chunks
 from iot_pipeline.storage.retention import expired_indices, last_day
 
@@ -29,8 +29,9 @@ class ScriptedStore:
 
     engine = "scripted"
 
-    def __init__(self, failures: dict[str, list[int]]) -> None:
+    def __init__(self, failures: dict[str, list[int]], types: dict[int, str] | None = None):
         self.failures = failures
+        self.types = types or {429: "es_rejected_execution_exception", 503: "unavailable"}
         self.requests: list[list[str]] = []
         self.stored: dict[str, dict[str, Any]] = {}
 
@@ -41,7 +42,8 @@ class ScriptedStore:
             script = self.failures.get(action.id, [])
             if script:
                 status = script.pop(0)
-                outcome.failures.append(ItemFailure(action, status, "x", f"status {status}"))
+                kind = self.types.get(status, "mapper_parsing_exception")
+                outcome.failures.append(ItemFailure(action, status, kind, f"status {status}"))
             else:
                 self.stored[action.id] = action.document
                 outcome.indexed += 1
@@ -63,6 +65,45 @@ def test_only_failed_items_are_retried_with_growing_jittered_delays() -> None:
     assert report.indexed == 4
     assert [f.action.id for f in report.rejected] == ["d3"]
     assert set(store.stored) == {"d0", "d1", "d2", "d4"}
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (429, "cluster_block_exception"),  # the flood-stage watermark of a full disk
+        (403, "cluster_block_exception"),  # index.blocks.write
+        (403, "security_exception"),  # a login without the privilege
+        (401, "security_exception"),
+        (404, "index_not_found_exception"),  # the engine will not create the index
+        (400, "validation_exception"),  # the shard limit
+    ],
+)
+def test_a_refusal_of_the_engines_own_raises_at_once_and_rejects_nothing(
+    status: int, kind: str
+) -> None:
+    store = ScriptedStore({"d2": [status] * 10}, {status: kind})
+    with pytest.raises(StoreRefused, match=rf"^{status} {kind}: .*1 of 5 documents for i"):
+        index_all(store, _actions(5), sleep=lambda _: None)  # type: ignore[arg-type]
+    assert store.requests == [["d0", "d1", "d2", "d3", "d4"]]  # no retry of a block
+
+
+def test_more_than_half_of_a_request_refused_with_one_error_is_systemic() -> None:
+    """A mapping error on most of a request is a template or mapping gone, not bad data;
+    a few are bad documents (dead letters), and conflicts are the caller's business."""
+    many = ScriptedStore({f"d{k}": [400] for k in range(11)})
+    with pytest.raises(StoreRefused, match=r"11 of 20 documents .* refused with one error"):
+        index_all(many, _actions(20))  # type: ignore[arg-type]
+    few = ScriptedStore({f"d{k}": [400] for k in range(4)})
+    assert len(index_all(few, _actions(6)).rejected) == 4  # type: ignore[arg-type]
+    races = ScriptedStore({f"d{k}": [409] for k in range(20)}, {409: "version_conflict"})
+    assert all(f.conflict for f in index_all(races, _actions(20)).rejected)  # type: ignore[arg-type]
+
+
+def test_a_login_refused_by_the_engine_is_a_refusal_not_a_bad_request() -> None:
+    assert error_for_status(403) is StoreRefused
+    assert error_for_status(401) is StoreRefused
+    assert error_for_status(400) is PermanentStoreError
+    assert error_for_status(503) is TransientStoreError
 
 
 def test_items_failing_too_long_raise_transient_without_losing_the_rest() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from iot_pipeline.schema import METRICS
 from iot_pipeline.vocabulary import Metric, OverrideAction, OverrideStatus, Qc, Resolution, Scope
+
+if TYPE_CHECKING:
+    from iot_pipeline.orchestration.run_state import Refusal
 
 _READING_EXAMPLE: dict[str, Any] = {
     "event_id": "2afbd6f8-6b-1f",
@@ -332,6 +335,30 @@ class QuarantineEntry(BaseModel):
     at: datetime
 
 
+class StoreRefusal(BaseModel):
+    """The search engine refuses the pipeline's writes for a reason of its own (a write
+    block such as a full disk's, a login without the privilege, an index it will not
+    create): the ranges named wait, nothing is dead-lettered, until an operator removes the
+    cause."""
+
+    error: str = Field(description="The engine's answer: status, error type, reason, index.")
+    ranges: list[str] = Field(description="The ranges of the last run it refused.")
+    since: datetime = Field(description="The first run it refused in this episode.")
+    last_run: datetime = Field(description="The latest run it refused.")
+
+
+def store_refusal(refusal: Refusal | None) -> StoreRefusal | None:
+    """The run state's refusal, as the API shows it."""
+    if refusal is None:
+        return None
+    return StoreRefusal(
+        error=refusal.error,
+        ranges=refusal.ranges,
+        since=datetime.fromtimestamp(refusal.since, UTC),
+        last_run=datetime.fromtimestamp(refusal.at, UTC),
+    )
+
+
 class PipelineStatus(BaseModel):
     topic: str
     consumer_group: str
@@ -349,6 +376,9 @@ class PipelineStatus(BaseModel):
     quarantined_records: int = Field(description="Records of the quarantined ranges.")
     failing_ranges: list[FailingRange]
     quarantines: list[QuarantineEntry] = Field(description="The newest quarantines first.")
+    store_refusal: StoreRefusal | None = Field(
+        None, description="Set while the search engine refuses the pipeline's writes."
+    )
 
 
 class Health(BaseModel):
@@ -362,14 +392,16 @@ class StalledPartition(BaseModel):
 
 
 class PipelineHealth(BaseModel):
-    """Whether the ETL keeps up: `stalled` when a partition has lag and no recent commit."""
+    """Whether the ETL keeps up: `stalled` when a partition has lag and no recent commit,
+    `refused` when the search engine refused the last run's writes for a reason of its own."""
 
-    status: Literal["ok", "stalled"]
+    status: Literal["ok", "stalled", "refused"]
     detail: str
     stall_after_seconds: int
     stalled_partitions: list[StalledPartition]
     total_lag: int
     consecutive_failed_runs: int
+    store_refusal: StoreRefusal | None = None
 
 
 class Ready(BaseModel):

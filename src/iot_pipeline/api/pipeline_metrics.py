@@ -65,7 +65,13 @@ def families(
     )
     for partition, at in sorted(state.last_commit.items()):
         age.add_metric([str(partition)], max(0.0, now - at))
-    result += [ranges, records, failed, age]
+    refusing = GaugeMetricFamily(
+        "iot_pipeline_store_refusing",
+        "1 while the search engine refuses the last run's writes for a reason of its own "
+        "(a write block, a privilege, a missing index): ranges held, nothing dead-lettered",
+    )
+    refusing.add_metric([], float(state.refusal is not None))
+    result += [ranges, records, failed, age, refusing]
     if lags is not None:
         stalled = GaugeMetricFamily(
             "iot_pipeline_stalled", "1 when a partition has lag and no commit for the stall age"

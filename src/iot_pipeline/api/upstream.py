@@ -37,9 +37,10 @@ async def read_run_state(
     try:
         async with client.pipeline(transaction=False) as pipe:
             state_commands(pipe, settings.search_index_prefix, recent)
-            commits, failures, failed_runs, ranges, records, quarantine = await pipe.execute()
+            answers = await pipe.execute()
     except redis.RedisError as exc:
         raise RedisUnavailable(str(exc)) from exc
+    commits, failures, failed_runs, ranges, records, quarantine, refusal = answers
     return parse_state(
         commits,
         failures,
@@ -48,6 +49,7 @@ async def read_run_state(
         records,
         quarantine,
         topic=settings.kafka_sensor_data_topic,
+        refusal=refusal,
     )
 
 

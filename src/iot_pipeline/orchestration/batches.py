@@ -31,6 +31,7 @@ from celery import Celery
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
+from iot_pipeline.errors import StoreRefused, TransientError
 from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.worker.app import PROCESS_RANGE, PROCESSING_QUEUE
 
@@ -52,12 +53,35 @@ def range_tasks(
     return [RangeTask.of(batch_id, ingest_time, r, replay) for r in ranges]
 
 
+# Why a range failed, as far as quarantine goes: only a failure of the processing itself
+# (FAILED) may be the records' fault; the others hold the partition, never quarantine it.
+FAILED = "failed"  # processing raised (a record, or our code): narrowed, maybe quarantined
+REFUSED = "refused"  # the search engine refuses writes for a reason of its own
+UNAVAILABLE = "unavailable"  # a dependency stayed unreachable through the task's retries
+TIMED_OUT = "timed_out"  # not done within the run's task timeout
+
+
 @dataclass(frozen=True)
 class RangeFailure:
-    """A range that failed (or timed out): its offsets and the error."""
+    """A range that failed (or timed out): its offsets, the error and its kind."""
 
     range: OffsetRange
     error: str
+    kind: str = FAILED
+
+    @property
+    def records_to_blame(self) -> bool:
+        """Whether the range's records may be the reason (only then is it narrowed)."""
+        return self.kind == FAILED
+
+
+def failure_kind(exc: object) -> str:
+    """The kind of failure a task's exception stands for."""
+    if isinstance(exc, StoreRefused):
+        return REFUSED
+    if isinstance(exc, TransientError):
+        return UNAVAILABLE
+    return FAILED
 
 
 # What a range's report counts, summed over a batch.
@@ -110,7 +134,9 @@ class BatchSummary:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["done"] = [r.model_dump() for r in self.done]
-        out["failures"] = [{"range": f.range.model_dump(), "error": f.error} for f in self.failures]
+        out["failures"] = [
+            {"range": f.range.model_dump(), "error": f.error, "kind": f.kind} for f in self.failures
+        ]
         return out
 
 
@@ -205,7 +231,8 @@ def run_tasks(
                     part.queue.appendleft(task.model_copy(update={"range": rest}))
             else:
                 error = f"{type(result.result).__name__}: {result.result}"[:500]
-                summary.failures.append(RangeFailure(task.range, error))
+                kind = failure_kind(result.result)
+                summary.failures.append(RangeFailure(task.range, error, kind))
                 part.failed = True
                 log.error("range %s failed: %s", task.range, error)
             start_next(part)
@@ -236,7 +263,7 @@ def _give_up(
         task, _ = part.running
         app.control.revoke(task.task_id, terminate=True, signal="SIGKILL")
         error = f"{TIMEOUT_PREFIX} not done after {timeout:.0f}s (task revoked)"
-        summary.failures.append(RangeFailure(task.range, error))
+        summary.failures.append(RangeFailure(task.range, error, TIMED_OUT))
         log.error("range %s: %s", task.range, error)
         part.running = None
         part.failed = True
@@ -258,9 +285,11 @@ def narrow_failure(
     """Bisect a range that keeps failing: process its halves in order and recurse into the
     halves that fail, down to single records. Returns the smallest ranges that still fail
     (the culprits); everything else of the range is processed now, its counts added to
-    `summary`. A range that timed out is not bisected (halves would wait as long again)."""
+    `summary`. Only a failure the records may be to blame for is bisected: a half that
+    times out, is refused by the engine or meets a dependency down is returned as it is
+    (the caller holds the partition rather than quarantine it)."""
     offsets = failure.range
-    if offsets.size <= 1 or failure.error.startswith(TIMEOUT_PREFIX):
+    if offsets.size <= 1 or not failure.records_to_blame:
         return [failure]
     middle = offsets.start + offsets.size // 2
     culprits: list[RangeFailure] = []

@@ -6,6 +6,8 @@ run, so a retried `process` works on exactly the same ranges. Partitions are iso
 one commits as far as its ranges succeeded, whatever happens to the others. A range that
 failed `ETL_QUARANTINE_AFTER_FAILURES` times is narrowed to the records that make it fail;
 those are quarantined (dead-lettered as `range_failed`) and its partition commits past it.
+A range that fails for no record's fault (the engine refuses writes, a dependency stays
+down, a timeout) is never quarantined: its partition holds, and the stall is visible.
 `verdict` fails the run, visibly in the Airflow UI, when a range failed or was quarantined.
 """
 
@@ -21,6 +23,8 @@ import redis
 
 from iot_pipeline.errors import BatchFailed
 from iot_pipeline.orchestration.batches import (
+    REFUSED,
+    RangeFailure,
     batch_id_for,
     narrow_failure,
     range_tasks,
@@ -39,6 +43,7 @@ from iot_pipeline.orchestration.run_state import (
     note_committed,
     note_planned,
     note_range_failed,
+    note_refusal,
     note_run,
 )
 from iot_pipeline.processing.ranges import OffsetRange
@@ -101,6 +106,7 @@ def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
         budget=settings.etl_run_budget_seconds,
     )
     quarantined: list[dict[str, Any]] = []
+    refused: list[RangeFailure] = []
     now = time.time()
     # When every range of a run fails, the cause is the system (workers gone or broken, a
     # store refusing everything), not the data: hold the partitions (a stall, visible) rather
@@ -111,12 +117,15 @@ def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
             attempts = note_range_failed(
                 client, settings.search_index_prefix, failure.range, failure.error, now
             )
-            if systemic:
+            if not failure.records_to_blame or systemic:
+                # a refusal of the engine, a dependency down, a timeout: no record is to
+                # blame, so none is quarantined; the partition holds until the cause goes
+                refused += [failure] if failure.kind == REFUSED else []
                 log.error(
-                    "range %s failed (attempt %d), like every range of this run: not "
-                    "quarantined, the cause looks systemic: %s",
+                    "range %s failed (attempt %d, %s): held, not quarantined: %s",
                     failure.range,
                     attempts,
+                    "like every range of this run" if systemic else failure.kind,
                     failure.error,
                 )
                 continue
@@ -138,6 +147,17 @@ def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
                 settings.etl_task_timeout_seconds,
                 summary,
             )
+            held = [c for c in culprits if not c.records_to_blame]
+            if held:
+                refused += [c for c in held if c.kind == REFUSED]
+                log.error(
+                    "range %s failed %d times, but narrowing it met a failure no record is "
+                    "to blame for (%s): held, not quarantined",
+                    failure.range,
+                    attempts,
+                    "; ".join(f"{c.range}: {c.kind}: {c.error}" for c in held),
+                )
+                continue
             log.warning(
                 "range %s failed %d times: narrowed to %s",
                 failure.range,
@@ -156,6 +176,7 @@ def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
                 )
                 quarantined.append(entry.as_dict())
             summary.done = _extend(summary.done, failure.range)
+        note_refusal(client, settings.search_index_prefix, refused, now)
     result = summary.as_dict()
     result["quarantined"] = quarantined
     return result

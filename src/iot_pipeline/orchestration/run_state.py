@@ -11,6 +11,9 @@ that reports health (`make status`, the API's `/pipeline/status`, `/health/pipel
   failed attempts of the range starting there (`at` the latest, `since` the first); cleared
   when the partition moves past it.
 - `failed-runs` (string): consecutive runs with a failed or quarantined range; 0 after a clean run.
+- `refusal` (string): JSON {error, ranges, at, since} while the search engine refuses the
+  writes of the last run for a reason of its own (a block, a privilege, a missing index);
+  deleted by the first run it refuses nothing.
 - `quarantine` (list, newest first, bounded) and `quarantined-ranges` /
   `quarantined-records` (counters).
 """
@@ -71,6 +74,16 @@ class RangeFailure:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """The search engine refused the last run's writes for a reason of its own."""
+
+    error: str  # the first refusal's message (status, error type, reason, index)
+    ranges: list[str]
+    at: float  # the latest run it refused
+    since: float  # the first run of this episode
+
+
+@dataclass(frozen=True)
 class RunState:
     """Everything health reports need, read at once."""
 
@@ -81,6 +94,7 @@ class RunState:
     quarantined_ranges: int = 0
     quarantined_records: int = 0
     quarantines: list[Quarantine] = field(default_factory=list)  # newest first
+    refusal: Refusal | None = None
 
 
 def note_planned(client: redis.Redis, prefix: str, ranges: list[OffsetRange], at: float) -> None:
@@ -137,6 +151,24 @@ def note_quarantined(client: redis.Redis, prefix: str, entry: Quarantine) -> Non
     pipe.execute()
 
 
+def note_refusal(client: redis.Redis, prefix: str, refused: list[Any], at: float) -> None:
+    """Record the ranges (batches.RangeFailure) the engine refused in this run, or end the
+    episode when it refused none."""
+    key = _key(prefix, "refusal")
+    if not refused:
+        client.delete(key)
+        return
+    raw = client.get(key)
+    since = float(json.loads(raw)["since"]) if raw else at
+    value = {
+        "error": refused[0].error[:1000],
+        "ranges": [str(f.range) for f in refused],
+        "at": at,
+        "since": since,
+    }
+    client.set(key, json.dumps(value))
+
+
 def note_run(client: redis.Redis, prefix: str, clean: bool) -> int:
     """Count consecutive unclean runs; returns the count after this run."""
     key = _key(prefix, "failed-runs")
@@ -158,6 +190,7 @@ def parse_state(
     records: Any,
     quarantine: list[Any],
     topic: str,
+    refusal: Any = None,
 ) -> RunState:
     """The state from the raw Redis answers (shared by the sync and async readers)."""
     last_commit: dict[int, float] = {}
@@ -189,6 +222,7 @@ def parse_state(
         quarantined_ranges=_int(ranges),
         quarantined_records=_int(records),
         quarantines=[Quarantine(**json.loads(raw)) for raw in quarantine],
+        refusal=Refusal(**json.loads(refusal)) if refusal else None,
     )
 
 
@@ -200,14 +234,15 @@ def state_commands(pipe: Any, prefix: str, recent: int) -> None:
     pipe.get(_key(prefix, "quarantined-ranges"))
     pipe.get(_key(prefix, "quarantined-records"))
     pipe.lrange(_key(prefix, "quarantine"), 0, recent - 1)
+    pipe.get(_key(prefix, "refusal"))
 
 
 def read_state(client: redis.Redis, prefix: str, topic: str, recent: int = 20) -> RunState:
     """Everything above, for the sensor topic `topic`, with the `recent` newest quarantines."""
     pipe = client.pipeline(transaction=False)
     state_commands(pipe, prefix, recent)
-    commits, failures, failed_runs, ranges, records, quarantine = pipe.execute()
-    return parse_state(commits, failures, failed_runs, ranges, records, quarantine, topic)
+    commits, failures, failed_runs, ranges, records, quarantine, refusal = pipe.execute()
+    return parse_state(commits, failures, failed_runs, ranges, records, quarantine, topic, refusal)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ class PipelineReport:
     redis_error: str = ""
 
     def stalled(self, now: float) -> bool:
+        """A partition stalled, or the search engine refusing the pipeline's writes."""
+        if self.state is not None and self.state.refusal is not None:
+            return True
         if self.lags is None or self.state is None:
             return False
         return any(
@@ -138,6 +141,13 @@ def render(report: PipelineReport, now: float | None = None) -> list[str]:
         f"failing ranges {len(state.failing)}, quarantined {state.quarantined_ranges} "
         f"ranges ({state.quarantined_records} records)"
     )
+    if state.refusal is not None:
+        since = datetime.fromtimestamp(state.refusal.since, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        lines.append(
+            f"  REFUSED: the search engine refuses the pipeline's writes since {since} "
+            f"({len(state.refusal.ranges)} ranges held, nothing dead-lettered):"
+        )
+        lines.append(f"    {state.refusal.error[:300]}")
     for q in state.quarantines[:QUARANTINES_SHOWN]:
         moment = datetime.fromtimestamp(q.at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         lines.append(f"    {moment}  {q.range}  {_short(q.error)}")

@@ -18,6 +18,7 @@ from iot_pipeline.errors import (
     PermanentStoreError,
     StoreConflict,
     StoreError,
+    StoreRefused,
     TransientStoreError,
 )
 
@@ -42,8 +43,34 @@ def is_transient_status(status: int) -> bool:
 
 
 def error_for_status(status: int) -> type[StoreError]:
-    """The error class an engine's HTTP status translates to."""
-    return TransientStoreError if is_transient_status(status) else PermanentStoreError
+    """The error class an engine's HTTP status translates to: a login refused or without
+    the privilege (401, 403) is the engine's refusal, never the request's fault."""
+    if is_transient_status(status):
+        return TransientStoreError
+    return StoreRefused if status in (401, 403) else PermanentStoreError
+
+
+# The error types by which an engine refuses a document for what it holds: a value its field
+# cannot take, a field the strict mapping does not know, a body it cannot parse. Every
+# other refusal (authentication, authorisation, blocks, missing indices, shard limits) is
+# the engine's, whatever the document (docs/failure-model.md).
+DATA_REFUSALS = frozenset(
+    {
+        "mapper_parsing_exception",
+        "document_parsing_exception",
+        "strict_dynamic_mapping_exception",
+        "parse_exception",
+        "json_parse_exception",
+        "x_content_parse_exception",
+        "illegal_argument_exception",
+        "number_format_exception",
+    }
+)
+
+
+def is_data_refusal(status: int, error_type: str) -> bool:
+    """Whether a refused item's error blames the document (a 400 of a data type)."""
+    return status == 400 and error_type in DATA_REFUSALS
 
 
 @dataclass(frozen=True)
@@ -88,12 +115,31 @@ class ItemFailure:
 
     @property
     def retryable(self) -> bool:
-        return is_transient_status(self.status)
+        return is_transient_status(self.status) and not self.systemic
 
     @property
     def conflict(self) -> bool:
         """Lost an optimistic-concurrency race (someone wrote the document first)."""
         return self.status == 409
+
+    @property
+    def systemic(self) -> bool:
+        """The engine refused for a reason of its own, not the document's (see
+        `is_data_refusal`): a block, a privilege, a missing index, a shard limit."""
+        if self.blocked:
+            return True
+        return not (is_transient_status(self.status) or self.conflict or self.data)
+
+    @property
+    def blocked(self) -> bool:
+        """A block on the index or cluster: the flood-stage watermark's answers 429, yet
+        retrying within seconds cannot lift it (an operator or freed disk must)."""
+        return self.error_type == "cluster_block_exception"
+
+    @property
+    def data(self) -> bool:
+        """The document itself is the reason (a mapping or parse error): a dead letter."""
+        return is_data_refusal(self.status, self.error_type)
 
 
 @dataclass

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from iot_pipeline.errors import PermanentStoreError, TransientStoreError
+from iot_pipeline.errors import PermanentStoreError, StoreRefused, TransientStoreError
 from iot_pipeline.storage.base import (
     IndexAction,
     ItemFailure,
@@ -61,8 +62,10 @@ def index_all(
 ) -> IndexReport:
     """Index every action; retry only items that failed with 429/5xx (backoff with jitter).
 
-    Items the engine rejects for good (mapping, parse errors) are returned, never dropped;
-    items still failing after `max_attempts` raise TransientStoreError (retry the batch).
+    Items the engine rejects for what they hold (mapping, parse errors) and conflicts are
+    returned, never dropped; a refusal of the engine's own (see `systemic_refusal`) raises
+    StoreRefused at once; items still failing after `max_attempts` raise
+    TransientStoreError (retry the batch).
     """
     report = IndexReport()
     for request in chunks(actions, policy):
@@ -71,7 +74,11 @@ def index_all(
         while pending:
             outcome = store.bulk_index(pending, refresh=refresh)
             report.indexed += outcome.indexed
-            report.rejected += [f for f in outcome.failures if not f.retryable]
+            refused = [f for f in outcome.failures if not f.retryable]
+            systemic = systemic_refusal(refused, len(pending))
+            if systemic is not None:
+                raise StoreRefused(systemic)
+            report.rejected += refused
             retry = [f for f in outcome.failures if f.retryable]
             if not retry:
                 break
@@ -86,6 +93,39 @@ def index_all(
             report.retries += len(retry)
             pending = [f.action for f in retry]
     return report
+
+
+# The breaker: when more than half of a bulk request (of at least this many documents) is
+# refused with one error type, the cause is the engine's (a template gone, a mapping
+# changed under the pipeline), even when the error type blames the document.
+BREAKER_MIN_ITEMS = 10
+
+
+def systemic_refusal(refused: list[ItemFailure], sent: int) -> str | None:
+    """Why these refusals of a request of `sent` documents are the engine's, not the
+    documents' (None when each may be a bad document: a dead letter)."""
+    if not refused:
+        return None
+    engine = [f for f in refused if f.systemic]
+    if engine:
+        first = engine[0]
+        return (
+            f"{first.status} {first.error_type}: {first.reason[:300]} ({len(engine)} of "
+            f"{sent} documents for {first.action.index} refused for a reason of the engine's "
+            "own; nothing is dead-lettered, the range waits for the cause to be removed)"
+        )
+    kinds = Counter(f.error_type for f in refused if not f.conflict)
+    if kinds:
+        kind, count = kinds.most_common(1)[0]
+        if count >= BREAKER_MIN_ITEMS and 2 * count > sent:
+            first = next(f for f in refused if f.error_type == kind)
+            return (
+                f"{first.status} {kind}: {first.reason[:300]} ({count} of {sent} documents "
+                f"for {first.action.index} refused with one error: more than half of a request "
+                "is no bad record but a changed mapping or template; nothing is "
+                "dead-lettered, the range waits for the cause to be removed)"
+            )
+    return None
 
 
 def refuse_rejections(report: IndexReport, what: str) -> None:

@@ -23,6 +23,7 @@ from iot_pipeline.errors import (
     RangeRedelivered,
     RedisUnavailable,
     StoreError,
+    StoreRefused,
     TransientError,
     TransientStoreError,
 )
@@ -98,8 +99,8 @@ def process_range_task(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, 
     """Process one offset range; `task` is a RangeTask as JSON (keys, not payloads)."""
     try:
         return _process(self, task)
-    except (TransientError, Retry, RangeRedelivered):
-        raise
+    except (TransientError, Retry, RangeRedelivered, StoreRefused):
+        raise  # the orchestrator tells these apart: never the records' fault
     except redis.ConnectionError as exc:
         # Redis holds the cleaner state, the notes and the locks all through a range: its
         # client's errors are translated here, at the task's edge

@@ -14,6 +14,7 @@ from iot_pipeline.api.models import (
     Ready,
     StalledPartition,
     problem_schema,
+    store_refusal,
 )
 from iot_pipeline.api.upstream import read_run_state
 from iot_pipeline.orchestration.run_state import partition_health
@@ -54,8 +55,9 @@ async def ready(store: Store) -> Ready:
     "API_STATUS_CACHE_SECONDS (one long-lived consumer, never one per request).",
     responses={
         503: {
-            "description": "A partition is stalled (application/json, the same body as 200), "
-            "or Kafka or Redis is down (a problem)",
+            "description": "A partition is stalled or the search engine refuses the "
+            "pipeline's writes (application/json, the same body as 200), or Kafka or Redis is "
+            "down (a problem)",
             "model": PipelineHealth,
             **problem_schema(),
         }
@@ -75,18 +77,27 @@ async def pipeline_health(
         if h.stalled and h.last_commit_age is not None
     ]
     after = settings.etl_stall_seconds
+    refusal = store_refusal(state.refusal)
+    if refusal is not None:
+        status = "refused"
+        detail = (
+            f"the search engine refuses the pipeline's writes (since {refusal.since:%H:%M:%SZ},"
+            f" {len(refusal.ranges)} range(s) held, nothing dead-lettered): {refusal.error}"
+        )
+    elif stalled:
+        status = "stalled"
+        detail = f"{len(stalled)} partition(s) with lag and no commit for more than {after}s"
+    else:
+        status, detail = "ok", f"every partition with lag committed within {after}s"
     answer = PipelineHealth(
-        status="stalled" if stalled else "ok",
-        detail=(
-            f"{len(stalled)} partition(s) with lag and no commit for more than {after}s"
-            if stalled
-            else f"every partition with lag committed within {after}s"
-        ),
+        status=status,
+        detail=detail,
         stall_after_seconds=after,
         stalled_partitions=stalled,
         total_lag=sum(lags.values()),
         consecutive_failed_runs=state.consecutive_failed_runs,
+        store_refusal=refusal,
     )
-    if stalled:
+    if status != "ok":
         return JSONResponse(answer.model_dump(mode="json"), status_code=503)
     return answer

@@ -16,6 +16,7 @@ from iot_pipeline.api.models import (
     PipelineStatus,
     QuarantineEntry,
     problem_schema,
+    store_refusal,
 )
 from iot_pipeline.api.upstream import KafkaPositions, read_run_state
 from iot_pipeline.orchestration.offsets import PartitionPosition
@@ -119,4 +120,5 @@ async def pipeline_status(
         quarantined_records=state.quarantined_records,
         failing_ranges=_failing(state),
         quarantines=_quarantines(state),
+        store_refusal=store_refusal(state.refusal),
     )
