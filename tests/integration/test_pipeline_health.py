@@ -130,6 +130,7 @@ def test_a_fresh_pipeline_is_healthy(api: httpx.Client, state: redis.Redis) -> N
         "stalled_partitions": [],
         "total_lag": sum(LAGS.values()),
         "consecutive_failed_runs": 0,
+        "store_refusal": None,
     }
     assert api.get("/pipeline/status", headers={"X-API-Key": ""}).status_code == 401
     status = api.get("/pipeline/status").json()

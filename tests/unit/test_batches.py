@@ -184,6 +184,25 @@ def test_a_range_no_record_is_to_blame_for_is_not_bisected() -> None:
     assert app.sent == []
 
 
+def test_a_replay_is_narrowed_on_the_replay_queue_as_a_replay() -> None:
+    from iot_pipeline.orchestration.batches import BatchSummary, RangeFailure, narrow_failure
+
+    queues: list[str] = []
+    app = _App(lambda t: ValueError("poison") if t.range.start <= 3 < t.range.end else _report(t))
+    send = app.send_task
+
+    def on_queue(name: str, args: list[Any], task_id: str, queue: str) -> _Result:
+        queues.append(queue)
+        return send(name, args, task_id, queue)
+
+    app.send_task = on_queue  # type: ignore[method-assign]
+    failed = RangeFailure(_ranges((0, 0, 8))[0], "ValueError: poison")
+    culprits = narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b"), True, "replay")  # type: ignore[arg-type]
+    assert [(c.range.start, c.range.end) for c in culprits] == [(3, 4)]
+    assert all(t.replay for t in app.sent)
+    assert set(queues) == {"replay"}
+
+
 def test_a_half_refused_by_the_engine_stops_the_bisection_unquarantined() -> None:
     from iot_pipeline.errors import StoreRefused
     from iot_pipeline.orchestration.batches import (

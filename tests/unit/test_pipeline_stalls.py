@@ -117,6 +117,8 @@ def test_metrics_of_a_stalled_pipeline() -> None:
         ("iot_pipeline_partition_last_commit_age_seconds", "partition=1"): 400,
         ("iot_pipeline_partition_last_commit_age_seconds", "partition=2"): 400,
         ("iot_pipeline_store_refusing", ""): 0,
+        ("iot_pipeline_lost_records_total", ""): 0,
+        ("iot_pipeline_topic_recreations_total", ""): 0,
         ("iot_pipeline_stalled", ""): 1,
     }
 
@@ -201,6 +203,30 @@ def test_a_refusal_of_the_engine_is_read_shown_and_counted_as_a_stall() -> None:
     samples = _samples(exposition(families(state, {0: 40}, 300, NOW)))
     assert samples[("iot_pipeline_store_refusing", "")] == 1
     assert samples[("iot_pipeline_stalled", "")] == 0
+
+
+def test_records_lost_to_retention_are_counted_once_per_gap_of_their_topic() -> None:
+    gap = json.dumps({"to": 900, "count": 400, "at": NOW}).encode()
+    other = json.dumps({"to": 50, "count": 50, "at": NOW}).encode()
+    state = parse_state(
+        {},
+        {},
+        None,
+        None,
+        None,
+        [],
+        topic="t.x",
+        lost={b"t.x:3:500": gap, b"t.x:1:0": other, b"t.x.dlq:0:0": other},
+        recreations=b"1",
+    )
+    assert (state.lost_records, state.topic_recreations) == (450, 1)
+    lines = render(_report(state=state), NOW)
+    assert (
+        "  LOST: 450 records deleted by Kafka retention before processing; topic recreated 1 times"
+        in lines
+    )
+    samples = _samples(exposition(families(state, {0: 0}, 300, NOW)))
+    assert samples[("iot_pipeline_lost_records_total", "")] == 450
 
 
 def test_ages_read_in_their_two_largest_units() -> None:

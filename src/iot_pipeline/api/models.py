@@ -379,6 +379,12 @@ class PipelineStatus(BaseModel):
     store_refusal: StoreRefusal | None = Field(
         None, description="Set while the search engine refuses the pipeline's writes."
     )
+    lost_records: int = Field(
+        0, description="Records Kafka's retention deleted before the ETL processed them."
+    )
+    topic_recreations: int = Field(
+        0, description="Times the sensor topic was found deleted and created again."
+    )
 
 
 class Health(BaseModel):

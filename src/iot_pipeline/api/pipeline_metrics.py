@@ -71,7 +71,17 @@ def families(
         "(a write block, a privilege, a missing index): ranges held, nothing dead-lettered",
     )
     refusing.add_metric([], float(state.refusal is not None))
-    result += [ranges, records, failed, age, refusing]
+    lost = CounterMetricFamily(
+        "iot_pipeline_lost_records",
+        "Records Kafka's retention deleted before the ETL processed them",
+    )
+    lost.add_metric([], state.lost_records)
+    remade = CounterMetricFamily(
+        "iot_pipeline_topic_recreations",
+        "Times the sensor topic was found deleted and created again (started clean)",
+    )
+    remade.add_metric([], state.topic_recreations)
+    result += [ranges, records, failed, age, refusing, lost, remade]
     if lags is not None:
         stalled = GaugeMetricFamily(
             "iot_pipeline_stalled", "1 when a partition has lag and no commit for the stall age"

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaException
 from iot_pipeline.errors import KafkaUnavailable, OffsetsError, RedisUnavailable
 from iot_pipeline.kafka_config import consumer_config
 from iot_pipeline.orchestration.offsets import PartitionPosition, group_positions
-from iot_pipeline.orchestration.run_state import RunState, parse_state, state_commands
+from iot_pipeline.orchestration.run_state import RunState, parse_answers, state_commands
 from iot_pipeline.settings import Settings, split_host_port
 
 RECENT_QUARANTINES = 20  # quarantine entries shown by /pipeline/status
@@ -40,17 +40,7 @@ async def read_run_state(
             answers = await pipe.execute()
     except redis.RedisError as exc:
         raise RedisUnavailable(str(exc)) from exc
-    commits, failures, failed_runs, ranges, records, quarantine, refusal = answers
-    return parse_state(
-        commits,
-        failures,
-        failed_runs,
-        ranges,
-        records,
-        quarantine,
-        topic=settings.kafka_sensor_data_topic,
-        refusal=refusal,
-    )
+    return parse_answers(answers, settings.kafka_sensor_data_topic)
 
 
 def _reachable(settings: Settings) -> bool:

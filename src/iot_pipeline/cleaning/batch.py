@@ -51,6 +51,10 @@ class RawRecord:
     offset: int
     key: bytes | None = None
     timestamp: float | None = None  # when it reached Kafka (epoch seconds), if known
+    # A record replayed from the dead-letter topic: where it came from (topic, partition,
+    # offset) and why it was dead-lettered, from its `dlq.*` headers.
+    source: tuple[str, int, int] | None = None
+    letter_reason: str | None = None
 
     def reference_time(self, ingest_time: datetime) -> datetime:
         """The clock a reading is judged against: when its record reached Kafka (so a replay

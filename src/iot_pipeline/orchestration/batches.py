@@ -281,6 +281,8 @@ def narrow_failure(
     ingest_time: datetime,
     timeout: float,
     summary: BatchSummary,
+    replay: bool = False,
+    queue: str = PROCESSING_QUEUE,
 ) -> list[RangeFailure]:
     """Bisect a range that keeps failing: process its halves in order and recurse into the
     halves that fail, down to single records. Returns the smallest ranges that still fail
@@ -295,8 +297,11 @@ def narrow_failure(
     culprits: list[RangeFailure] = []
     for start, end in ((offsets.start, middle), (middle, offsets.end)):
         half = offsets.model_copy(update={"start": start, "end": end})
-        outcome = run_tasks(app, range_tasks(batch_id, ingest_time, [half]), timeout, poll=0.2)
+        tasks = range_tasks(batch_id, ingest_time, [half], replay=replay)
+        outcome = run_tasks(app, tasks, timeout, poll=0.2, queue=queue)
         summary.merge(outcome)
         for failed in outcome.failures:
-            culprits += narrow_failure(app, failed, batch_id, ingest_time, timeout, summary)
+            culprits += narrow_failure(
+                app, failed, batch_id, ingest_time, timeout, summary, replay, queue
+            )
     return culprits

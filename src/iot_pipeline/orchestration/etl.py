@@ -36,16 +36,19 @@ from iot_pipeline.orchestration.offsets import (
     plan_ranges,
     positions,
     ranges_for_times,
+    rewind_to_log_start,
     split_ranges,
 )
 from iot_pipeline.orchestration.quarantine import quarantine_range
 from iot_pipeline.orchestration.run_state import (
     note_committed,
+    note_lost,
     note_planned,
     note_range_failed,
     note_refusal,
     note_run,
 )
+from iot_pipeline.orchestration.topic_identity import check_identity, topic_id
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
 
@@ -53,8 +56,22 @@ log = logging.getLogger(__name__)
 
 
 def plan_batch(settings: Settings, run_id: str, topic: str | None = None) -> BatchPlan:
-    """Fix the batch: its id, its clock and one capped offset range per partition."""
+    """Fix the batch: its id, its clock and one capped offset range per partition.
+
+    First the topic's identity (a recreated topic starts clean, loudly) and where the group
+    stands: records Kafka deleted before they were processed are counted as lost, and a
+    partition whose log ends before the group's offset (a reset) starts at its log start."""
     topic = topic or settings.kafka_sensor_data_topic
+    group, prefix = settings.etl_consumer_group, settings.search_index_prefix
+    identity = topic_id(settings, topic)
+    with _state(settings) as client:
+        if check_identity(client, prefix, topic, identity):
+            rewind_to_log_start(settings, group, topic)
+        found = positions(settings, topic, group)
+        note_lost(client, prefix, topic, found, time.time())
+    reset = [p.partition for p in found if p.reset]
+    if reset:
+        rewind_to_log_start(settings, group, topic, reset)
     ranges = plan_ranges(
         settings,
         topic,
@@ -193,17 +210,34 @@ def _extend(done: list[OffsetRange], quarantined: OffsetRange) -> list[OffsetRan
 
 
 def process_replay(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
-    """Run a replay's ranges on the replay queue; raises BatchFailed if any range failed."""
+    """Run a replay's ranges on the replay queue. A range whose processing raised is narrowed
+    to the records that make it fail, and the rest of it is processed; then, if anything
+    failed, BatchFailed names exactly that (the poison records, or the ranges no record is
+    to blame for, which a later replay retries)."""
     from iot_pipeline.worker.app import REPLAY_QUEUE, create_app
 
+    app = create_app(settings)
+    timeout = settings.etl_task_timeout_seconds
     tasks = range_tasks(plan.batch_id, plan.ingest_time, plan.ranges, replay=True)
-    summary = run_tasks(
-        create_app(settings), tasks, timeout=settings.etl_task_timeout_seconds, queue=REPLAY_QUEUE
-    )
-    if summary.failures:
+    summary = run_tasks(app, tasks, timeout=timeout, queue=REPLAY_QUEUE)
+    failed: list[RangeFailure] = []
+    for failure in summary.failures:
+        if not failure.records_to_blame:
+            failed.append(failure)
+            continue
+        culprits = narrow_failure(
+            app, failure, plan.batch_id, plan.ingest_time, timeout, summary, True, REPLAY_QUEUE
+        )
+        log.error(
+            "replay range %s failed: narrowed to %s, the rest of it replayed",
+            failure.range,
+            ", ".join(str(c.range) for c in culprits) or "nothing (it passed this time)",
+        )
+        failed += culprits
+    if failed:
         raise BatchFailed(
-            f"{len(summary.failures)} ranges of the replay failed: "
-            + "; ".join(f"{f.range}: {f.error}" for f in summary.failures)
+            f"{len(failed)} ranges of the replay failed (everything else was replayed): "
+            + "; ".join(f"{f.range}: {f.error}" for f in failed)
         )
     result = summary.as_dict()
     for name in ("per_range", "done", "failures"):
@@ -213,8 +247,7 @@ def process_replay(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
 
 def commit_batch(settings: Settings, summary: dict[str, Any]) -> int:
     """Commit, per partition, the end of what was done; returns how many partitions moved."""
-    ranges = _ranges(summary.get("done", []))
-    commit_ranges(settings, settings.etl_consumer_group, ranges)
+    ranges = commit_ranges(settings, settings.etl_consumer_group, _ranges(summary.get("done", [])))
     with _state(settings) as client:
         note_committed(client, settings.search_index_prefix, ranges, time.time())
     log.info("batch %s: committed %s", summary["batch_id"], ", ".join(map(str, ranges)) or "-")
@@ -269,7 +302,8 @@ def plan_replay(settings: Settings, run_id: str, request: ReplayRequest) -> Batc
     """The ranges of a replay: an offset range of one or every partition, or a time range.
 
     Replays never touch the consumer group: processing is idempotent, so reprocessing what
-    was already indexed overwrites the same documents and recomputes the same windows.
+    was already indexed leaves the stored documents as they are (`create`) and recomputes
+    the same windows.
     """
     topic = request.topic
     if request.start_time is not None and request.end_time is not None:

@@ -50,6 +50,11 @@ class PartitionPosition:
     committed: int  # next offset to process (the log start when nothing was committed)
     low: int
     high: int
+    # records Kafka deleted (retention) before the group processed them: the group's offset
+    # was below the log start by this much
+    lost: int = 0
+    lost_from: int = 0  # the group's offset then
+    reset: bool = False  # the group's offset was past the log's end: a topic reset
 
     @property
     def lag(self) -> int:
@@ -74,9 +79,10 @@ def group_positions(consumer: Consumer, topic: str) -> list[PartitionPosition]:
         )
         start = tp.offset if tp.offset >= 0 else low
         if start < low:
-            # Kafka's retention deleted records this group never processed.
-            log.warning(
-                "%s[%d]: committed offset %d is below the log start %d; %d records were "
+            # Kafka's retention deleted records this group never processed: counted as lost
+            # by the orchestrator (run_state.note_lost), never skipped in silence
+            log.error(
+                "%s[%d]: committed offset %d is below the log start %d: %d records were "
                 "deleted by Kafka retention before processing",
                 topic,
                 tp.partition,
@@ -84,7 +90,20 @@ def group_positions(consumer: Consumer, topic: str) -> list[PartitionPosition]:
                 low,
                 low - start,
             )
-            start = low
+            result.append(PartitionPosition(tp.partition, low, low, high, low - start, start))
+            continue
+        if start > high:
+            # the log ends before the group's offset: the topic was deleted and created
+            # again (or truncated); its records start over at the log start
+            log.error(
+                "%s[%d]: committed offset %d is past the log end %d: the topic was reset",
+                topic,
+                tp.partition,
+                start,
+                high,
+            )
+            result.append(PartitionPosition(tp.partition, low, low, high, reset=True))
+            continue
         result.append(PartitionPosition(tp.partition, start, low, high))
     return result
 
@@ -118,18 +137,56 @@ def split_ranges(ranges: list[OffsetRange], size: int) -> list[OffsetRange]:
     ]
 
 
-def commit_ranges(settings: Settings, group: str, ranges: list[OffsetRange]) -> None:
-    """Commit each range's end offset for the group (synchronously)."""
+def commit_ranges(settings: Settings, group: str, ranges: list[OffsetRange]) -> list[OffsetRange]:
+    """Commit each range's end offset for the group (synchronously), never backwards: a range
+    ending before the group's offset (a stale run finishing late) is left out, loudly.
+    Returns the ranges committed."""
     if not ranges:
-        return
+        return []
     with _group_client(settings, group) as consumer:
-        done = consumer.commit(
-            offsets=[TopicPartition(r.topic, r.partition, r.end) for r in ranges],
-            asynchronous=False,
+        now = consumer.committed(
+            [TopicPartition(r.topic, r.partition) for r in ranges], timeout=TIMEOUT
         )
-        failed = [tp for tp in done or [] if tp.error is not None]
-        if failed:
-            raise OffsetsError(f"commit refused for {failed}")
+        held = {(tp.topic, tp.partition): tp.offset for tp in now}
+        forward = []
+        for r in ranges:
+            current = held.get((r.topic, r.partition), -1)
+            if current > r.end:
+                log.error(
+                    "%s: not committed, the group is at %d already (a commit never moves an "
+                    "offset backwards)",
+                    r,
+                    current,
+                )
+                continue
+            forward.append(r)
+        _commit(consumer, [TopicPartition(r.topic, r.partition, r.end) for r in forward])
+    return forward
+
+
+def _commit(consumer: Consumer, offsets: list[TopicPartition]) -> None:
+    if not offsets:
+        return
+    done = consumer.commit(offsets=offsets, asynchronous=False)
+    failed = [tp for tp in done or [] if tp.error is not None]
+    if failed:
+        raise OffsetsError(f"commit refused for {failed}")
+
+
+def rewind_to_log_start(
+    settings: Settings, group: str, topic: str, only: list[int] | None = None
+) -> dict[int, int]:
+    """Move the group to the log start of each partition (or of `only` these): the one
+    rewind there is, for a topic that was deleted and created again (its offsets start
+    over). Returns partition -> start."""
+    with _group_client(settings, group) as consumer:
+        starts = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)[0]
+            for p in _partitions(consumer, topic)
+            if only is None or p in only
+        }
+        _commit(consumer, [TopicPartition(topic, p, low) for p, low in starts.items()])
+    return starts
 
 
 def ranges_for_times(

@@ -11,6 +11,10 @@ that reports health (`make status`, the API's `/pipeline/status`, `/health/pipel
   failed attempts of the range starting there (`at` the latest, `since` the first); cleared
   when the partition moves past it.
 - `failed-runs` (string): consecutive runs with a failed or quarantined range; 0 after a clean run.
+- `lost` (hash): `<topic>:<partition>:<from>` -> JSON {to, count, at}: records Kafka's
+  retention deleted before the group processed them (its offset `from` below the log start
+  `to`), noted once per gap however often a plan sees it.
+- `topic-recreations` (counter): topics found deleted and created again (topic_identity).
 - `refusal` (string): JSON {error, ranges, at, since} while the search engine refuses the
   writes of the last run for a reason of its own (a block, a privilege, a missing index);
   deleted by the first run it refuses nothing.
@@ -95,6 +99,8 @@ class RunState:
     quarantined_records: int = 0
     quarantines: list[Quarantine] = field(default_factory=list)  # newest first
     refusal: Refusal | None = None
+    lost_records: int = 0  # deleted by Kafka retention before they were processed
+    topic_recreations: int = 0
 
 
 def note_planned(client: redis.Redis, prefix: str, ranges: list[OffsetRange], at: float) -> None:
@@ -151,6 +157,20 @@ def note_quarantined(client: redis.Redis, prefix: str, entry: Quarantine) -> Non
     pipe.execute()
 
 
+def note_lost(client: redis.Redis, prefix: str, topic: str, found: list[Any], at: float) -> int:
+    """Note each partition position (offsets.PartitionPosition) whose records Kafka deleted
+    before they were processed, once per gap; returns the records newly noted."""
+    gaps = [p for p in found if p.lost > 0]
+    if not gaps:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for p in gaps:
+        value = json.dumps({"to": p.low, "count": p.lost, "at": at})
+        pipe.hsetnx(_key(prefix, "lost"), f"{topic}:{p.partition}:{p.lost_from}", value)
+    added = pipe.execute()
+    return sum(p.lost for p, new in zip(gaps, added, strict=True) if new)
+
+
 def note_refusal(client: redis.Redis, prefix: str, refused: list[Any], at: float) -> None:
     """Record the ranges (batches.RangeFailure) the engine refused in this run, or end the
     episode when it refused none."""
@@ -182,6 +202,12 @@ def _int(raw: Any) -> int:
     return int(raw) if raw is not None else 0
 
 
+def _gap_topic(name: Any) -> str:
+    """The topic of a `lost` field, `<topic>:<partition>:<from>`."""
+    text = name.decode() if isinstance(name, bytes) else str(name)
+    return text.rsplit(":", 2)[0]
+
+
 def parse_state(
     commits: dict[Any, Any],
     failures: dict[Any, Any],
@@ -191,6 +217,8 @@ def parse_state(
     quarantine: list[Any],
     topic: str,
     refusal: Any = None,
+    lost: dict[Any, Any] | None = None,
+    recreations: Any = None,
 ) -> RunState:
     """The state from the raw Redis answers (shared by the sync and async readers)."""
     last_commit: dict[int, float] = {}
@@ -223,6 +251,15 @@ def parse_state(
         quarantined_records=_int(records),
         quarantines=[Quarantine(**json.loads(raw)) for raw in quarantine],
         refusal=Refusal(**json.loads(refusal)) if refusal else None,
+        lost_records=sum(
+            int(json.loads(raw)["count"])
+            for name, raw in (lost or {}).items()
+            if (name.decode() if isinstance(name, bytes) else str(name))
+            .rpartition(":")[0]
+            .rpartition(":")[0]
+            == topic
+        ),
+        topic_recreations=_int(recreations),
     )
 
 
@@ -235,14 +272,33 @@ def state_commands(pipe: Any, prefix: str, recent: int) -> None:
     pipe.get(_key(prefix, "quarantined-records"))
     pipe.lrange(_key(prefix, "quarantine"), 0, recent - 1)
     pipe.get(_key(prefix, "refusal"))
+    pipe.hgetall(_key(prefix, "lost"))
+    pipe.get(_key(prefix, "topic-recreations"))
 
 
 def read_state(client: redis.Redis, prefix: str, topic: str, recent: int = 20) -> RunState:
     """Everything above, for the sensor topic `topic`, with the `recent` newest quarantines."""
     pipe = client.pipeline(transaction=False)
     state_commands(pipe, prefix, recent)
-    commits, failures, failed_runs, ranges, records, quarantine, refusal = pipe.execute()
-    return parse_state(commits, failures, failed_runs, ranges, records, quarantine, topic, refusal)
+    answers = pipe.execute()
+    return parse_answers(answers, topic)
+
+
+def parse_answers(answers: list[Any], topic: str) -> RunState:
+    """The state from the answers to `state_commands`, in their order."""
+    commits, failures, failed_runs, ranges, records, quarantine, refusal, lost, made = answers
+    return parse_state(
+        commits,
+        failures,
+        failed_runs,
+        ranges,
+        records,
+        quarantine,
+        topic,
+        refusal=refusal,
+        lost=lost,
+        recreations=made,
+    )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ range's dead-letter stage (`deliver`): each source record's letter written once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import redis
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from iot_pipeline.cleaning import CleanReading, DeadLetter
+from iot_pipeline.cleaning import CleanReading, DeadLetter, RawRecord
 from iot_pipeline.errors import DeadLetterError
 from iot_pipeline.processing.reader import SOURCE_KEY_HEADER, SOURCE_TIME_HEADER
 from iot_pipeline.schema import format_event_time
@@ -137,7 +138,16 @@ def _adopt_legacy(state: redis.Redis, prefix: str, letters: list[DeadLetter]) ->
             state.delete(_legacy_key(prefix, topic, partition))
 
 
-def not_yet_sent(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> list[DeadLetter]:
+def _note(letter: DeadLetter, by_reason: bool) -> str:
+    """A letter's note: its source offset, with its reason for a letter sent again because
+    a replay found another reason (each reason once)."""
+    offset = str(letter.record.offset)
+    return f"{offset}#{letter.reason}" if by_reason else offset
+
+
+def not_yet_sent(
+    state: redis.Redis, prefix: str, letters: list[DeadLetter], by_reason: bool = False
+) -> list[DeadLetter]:
     """The letters whose source record was never dead-lettered before (replays, retries)."""
     if not letters:
         return []
@@ -145,13 +155,17 @@ def not_yet_sent(state: redis.Redis, prefix: str, letters: list[DeadLetter]) -> 
     pipe = state.pipeline(transaction=False)
     for letter in letters:
         source = letter.record
-        pipe.zscore(_notes_key(prefix, source.topic, source.partition), str(source.offset))
+        pipe.zscore(_notes_key(prefix, source.topic, source.partition), _note(letter, by_reason))
     seen = pipe.execute()
     return [letter for letter, at in zip(letters, seen, strict=True) if at is None]
 
 
 def remember_sent(
-    state: redis.Redis, prefix: str, letters: list[DeadLetter], lifetime: float
+    state: redis.Redis,
+    prefix: str,
+    letters: list[DeadLetter],
+    lifetime: float,
+    by_reason: bool = False,
 ) -> None:
     """Note the source offsets whose letters Kafka acknowledged, and forget the notes older
     than `lifetime` seconds (so the notes stay bounded by what the topic still holds)."""
@@ -162,7 +176,7 @@ def remember_sent(
     for letter in letters:
         source = letter.record
         by_key.setdefault(_notes_key(prefix, source.topic, source.partition), {})[
-            str(source.offset)
+            _note(letter, by_reason)
         ] = now
     pipe = state.pipeline(transaction=False)
     for key, offsets in by_key.items():
@@ -272,13 +286,36 @@ def deliver(
 ) -> Delivery:
     """Write a range's dead letters, each source record's once.
 
-    Replaying the dead-letter topic itself: what still fails is already there, once. A record
-    dead-lettered by an earlier run of the same offsets (a replay, a retried batch) is not
-    written again, unless a crash falls between Kafka's acknowledgement and the note in Redis
-    (then at least once)."""
+    Replaying the dead-letter topic itself: what still fails for the same reason is already
+    there, once; what fails for another reason now gets a letter with its real reason (at
+    its source's coordinates, once per reason). A record dead-lettered by an earlier run of
+    the same offsets (a replay, a retried batch) is not written again, unless a crash falls
+    between Kafka's acknowledgement and the note in Redis (then at least once)."""
     sent = [d for d in letters if d.record.topic != settings.dead_letter_topic]
+    again = [d for d in letters if d.record.topic == settings.dead_letter_topic]
+    reasoned = [moved for d in again if (moved := _at_source(d)) is not None]
     prefix = settings.search_index_prefix
+    lifetime = notes_lifetime(settings.kafka_topics_file)
     fresh = not_yet_sent(state, prefix, sent)
-    send_dead_letters(settings, fresh, batch_id, ingest_time)
-    remember_sent(state, prefix, fresh, notes_lifetime(settings.kafka_topics_file))
-    return Delivery(letters=len(sent), new=len(fresh), still_dead=len(letters) - len(sent))
+    new_reasons = not_yet_sent(state, prefix, reasoned, by_reason=True)
+    send_dead_letters(settings, fresh + new_reasons, batch_id, ingest_time)
+    remember_sent(state, prefix, fresh, lifetime)
+    remember_sent(state, prefix, new_reasons, lifetime, by_reason=True)
+    return Delivery(
+        letters=len(sent) + len(reasoned),
+        new=len(fresh) + len(new_reasons),
+        still_dead=len(again) - len(reasoned),
+    )
+
+
+def _at_source(letter: DeadLetter) -> DeadLetter | None:
+    """A replayed letter that failed for another reason than its original one, as a letter
+    of its source record (so its headers name the source); None when the reason is the
+    same (or its headers do not say)."""
+    record = letter.record
+    known = record.letter_reason
+    if record.source is None or known is None or letter.reason == known:
+        return None
+    topic, partition, offset = record.source
+    source = RawRecord(record.value, topic, partition, offset, record.key, record.timestamp)
+    return dataclasses.replace(letter, record=source)

@@ -43,11 +43,7 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
         "pipeline_version": __version__,
         "batch_id": batch_id,
         "ingest_time": ingest_time,
-        "kafka": {
-            "topic": clean.source.topic,
-            "partition": clean.source.partition,
-            "offset": clean.source.offset,
-        },
+        "kafka": _provenance(clean),
     }
     if clean.calibration_offset is not None:  # declared by an operator (cleaning.metadata)
         document["calibration_offset"] = clean.calibration_offset
@@ -55,6 +51,15 @@ def reading_document(clean: CleanReading, batch_id: str, ingest_time: str) -> di
         document["override"] = clean.override
         document["auto_qc"] = clean.auto_qc
     return document
+
+
+def _provenance(clean: CleanReading) -> dict[str, Any]:
+    """Where the reading was produced: a replayed dead letter's source, not the letter."""
+    record = clean.source
+    if record.source is not None:
+        topic, partition, offset = record.source
+        return {"topic": topic, "partition": partition, "offset": offset}
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 
 def reading_id(sensor_id: str, event_id: str) -> str:
@@ -77,8 +82,10 @@ class Actions:
 def reading_actions(
     prefix: str, readings: Iterable[CleanReading], batch_id: str, ingest_time: datetime
 ) -> Actions:
-    """Index each reading under its id (replays overwrite, never duplicate), serialised now:
-    a reading whose document cannot be built or encoded is returned apart, not sent."""
+    """Create each reading under its id, serialised now: the store keeps the first copy of an
+    event whatever its age (a duplicate beyond the cleaner's memory, a retried range, a
+    replay answer 409 and change nothing, never a second document); a reading whose
+    document cannot be built or encoded is returned apart, not sent."""
     ingest = format_event_time(ingest_time)
     indices: dict[date, str] = {}  # formatting a date costs more than the rest of the action
     out = Actions()
@@ -90,8 +97,8 @@ def reading_actions(
                 index = indices[day] = readings_index(prefix, clean.reading.event_time)
             doc_id = reading_id(clean.reading.sensor_id, clean.reading.event_id)
             document = reading_document(clean, batch_id, ingest)
-            encoded = encode_action("index", index, doc_id, document)
-            out.actions.append(IndexAction(index, doc_id, document, encoded=encoded))
+            encoded = encode_action("create", index, doc_id, document)
+            out.actions.append(IndexAction(index, doc_id, document, op="create", encoded=encoded))
         except Exception as exc:  # one reading's document never stops a range
             out.failed.append((clean, exc))
     return out

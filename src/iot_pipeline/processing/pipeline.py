@@ -32,6 +32,7 @@ from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import deliver, index_rejections
 from iot_pipeline.processing.documents import reading_actions, reading_id
 from iot_pipeline.processing.hindsight import hindsight_updates
+from iot_pipeline.processing.letter_replay import SourceStates
 from iot_pipeline.processing.live_feed import publish_stored
 from iot_pipeline.processing.metadata import load_declarations
 from iot_pipeline.processing.overrides import load_active
@@ -140,12 +141,21 @@ def process_range(
     policy = policy or cleaning_policy(settings)
     # operators' declarations of their sensors, as they are now (never retroactive)
     declared = load_declarations(store, settings.search_index_prefix)
-    if task.replay:
-        states = _replay_states(settings, state_client, task, policy, declared)
-        before: dict[str, SensorState] = {}
+    before: dict[str, SensorState] = {}
+    if task.replay and offsets.topic == settings.dead_letter_topic:
+        # each letter through its source partition's state (processing.letter_replay)
+        states: dict[str, SensorState] = {}
+        sources = SourceStates(settings, state_client, task.ingest_time, policy, declared)
+        clean: Cleaner = sources.clean
     else:
-        states = load_states(state_client, settings.search_index_prefix, offsets)
-        before = copy.deepcopy(states)
+        if task.replay:
+            states = _replay_states(settings, state_client, task, policy, declared)
+        else:
+            states = load_states(state_client, settings.search_index_prefix, offsets)
+            before = copy.deepcopy(states)
+        clean = partial(
+            _clean, states=states, ingest_time=task.ingest_time, policy=policy, declared=declared
+        )
     clock.lap("state")
     bulk = bulk or BulkPolicy()
     publish = None
@@ -153,13 +163,17 @@ def process_range(
         publish = partial(publish_stored, state_client, settings.search_index_prefix)
     overrides = load_active(store, settings.search_index_prefix)  # operators' G/B lists
     result, keep, report = _clean_and_index(
-        settings, store, task, records, states, policy, bulk, publish, overrides, declared
+        settings, store, task, records, clean, bulk, publish, overrides
     )
     clock.lap("clean_index")
     by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in keep}
-    refused = {failure.action.id for failure in report.rejected}
+    # 409: the store holds the event already (an older duplicate, a retried range, a
+    # replay): stored, not a dead letter, and the stored copy stays as it is
+    stored_before = sum(1 for failure in report.rejected if failure.conflict)
+    rejected = [failure for failure in report.rejected if not failure.conflict]
+    refused = {failure.action.id for failure in rejected}
     stored = [r for i, r in by_id.items() if i not in refused] if refused else keep
-    letters = result.dead_letters + index_rejections(report.rejected, by_id)
+    letters = result.dead_letters + index_rejections(rejected, by_id)
     delivered = deliver(settings, state_client, letters, task.batch_id, task.ingest_time)
     clock.lap("dead_letters")
     _update_registry(settings, store, stored, task, bulk)
@@ -183,7 +197,7 @@ def process_range(
         indexed=report.indexed,
         valid=sum(1 for r in keep if r.valid),
         flagged=sum(1 for r in keep if r.flags),
-        duplicates=len(result.readings) - len(keep),
+        duplicates=len(result.readings) - len(keep) + stored_before,
         dead_letters=delivered.letters,
         dead_letters_new=delivered.new,
         still_dead=delivered.still_dead,
@@ -242,17 +256,30 @@ def _replay_states(
 BULK_SENDERS = 2
 
 
+Cleaner = Callable[[list[RawRecord]], BatchResult]
+
+
+def _clean(
+    records: list[RawRecord],
+    *,
+    states: dict[str, SensorState],
+    ingest_time: datetime,
+    policy: CleaningPolicy,
+    declared: dict[str, Declaration],
+) -> BatchResult:
+    """The live path's cleaning: the range's records in order, through its partition's state."""
+    return clean_batch(records, states, ingest_time, policy, declared)
+
+
 def _clean_and_index(
     settings: Settings,
     store: SearchStore,
     task: RangeTask,
     records: list[RawRecord],
-    states: dict[str, SensorState],
-    policy: CleaningPolicy,
+    clean: Cleaner,
     bulk: BulkPolicy,
     publish: Callable[[list[IndexAction], IndexReport], object] | None = None,
     overrides: list[Override] | None = None,
-    declared: dict[str, Declaration] | None = None,
 ) -> tuple[BatchResult, list[CleanReading], IndexReport]:
     """Clean bulk-sized slices in order and index each while the next one is cleaned; then
     `publish` what each slice stored (the live feed).
@@ -267,13 +294,7 @@ def _clean_and_index(
         pending: list[tuple[Future[IndexReport], list[IndexAction]]] = []
         try:
             for start in range(0, len(records), bulk.max_docs):
-                part = clean_batch(
-                    records[start : start + bulk.max_docs],
-                    states,
-                    task.ingest_time,
-                    policy,
-                    declared,
-                )
+                part = clean(records[start : start + bulk.max_docs])
                 part.readings = apply_overrides(part.readings, overrides or [])
                 result.readings += part.readings
                 result.dead_letters += part.dead_letters

@@ -35,6 +35,8 @@ def _timestamp(message: Message) -> float | None:
 
 def _record(message: Message, offsets: OffsetRange, offset: int, from_dlq: bool) -> RawRecord:
     key, stamp = message.key(), _timestamp(message)
+    source: tuple[str, int, int] | None = None
+    reason: str | None = None
     if from_dlq:
         headers = dict(message.headers() or [])
         source_key = headers.get(SOURCE_KEY_HEADER)
@@ -42,7 +44,34 @@ def _record(message: Message, offsets: OffsetRange, offset: int, from_dlq: bool)
         source_time = headers.get(SOURCE_TIME_HEADER)
         with suppress(ValueError):
             stamp = float(source_time) if source_time else stamp
-    return RawRecord(message.value() or b"", offsets.topic, offsets.partition, offset, key, stamp)
+        source = _source(headers)
+        raw_reason = headers.get("dlq.reason")
+        reason = raw_reason.decode(errors="replace") if isinstance(raw_reason, bytes) else None
+    return RawRecord(
+        message.value() or b"",
+        offsets.topic,
+        offsets.partition,
+        offset,
+        key,
+        stamp,
+        source=source,
+        letter_reason=reason,
+    )
+
+
+def _source(headers: dict[str, str | bytes | None]) -> tuple[str, int, int] | None:
+    """A dead letter's source coordinates (None when its headers do not say)."""
+    topic, partition, offset = (
+        headers.get(f"dlq.source.{name}") for name in ("topic", "partition", "offset")
+    )
+    if not (
+        isinstance(topic, bytes) and isinstance(partition, bytes) and isinstance(offset, bytes)
+    ):
+        return None
+    try:
+        return topic.decode(), int(partition), int(offset)
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def read_range(

@@ -141,6 +141,11 @@ def render(report: PipelineReport, now: float | None = None) -> list[str]:
         f"failing ranges {len(state.failing)}, quarantined {state.quarantined_ranges} "
         f"ranges ({state.quarantined_records} records)"
     )
+    if state.lost_records or state.topic_recreations:
+        lines.append(
+            f"  LOST: {state.lost_records} records deleted by Kafka retention before processing; "
+            f"topic recreated {state.topic_recreations} times"
+        )
     if state.refusal is not None:
         since = datetime.fromtimestamp(state.refusal.since, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         lines.append(

@@ -121,4 +121,6 @@ async def pipeline_status(
         failing_ranges=_failing(state),
         quarantines=_quarantines(state),
         store_refusal=store_refusal(state.refusal),
+        lost_records=state.lost_records,
+        topic_recreations=state.topic_recreations,
     )
