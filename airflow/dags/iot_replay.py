@@ -63,7 +63,12 @@ def _summary_of(plan: dict[str, Any]) -> dict[str, Any]:
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     tags=["iot", "recovery"],
     params={
-        "topic": Param(get_settings().kafka_sensor_data_topic, type="string", minLength=1),
+        "topic": Param(
+            get_settings().kafka_sensor_data_topic,
+            type="string",
+            enum=[get_settings().kafka_sensor_data_topic, get_settings().dead_letter_topic],
+            description="The sensor topic or its dead-letter topic (no other).",
+        ),
         "partition": Param(None, type=["null", "integer"], minimum=0),
         "start_offset": Param(None, **_OFFSET),
         "end_offset": Param(None, **_OFFSET),

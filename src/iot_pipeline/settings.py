@@ -250,11 +250,35 @@ class Settings(BaseSettings):
         "", description="Comma-separated origins allowed by CORS; empty allows none."
     )
     api_max_limit: int = Field(1000, ge=1, le=10_000, description="Largest page size (`limit`).")
+    api_max_body_bytes: int = Field(
+        65_536,
+        ge=1024,
+        description="Largest request body; a larger one is answered 413 before anything reads "
+        "it (the key check included).",
+    )
+    api_allowed_hosts: str = Field(
+        "127.0.0.1,localhost",
+        description="Comma-separated Host names the API answers to (others get 400); `*` "
+        "allows any. Add the name users reach the API by behind a proxy.",
+    )
+    api_max_header_bytes: int = Field(
+        16_384,
+        ge=4096,
+        description="Largest request head (request line and headers); a larger one is "
+        "refused before it is parsed.",
+    )
+    api_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection that has not sent a complete request head this long after "
+        "it opened (or after its last response) is closed.",
+    )
     api_enabled: bool = Field(True, description="Whether `make up` starts the REST API.")
     api_limit_concurrency: int = Field(
         1000,
         ge=10,
-        description="Connections and tasks uvicorn serves at once; beyond, it answers 503.",
+        description="Requests the API serves at once (streams included); beyond, 503 with "
+        "Retry-After. Idle connections do not count (they close when their head is overdue).",
     )
     api_live_enabled: bool = Field(
         True,
@@ -266,6 +290,12 @@ class Settings(BaseSettings):
     )
     api_stream_max_seconds: float = Field(
         3600.0, gt=0, description="A stream ends after this long (the client reconnects)."
+    )
+    api_stream_send_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A stream whose client has not taken one write for this long is closed "
+        "(its slot freed).",
     )
     api_stream_heartbeat_seconds: float = Field(
         15.0, gt=0, description="A quiet stream sends a keep-alive comment this often."

@@ -26,22 +26,15 @@ def free_port() -> int:
 def start_api(settings: Settings, **extra_env: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
+        # as `make up` runs it (iot_pipeline.api.serve: the server with the API's edge)
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "--app-dir",
-            str(ROOT / "fastapi" / "app"),
-            "main:app",
+            "iot_pipeline.api.serve",
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
-            "--no-access-log",
-            # as `make up` runs it: an open event stream would otherwise hold the stop until
-            # the stream's lifetime ends
-            "--timeout-graceful-shutdown",
-            "5",
         ],
         cwd=ROOT,
         env=settings_env(settings, **extra_env),

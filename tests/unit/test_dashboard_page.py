@@ -27,7 +27,7 @@ def _get(*paths: str, api_key: str = "") -> list[httpx.Response]:
 
     async def get() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             return [await client.get(path) for path in paths]
 
     return asyncio.run(get())

@@ -112,7 +112,7 @@ def test_the_api_names_the_dependency_that_is_down(error: Exception, title: str)
 
     async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             return await client.get("/x")
 
     response = asyncio.run(get())

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from iot_pipeline.api.live import Filter, LiveHub
 from iot_pipeline.settings import Settings
 
@@ -87,3 +89,36 @@ def test_an_idle_limit_of_zero_never_lets_a_reading_go() -> None:
         assert not hub.idle()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("spec", ["2.3", "2.4"])  # uvicorn's h11 server says 2.3
+def test_a_stream_whose_client_stops_reading_ends_and_frees_its_slot(spec: str) -> None:
+    """Each write of an event stream gets the send timeout: a client that stopped reading
+    (the write never completes) ends the response, and its slot is released."""
+    from iot_pipeline.api.live import EventStream
+
+    released: list[bool] = []
+
+    async def frames() -> Any:
+        while True:
+            yield ": keep-alive\n\n"
+
+    async def run() -> None:
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body":
+                await asyncio.sleep(3600)  # the client's window is full: never drains
+
+        response = EventStream(frames(), release=lambda: released.append(True), send_timeout=0.2)
+        scope = {"type": "http", "asgi": {"spec_version": spec}}
+        await asyncio.wait_for(response(scope, receive, send), 5)
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+
+    asyncio.run(run())
+    assert released == [True]

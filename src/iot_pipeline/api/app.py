@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from iot_pipeline import __version__
 from iot_pipeline.api import (
     dashboard,
     docs_pages,
+    edge,
     live,
     observability,
     pipeline_metrics,
@@ -101,6 +103,14 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
             allow_headers=["X-API-Key", "X-Request-ID", "Last-Event-ID"],
             expose_headers=["X-Request-ID"],
         )
+    # the edge, outermost last: requests in flight, Host, the body limit; all before routing
+    # and the key check
+    app.add_middleware(edge.SecurityHeaders)
+    app.add_middleware(edge.BodyLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(
+        TrustedHostMiddleware, allowed_hosts=edge.allowed_hosts(settings.api_allowed_hosts)
+    )
+    app.add_middleware(edge.ConcurrencyLimit, limit=settings.api_limit_concurrency)
     protected = [Depends(observability.require_api_key(settings.api_key.get_secret_value()))]
     lags = pipeline_metrics.LagReader(kafka, settings.kafka_sensor_data_topic)
     app.include_router(health.router)

@@ -36,8 +36,11 @@ from typing import Any
 import redis.asyncio
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from starlette.responses import StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from iot_pipeline.cleaning import CleaningPolicy, RawRecord, clean_batch
+from iot_pipeline.errors import TransientError
 from iot_pipeline.kafka_config import consumer_config
 from iot_pipeline.processing.documents import reading_document, reading_id
 from iot_pipeline.processing.live_feed import live_channel
@@ -197,7 +200,8 @@ class LiveHub:
         if not last_event_id or "-" not in last_event_id:
             return None
         epoch, _, number = last_event_id.partition("-")
-        if epoch != self.epoch or not number.isdigit():
+        # ASCII digits only: "¹³".isdigit() is true, and int() refuses it
+        if epoch != self.epoch or not (number.isascii() and number.isdigit()) or len(number) > 19:
             return None
         return int(number)
 
@@ -372,19 +376,58 @@ def _stamp(message: Any) -> float | None:
     return millis / 1000.0 if kind and millis > 0 else None
 
 
+class StreamStalled(TransientError):
+    """A client stopped reading: one write waited longer than the send timeout."""
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that holds its client's slot from the moment the route reserved it
+    (`hub.subscribe`, before the response starts: the client cap is never check-then-act)
+    until the response ends, however it ends; and gives each write `send_timeout` seconds,
+    so a client that stops reading frees its slot instead of holding it for ever."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[str],
+        release: Callable[[], None],
+        send_timeout: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self.release = release
+        self.send_timeout = send_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def timed(message: Message) -> None:
+            try:
+                await asyncio.wait_for(send(message), self.send_timeout)
+            except TimeoutError as exc:
+                raise StreamStalled from exc
+
+        try:
+            await super().__call__(scope, receive, timed)
+        except* StreamStalled:
+            log.info("live stream: a client stopped reading for %.0fs; closed", self.send_timeout)
+        finally:
+            self.release()
+            closing = getattr(self.body_iterator, "aclose", None)
+            if closing is not None:
+                with contextlib.suppress(RuntimeError):  # still running: it ends by itself
+                    await closing()
+
+
 async def stream(
     hub: LiveHub,
-    wants: Filter,
-    last_event_id: str | None,
+    client: _Client,
+    backlog: list[Event],
+    gap: bool,
     is_disconnected: Callable[[], Any],
 ) -> AsyncIterator[str]:
     """One client's SSE frames: what it missed, then live events, heartbeats, and an end after
-    API_STREAM_MAX_SECONDS (the browser reconnects with its last id). The client joins the
-    hub when the response starts, and leaves it however the response ends."""
+    API_STREAM_MAX_SECONDS (the browser reconnects with its last id). The route subscribed
+    the client (its slot); it leaves the hub however the response ends."""
     settings = hub.settings
     deadline = time.monotonic() + settings.api_stream_max_seconds
-    gap = last_event_id is not None and not hub.resumable(last_event_id)
-    client, backlog = hub.subscribe(wants, last_event_id)
     try:
         yield f"retry: 2000\n: connected {hub.epoch}\n\n"
         if gap:

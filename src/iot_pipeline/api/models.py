@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from iot_pipeline.api.edge import utc_moment
 from iot_pipeline.schema import METRICS
 from iot_pipeline.vocabulary import Metric, OverrideAction, OverrideStatus, Qc, Resolution, Scope
 
@@ -170,9 +171,7 @@ class SensorMetadataRequest(BaseModel):
     @field_validator("active_from", "active_to")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None or value.tzinfo:
-            return value
-        return value.replace(tzinfo=UTC)
+        return None if value is None else utc_moment(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> SensorMetadataRequest:
@@ -509,7 +508,7 @@ class QcOverrideRequest(BaseModel):
     @field_validator("start", "end")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return utc_moment(value)
 
     @field_validator("reason")
     @classmethod

@@ -23,6 +23,13 @@ class BadCursor(DataError, ValueError):
     """A pagination cursor that this API did not issue (or for another sort)."""
 
 
+def _fits(value: object) -> bool:
+    """A sort value the engine can take back: a signed 64-bit number, a short string."""
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return not isinstance(value, str) or len(value) <= 1024
+
+
 def encode_cursor(sort_values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(sort_values).encode()).decode().rstrip("=")
 
@@ -40,6 +47,7 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
         or not all(
             isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, shape, strict=True)
         )
+        or not all(_fits(v) for v in values)
     ):
         raise BadCursor("cursor is not one this API issued for this listing")
     return values

@@ -58,8 +58,9 @@ class KafkaPositions:
 
     One consumer of the group per API process, kept open (never one per request), and each
     topic's answer, an outage included, reused for `ttl` seconds: a burst of requests costs
-    Kafka one read. Reads are serialised; a failed one closes the consumer, and the next read
-    after the ttl opens a new one.
+    Kafka one read. One read at a time (single flight): while it waits, other requests get
+    the previous answer; a failed read closes the consumer, and the next read after the ttl
+    opens a new one.
     """
 
     def __init__(self, settings: Settings, ttl: float) -> None:
@@ -70,13 +71,24 @@ class KafkaPositions:
         self._answers: dict[str, tuple[float, list[PartitionPosition] | KafkaUnavailable]] = {}
 
     def read(self, topic: str) -> list[PartitionPosition]:
-        with self._lock:
-            cached = self._answers.get(topic)
-            if cached is not None and time.monotonic() - cached[0] < self.ttl:
-                answer = cached[1]
-            else:
-                answer = self._read(topic)
-                self._answers[topic] = (time.monotonic(), answer)
+        """The topic's positions: a fresh answer, or, while another thread's read is in
+        flight (a hung broker), the last answer however old, or KafkaUnavailable at once.
+        Only one thread ever waits on Kafka; requests never queue behind it."""
+        cached = self._answers.get(topic)
+        if cached is None or time.monotonic() - cached[0] >= self.ttl:
+            if self._lock.acquire(blocking=False):
+                try:
+                    cached = self._answers.get(topic)
+                    if cached is None or time.monotonic() - cached[0] >= self.ttl:
+                        cached = (time.monotonic(), self._read(topic))
+                        self._answers[topic] = cached
+                finally:
+                    self._lock.release()
+            elif cached is None:
+                raise KafkaUnavailable(
+                    "Kafka is slow to answer: an earlier read still waits for it"
+                )
+        answer = cached[1]
         if isinstance(answer, KafkaUnavailable):
             raise answer
         return answer

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from iot_pipeline.errors import BatchFailed
+from iot_pipeline.errors import BatchFailed, DataError
 from iot_pipeline.orchestration.batches import (
     REFUSED,
     RangeFailure,
@@ -298,6 +298,10 @@ def verdict(report: RunReport) -> str:
     return f"ok: {report.partitions_committed} partitions committed"
 
 
+class ReplayRefused(DataError, ValueError):
+    """A replay asked for a topic that is not the pipeline's (`__consumer_offsets`, ...)."""
+
+
 def plan_replay(settings: Settings, run_id: str, request: ReplayRequest) -> BatchPlan:
     """The ranges of a replay: an offset range of one or every partition, or a time range.
 
@@ -306,6 +310,12 @@ def plan_replay(settings: Settings, run_id: str, request: ReplayRequest) -> Batc
     the same windows.
     """
     topic = request.topic
+    allowed = (settings.kafka_sensor_data_topic, settings.dead_letter_topic)
+    if topic not in allowed:
+        raise ReplayRefused(
+            f"a replay reads the sensor topic or its dead-letter topic ({', '.join(allowed)}), "
+            f"not {topic!r}"
+        )
     if request.start_time is not None and request.end_time is not None:
         ranges = ranges_for_times(settings, topic, request.start_time, request.end_time)
     else:

@@ -45,22 +45,15 @@ def worker_service(settings: Settings, workdir: Path) -> Service:
     return Service("worker", None, command, worker_health, phase=1)
 
 
-def api_service(settings: Settings, workdir: Path) -> Service:
+def api_service(settings: Settings) -> Service:
+    # the server with the API's edge: head size and deadline, keep-alive, concurrency bound
     command = [
         sys.executable,
         "-m",
-        "uvicorn",
-        "--app-dir",
-        str(workdir / "fastapi" / "app"),
-        "main:app",
+        "iot_pipeline.api.serve",
         "--host",
         "127.0.0.1",
         "--port",
         str(settings.api_port),
-        "--no-access-log",  # the app writes its own, one JSON line per request
-        "--timeout-graceful-shutdown",
-        "5",
-        "--limit-concurrency",  # beyond it uvicorn answers 503: the API's worst case is bounded
-        str(settings.api_limit_concurrency),
     ]
     return Service("api", ("127.0.0.1", settings.api_port), command, api_health, phase=1)

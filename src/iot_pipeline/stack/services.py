@@ -28,7 +28,7 @@ def native_services(settings: Settings) -> list[Service]:
     if settings.data_generator_enabled:
         services.append(generator_service(settings, paths, Path.cwd()))
     if settings.api_enabled:
-        services.append(api_service(settings, Path.cwd()))
+        services.append(api_service(settings))
     if settings.airflow_enabled:
         services += native_airflow_services(settings, paths, Path.cwd())
     return services

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -17,6 +17,7 @@ from iot_pipeline.api.deps import (
     readings_pattern,
     source,
 )
+from iot_pipeline.api.edge import Moment
 from iot_pipeline.api.models import LatestReadings, Reading, ReadingPage, problem_schema
 from iot_pipeline.vocabulary import Flag, Metric, Qc
 
@@ -34,8 +35,14 @@ SensorIds = Annotated[
 ]
 Districts = Annotated[list[str] | None, Query(max_length=50, description="Districts (repeatable).")]
 Metrics = Annotated[list[Metric] | None, Query(description="Metrics (repeatable).")]
-Start = Annotated[datetime | None, Query(description="From this event time (ISO 8601, inclusive).")]
-End = Annotated[datetime | None, Query(description="Until this event time (ISO 8601, exclusive).")]
+Start = Annotated[
+    Moment | None,
+    Query(description="From this event time (ISO 8601, inclusive; UTC without an offset)."),
+]
+End = Annotated[
+    Moment | None,
+    Query(description="Until this event time (ISO 8601, exclusive; UTC without an offset)."),
+]
 
 
 @router.get(

@@ -6,6 +6,7 @@ Redis subscription, whatever their number; filters apply in the fan-out.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -82,8 +83,12 @@ async def stream_readings(
     wants = live.Filter(
         frozenset(sensor_id or ()), frozenset(district or ()), frozenset(metric or ()), quality
     )
-    return StreamingResponse(
-        live.stream(hub, wants, last_event_id, request.is_disconnected),
-        media_type="text/event-stream",
+    # the slot is taken now, in the same step as the check above (no await between them)
+    gap = last_event_id is not None and not hub.resumable(last_event_id)
+    client, backlog = hub.subscribe(wants, last_event_id)
+    return live.EventStream(
+        live.stream(hub, client, backlog, gap, request.is_disconnected),
+        release=partial(hub.unsubscribe, client),
+        send_timeout=hub.settings.api_stream_send_timeout_seconds,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
