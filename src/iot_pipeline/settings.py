@@ -103,6 +103,10 @@ class Settings(BaseSettings):
         SecretStr(""),
         description="Container setup job only: password it gives the search user `iot_reader`.",
     )
+    search_api_password: SecretStr = Field(
+        SecretStr(""),
+        description="Container setup job only: password it gives the search user `iot_api`.",
+    )
     search_index_prefix: str = Field(
         "iot", description="Prefix of every index and template the pipeline creates."
     )

@@ -366,21 +366,26 @@ def test_composes_own_loader_accepts_the_project_and_agrees(paths: tuple[Path, .
 
 
 def test_least_privilege_search_logins(model: dict[str, Any]) -> None:
-    """Only the setup job logs in as `elastic`; the API reads, the pipeline writes."""
+    """Only the setup job logs in as `elastic`; the API reads and writes its two operator
+    indices, the pipeline writes."""
     logins = {
         name: environment(service).get("SEARCH_USERNAME")
         for name, service in _services(model).items()
         if "SEARCH_URL" in environment(service)
     }
     assert logins.pop("search-users") == "elastic"
-    assert logins.pop("api") == "iot_reader"
+    assert logins.pop("api") == "iot_api"
     assert logins.pop("flower") == "iot_reader"
     assert set(logins.values()) == {"iot_writer"}, logins
     for name, service in _services(model).items():
         mounts = set(service.get("secrets") or [])
         if "elastic_password" in mounts:
             assert name in {"search", "search-users"}, f"{name} can log in as elastic"
-        expected = {"iot_writer": "search_writer_password", "iot_reader": "search_reader_password"}
+        expected = {
+            "iot_writer": "search_writer_password",
+            "iot_reader": "search_reader_password",
+            "iot_api": "search_api_password",
+        }
         user = environment(service).get("SEARCH_USERNAME")
         if user in expected:
             assert environment(service)["SEARCH_PASSWORD"] == f"{{secret:{expected[user]}}}"
@@ -392,14 +397,38 @@ def test_least_privilege_search_logins(model: dict[str, Any]) -> None:
 
 
 def test_the_search_roles_grant_only_what_each_login_needs() -> None:
-    from iot_pipeline.container.search_users import LOGINS, READER, WRITER
+    """Each process's login may do exactly what its process does: the API writes the two
+    indices of its write routes (overrides, sensor declarations) and reads the rest; the
+    worker writes every index of the prefix; the reader only reads; nobody beyond the
+    prefix, nobody administers the cluster."""
+    from datetime import UTC, datetime
 
-    roles = {login.user: login.role_body("iot") for login in LOGINS}
-    for body in roles.values():
-        assert [i["names"] for i in body["indices"]] == [["iot-*"]]  # the prefix only
+    from iot_pipeline import indices
+    from iot_pipeline.container.search_users import API, LOGINS, READER, WRITER
+
+    by_user = {login.user: login for login in LOGINS}
+    for login in LOGINS:
+        body = login.role_body("iot")
+        assert all(n.startswith("iot-") for i in body["indices"] for n in i["names"])
         assert not {"all", "manage", "manage_security"} & set(body["cluster"])
-    reader = set(roles[READER]["indices"][0]["privileges"])
-    assert reader == {"read", "view_index_metadata"}
-    writer = set(roles[WRITER]["indices"][0]["privileges"])
-    assert {"create_index", "write", "delete_index"} <= writer
-    assert "all" not in writer
+        assert not any("all" in i["privileges"] for i in body["indices"])
+    now = datetime.now(UTC)
+    api_writes = [indices.overrides_index("iot"), indices.sensor_metadata_index("iot")]
+    pipeline = [
+        indices.readings_index("iot", now),
+        indices.aggregates_index("iot", "1h", int(now.timestamp())),
+        indices.sensors_index("iot"),
+        *api_writes,
+    ]
+    for index in api_writes:
+        assert by_user[API].may("write", index, "iot")
+        assert by_user[API].may("create_index", index, "iot")
+    for index in pipeline:
+        assert by_user[API].may("read", index, "iot")
+        assert by_user[WRITER].may("write", index, "iot")
+        assert by_user[WRITER].may("create_index", index, "iot")
+        assert by_user[READER].may("read", index, "iot")
+        assert not by_user[READER].may("write", index, "iot")
+    for index in pipeline[:3]:  # what the worker writes, never the API
+        assert not by_user[API].may("write", index, "iot")
+    assert not by_user[WRITER].may("write", "other-readings", "iot")

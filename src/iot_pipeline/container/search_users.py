@@ -1,16 +1,19 @@
 """`python -m iot_pipeline.container.search_users [--wait S]`: least-privilege search logins.
 
 The container deployment's one-shot setup job, the only process that logs in as the
-Elasticsearch superuser `elastic`. It creates (or updates) two roles on the pipeline's
+Elasticsearch superuser `elastic`. It creates (or updates) three roles on the pipeline's
 indices (`<SEARCH_INDEX_PREFIX>-*`) and one user for each:
 
 - `iot_writer` (worker, Airflow tasks): create, write, read, refresh, map and delete the
   prefix's indices (retention deletes whole indices) and manage index templates;
-- `iot_reader` (REST API): read the prefix's indices and the cluster's health.
+- `iot_api` (REST API): read the prefix's indices, and write exactly the two indices its
+  write routes write: operators' overrides (`/qc/overrides`) and sensor declarations
+  (`PUT /sensors/{id}/metadata`);
+- `iot_reader` (read-only tools): read the prefix's indices and the cluster's health.
 
-Their passwords come from SEARCH_WRITER_PASSWORD and SEARCH_READER_PASSWORD (secrets). With
-OpenSearch (docker-compose.opensearch.yml runs it without its security plugin) there is no
-user to create and the job says so.
+Their passwords come from SEARCH_WRITER_PASSWORD, SEARCH_API_PASSWORD and
+SEARCH_READER_PASSWORD (secrets). With OpenSearch (docker-compose.opensearch.yml runs it
+without its security plugin) there is no user to create and the job says so.
 """
 
 from __future__ import annotations
@@ -26,25 +29,42 @@ from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
 
 WRITER = "iot_writer"
+API = "iot_api"
 READER = "iot_reader"
+READ = ("read", "view_index_metadata")
+# the indices the API's write routes write (indices.overrides_index, sensor_metadata_index)
+API_WRITES = ("qc-overrides", "sensor-metadata")
 
 
 @dataclass(frozen=True)
 class Login:
-    """A role and the user that has it."""
+    """A role and the user that has it: index privileges per index pattern (suffixes of
+    `<prefix>-`)."""
 
     user: str
     password_variable: str
     cluster: tuple[str, ...]
-    index_privileges: tuple[str, ...]
+    indices: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
     description: str
 
     def role_body(self, prefix: str) -> dict[str, Any]:
         return {
             "description": self.description,
             "cluster": list(self.cluster),
-            "indices": [{"names": [f"{prefix}-*"], "privileges": list(self.index_privileges)}],
+            "indices": [
+                {"names": [f"{prefix}-{suffix}" for suffix in names], "privileges": list(grant)}
+                for names, grant in self.indices
+            ],
         }
+
+    def may(self, privilege: str, index: str, prefix: str) -> bool:
+        """Whether the role grants `privilege` on `index` (a concrete name)."""
+        from fnmatch import fnmatchcase
+
+        return any(
+            privilege in grant and any(fnmatchcase(index, f"{prefix}-{s}") for s in names)
+            for names, grant in self.indices
+        )
 
 
 LOGINS = (
@@ -52,15 +72,25 @@ LOGINS = (
         WRITER,
         "SEARCH_WRITER_PASSWORD",
         ("monitor", "manage_index_templates"),
-        ("create_index", "write", "read", "view_index_metadata", "manage", "delete_index"),
+        ((("*",), ("create_index", "write", *READ, "manage", "delete_index")),),
         "worker and Airflow tasks: index readings and windows, apply templates, retention",
+    ),
+    Login(
+        API,
+        "SEARCH_API_PASSWORD",
+        ("monitor",),
+        (
+            (("*",), READ),
+            (tuple(f"{name}*" for name in API_WRITES), ("create_index", "write", *READ)),
+        ),
+        "REST API: read readings and windows; write operators' overrides and declarations",
     ),
     Login(
         READER,
         "SEARCH_READER_PASSWORD",
         ("monitor",),
-        ("read", "view_index_metadata"),
-        "REST API: read readings and windows",
+        ((("*",), READ),),
+        "read-only tools: read readings and windows",
     ),
 )
 
@@ -72,7 +102,11 @@ class SetupError(ConfigurationError):
 def _passwords(settings: Settings) -> dict[str, str]:
     from iot_pipeline.container.secrets import check_value
 
-    given = {WRITER: settings.search_writer_password, READER: settings.search_reader_password}
+    given = {
+        WRITER: settings.search_writer_password,
+        API: settings.search_api_password,
+        READER: settings.search_reader_password,
+    }
     return {
         login.user: check_value(login.password_variable, given[login.user].get_secret_value())
         for login in LOGINS
@@ -87,7 +121,11 @@ def apply(client: Any, prefix: str, passwords: dict[str, str]) -> list[str]:
         client.security.put_user(
             username=login.user, password=passwords[login.user], roles=[login.user]
         )
-        done.append(f"{login.user}: role on {prefix}-* ({', '.join(login.index_privileges)})")
+        grants = "; ".join(
+            f"{', '.join(f'{prefix}-{n}' for n in names)}: {', '.join(grant)}"
+            for names, grant in login.indices
+        )
+        done.append(f"{login.user}: {grants}")
     return done
 
 

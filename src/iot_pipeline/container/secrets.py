@@ -42,7 +42,8 @@ class Secret:
 SECRETS: tuple[Secret, ...] = (
     Secret("elastic_password", "password of the Elasticsearch superuser (setup job only)"),
     Secret("search_writer_password", "password of the search user `iot_writer` (worker, Airflow)"),
-    Secret("search_reader_password", "password of the search user `iot_reader` (REST API)"),
+    Secret("search_reader_password", "password of the search user `iot_reader` (read only)"),
+    Secret("search_api_password", "password of the search user `iot_api` (REST API)"),
     Secret("postgres_password", "password of Airflow's metadata database"),
     Secret("airflow_fernet_key", "Airflow Fernet key (encrypts connections)", _fernet_key),
     Secret("airflow_jwt_secret", "signs Airflow's API tokens"),
