@@ -32,7 +32,7 @@ test: setup
 	@bash scripts/with-stack.sh bash scripts/test.sh
 
 bench: setup
-	@bash scripts/with-stack.sh bash -c '$(PY) bench/bench_generator.py && $(PY) bench/bench_processing.py && $(PY) bench/bench_freshness.py && $(PY) bench/bench_live.py && $(PY) bench/bench_sustained.py && $(PY) bench/bench_api.py'
+	@bash scripts/with-stack.sh bash -c '$(PY) bench/bench_generator.py && $(PY) bench/bench_processing.py && $(PY) bench/bench_freshness.py && $(PY) bench/bench_live.py && $(PY) bench/bench_sustained.py && $(PY) bench/bench_api.py && $(PY) bench/bench_state_memory.py'
 
 lint: setup
 	$(VENV)/bin/ruff check .

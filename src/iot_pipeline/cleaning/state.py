@@ -4,6 +4,8 @@ a worker's memory."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import statistics
 from collections.abc import MutableMapping
@@ -71,7 +73,10 @@ PERSISTENCE_SPAN = {
     "o3": 3 * 3600.0,
     "co": 3 * 3600.0,
 }
-SEEN_IDS = 512  # recent event ids kept per sensor, for duplicates
+# Recent event ids kept per sensor, for duplicates: as 64-bit digests (8 bytes each, a
+# collision among them about once in 10**17 readings). Older duplicates are caught by the
+# store, which keeps the first copy of an event (readings are written with `create`).
+SEEN_IDS = 128
 # A reference contradicted by this many consecutive readings that agree among themselves
 # (within the metric's spike threshold) is stale: a level the history missed (a reading
 # accepted while there was nothing to judge it by, a frozen sensor's value, a relocation).
@@ -108,10 +113,10 @@ class SensorState:
     pairs: int = 0  # consecutive valid pairs learned from (counted up to STEP_PAIRS)
     step: float = 0.0  # recent mean absolute change between consecutive valid values
     decimals: int = 0  # most decimals its values showed: the resolution is 10**-decimals
-    seen: list[str] = field(default_factory=list)  # oldest first, unique
+    seen: list[int] = field(default_factory=list)  # event id digests, oldest first, unique
     touched: float = float("-inf")  # ingest time of its newest reading (epoch seconds)
     # The same ids as a set: membership in O(1); not part of the stored state.
-    _seen_index: set[str] = field(init=False, repr=False, compare=False)
+    _seen_index: set[int] = field(init=False, repr=False, compare=False)
     # The history's event times and their sorted gaps, as last computed: every reading asks
     # for the median gap several times, and the history changes at most once in between.
     _gap_times: tuple[float, ...] = field(init=False, repr=False, compare=False)
@@ -167,16 +172,19 @@ class SensorState:
 
     def remember(self, event_id: str) -> bool:
         """Record an event id; False when it was already among the recent ones."""
-        if event_id in self._seen_index:
+        digest = id_digest(event_id)
+        if digest in self._seen_index:
             return False
-        self.seen.append(event_id)
-        self._seen_index.add(event_id)
+        self.seen.append(digest)
+        self._seen_index.add(digest)
         while len(self.seen) > SEEN_IDS:
             self._seen_index.discard(self.seen.pop(0))
         return True
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, seen: bool = True) -> dict[str, Any]:
+        """The state as JSON; without the duplicate memory when `seen` is False (the older
+        checkpoints of a partition's ring, where it would be most of the bytes)."""
+        data: dict[str, Any] = {
             "watermark": self.watermark if self.watermark != float("-inf") else None,
             "history": self.history,
             "last_value": self.last_value,
@@ -188,9 +196,11 @@ class SensorState:
             "pairs": self.pairs,
             "step": self.step,
             "decimals": self.decimals,
-            "seen": self.seen,
             "touched": self.touched if self.touched != float("-inf") else None,
         }
+        if seen:
+            data["seen"] = _pack(self.seen)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SensorState:
@@ -209,8 +219,28 @@ class SensorState:
             pairs=int(data.get("pairs", 0)),
             step=float(data.get("step", 0.0)),
             decimals=int(data.get("decimals", 0)),
-            seen=list(data.get("seen", [])),
+            seen=_unpack(data.get("seen")),
         )
+
+
+def id_digest(event_id: str) -> int:
+    """An event id as the 64-bit number the duplicate memory keeps."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def _pack(digests: list[int]) -> str:
+    return base64.b64encode(b"".join(d.to_bytes(8, "big") for d in digests)).decode("ascii")
+
+
+def _unpack(stored: Any) -> list[int]:
+    """The duplicate memory as saved: packed digests, or (a state saved before digests)
+    the ids themselves."""
+    if isinstance(stored, str):
+        raw = base64.b64decode(stored)
+        return [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw) - 7, 8)]
+    if isinstance(stored, list):
+        return list(dict.fromkeys(id_digest(str(e)) for e in stored))[-SEEN_IDS:]
+    return []
 
 
 def sequential_checks(
