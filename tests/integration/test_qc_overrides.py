@@ -442,3 +442,50 @@ def test_a_long_override_is_settled_one_day_at_a_time(
     verdicts = sorted((d["event_time"], d["qc"]) for d in docs.values() if d["sensor_id"] == sensor)
     assert [qc for _, qc in verdicts] == ["B"] * 10 + ["S"]
     assert_aggregates_match(store, settings.search_index_prefix)
+
+
+def test_an_override_created_while_a_range_is_in_flight_reaches_its_readings(
+    settings: Settings, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race: a range loads the overrides, an operator rejects its sensor's readings and
+    a worker settles that before the range has stored them (nothing to change yet); the
+    range then stores its readings with the verdicts of before. It sees the overrides'
+    generation move while it was in flight and brings its own readings to the override."""
+    from iot_pipeline.processing import pipeline
+
+    sensor = "casa-anfa-19-temperature"  # no other test's
+    produce_readings(
+        settings,
+        [_reading(sensor, 100 + n, 20.0 + n / 10, minute=30 + n) for n in range(5)],
+    )
+    real_load = pipeline.load_active
+    created: list[str] = []
+
+    def load_then_race(*args: Any, **kwargs: Any) -> Any:
+        found = real_load(*args, **kwargs)  # the range has its overrides: none for `sensor`
+        if not created:
+            body = {
+                "sensor_id": sensor,
+                "start": _at(29),
+                "end": _at(40),
+                "action": "reject",
+                "reason": "in-flight race",
+            }
+            answer = api.post("/qc/overrides", json=body, headers=AUTH)
+            assert answer.status_code == 201, answer.text
+            created.append(answer.json()["id"])
+            settled = _settle(store, settings, created[0])  # a worker, before the range stores
+            assert (settled["status"], settled["readings_changed"]) == ("applied", 0)
+        return found
+
+    monkeypatch.setattr(pipeline, "load_active", load_then_race)
+    store = make_store(settings)
+    try:
+        process_pending(settings, "in-flight", store)
+        stored = snapshot(store, settings.search_index_prefix)
+        mine = [d for d in stored.values() if d["sensor_id"] == sensor]
+        assert len(mine) == 5
+        assert {(d["qc"], d["valid"]) for d in mine} == {("B", False)}
+        assert assert_aggregates_match(store, settings.search_index_prefix) > 0
+    finally:
+        store.close()

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from iot_pipeline.aggregation import recompute_windows
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import qc_verdict
@@ -93,12 +95,32 @@ def _anywhere(prefix: str) -> str:
     return f"{overrides_index(prefix)}*"
 
 
-def load_active(store: SearchStore, prefix: str, sensor_id: str | None = None) -> list[Override]:
-    """The overrides in force (pending or applied), of one sensor or all: one search (a few
-    pages for thousands), nothing when there is no override index yet."""
+def generation_key(prefix: str) -> str:
+    """Redis counter the API moves on every override created or deleted: a range that saw
+    it move while in flight settles the new overrides on its own readings."""
+    return f"{prefix}:qc-overrides:generation"
+
+
+def generation(client: redis.Redis, prefix: str) -> int:
+    raw = client.get(generation_key(prefix))
+    return int(raw) if raw is not None else 0
+
+
+def load_active(
+    store: SearchStore,
+    prefix: str,
+    sensor_id: str | None = None,
+    sensors: set[str] | None = None,
+) -> list[Override]:
+    """The overrides in force (pending or applied), of one sensor, of `sensors`, or all: one
+    search (a few pages for thousands), nothing when there is no override index yet."""
     where: list[dict[str, Any]] = [{"terms": {"status": sorted(OVERRIDE_ACTIVE)}}]
     if sensor_id is not None:
         where.append({"term": {"sensor_id": sensor_id}})
+    if sensors is not None:
+        if not sensors:
+            return []
+        where.append({"terms": {"sensor_id": sorted(sensors)}})
     body = {
         "_source": ["id", "sensor_id", "start", "end", "action"],
         "query": {"bool": {"filter": where}},
@@ -106,6 +128,34 @@ def load_active(store: SearchStore, prefix: str, sensor_id: str | None = None) -
     }
     hits = search_all(store, _anywhere(prefix), body, PAGE)
     return [override_of(hit["_source"]) for hit in hits]
+
+
+def sensor_of(store: SearchStore, prefix: str, override_id: str) -> str | None:
+    """The sensor an override is about (None when there is no such override)."""
+    index = overrides_index(prefix)
+    found = store.get_versioned([(index, override_id)]).get((index, override_id))
+    return None if found is None else str(found.source["sensor_id"])
+
+
+def settle_in_flight(
+    store: SearchStore,
+    prefix: str,
+    readings: dict[str, tuple[float, float]],
+    sample_interval: float,
+    bulk: BulkPolicy | None = None,
+) -> tuple[int, int]:
+    """An override created or deleted while a range was in flight (cleaned with the overrides
+    as they were before): bring the range's readings, now stored and searchable, to the
+    verdicts of the overrides in force now. `readings`: per sensor, the span of event times
+    [first, last] of the range's readings. Returns (readings changed, windows written)."""
+    changed = written = 0
+    for sensor_id, (first, last) in sorted(readings.items()):
+        moved, windows = reconcile(
+            store, prefix, sensor_id, first, last + 0.001, sample_interval, bulk=bulk
+        )
+        changed += moved
+        written += windows
+    return changed, written
 
 
 def unsettled(store: SearchStore, prefix: str) -> list[str]:

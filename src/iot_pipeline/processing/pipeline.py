@@ -35,7 +35,8 @@ from iot_pipeline.processing.hindsight import hindsight_updates
 from iot_pipeline.processing.letter_replay import SourceStates
 from iot_pipeline.processing.live_feed import publish_stored
 from iot_pipeline.processing.metadata import load_declarations
-from iot_pipeline.processing.overrides import load_active
+from iot_pipeline.processing.overrides import generation as overrides_generation
+from iot_pipeline.processing.overrides import load_active, settle_in_flight
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
 from iot_pipeline.processing.registry import registry_actions
@@ -161,7 +162,11 @@ def process_range(
     publish = None
     if settings.live_publish and not task.replay:  # a replay is old news for live clients
         publish = partial(publish_stored, state_client, settings.search_index_prefix)
-    overrides = load_active(store, settings.search_index_prefix)  # operators' G/B lists
+    # operators' G/B lists: those of the range's sensors (all when a record has no key), and
+    # the generation they were loaded at (see _settle_in_flight)
+    prefix = settings.search_index_prefix
+    seen_generation = overrides_generation(state_client, prefix)
+    overrides = load_active(store, prefix, sensors=_sensors_of(records))
     result, keep, report = _clean_and_index(
         settings, store, task, records, clean, bulk, publish, overrides
     )
@@ -178,6 +183,13 @@ def process_range(
     clock.lap("dead_letters")
     _update_registry(settings, store, stored, task, bulk)
     clock.lap("registry")
+    if stored:  # searchable before anything reads them (overrides, rules, windows)
+        store.refresh(
+            ",".join(sorted({readings_index(prefix, r.reading.event_time) for r in stored}))
+        )
+    if overrides_generation(state_client, prefix) != seen_generation:
+        _settle_in_flight(settings, store, stored, bulk)
+    clock.lap("overrides")
     windows, cross_flagged, spatial_flagged = (
         _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0, 0)
     )
@@ -327,6 +339,40 @@ def _clean_and_index(
     return result, keep, report
 
 
+def _sensors_of(records: list[RawRecord]) -> set[str] | None:
+    """The sensors of a range, from the records' keys (the sensor ids); None (every sensor)
+    when a record has no key."""
+    sensors = set()
+    for record in records:
+        if not record.key:
+            return None
+        sensors.add(record.key.decode("utf-8", "replace"))
+    return sensors
+
+
+def _settle_in_flight(
+    settings: Settings, store: SearchStore, stored: list[CleanReading], bulk: BulkPolicy
+) -> None:
+    """Overrides were created or deleted while this range was in flight: it cleaned with
+    the overrides of before, and the new ones' settlement may have run before these readings
+    were stored. Bring them to the overrides in force now (idempotent: a settlement that did
+    see them changes nothing more)."""
+    spans: dict[str, tuple[float, float]] = {}
+    for clean in stored:
+        sensor, moment = clean.reading.sensor_id, clean.reading.event_time.timestamp()
+        low, high = spans.get(sensor, (moment, moment))
+        spans[sensor] = (min(low, moment), max(high, moment))
+    changed, written = settle_in_flight(
+        store, settings.search_index_prefix, spans, settings.sensor_sample_interval_seconds, bulk
+    )
+    log.info(
+        "overrides changed while the range was in flight: %d readings brought to them, "
+        "%d windows written",
+        changed,
+        written,
+    )
+
+
 def _update_registry(
     settings: Settings,
     store: SearchStore,
@@ -361,9 +407,7 @@ def _update_aggregates(
     windows = touched_windows(kept)
     if not windows:
         return 0, 0, 0
-    prefix = settings.search_index_prefix
-    indices = {readings_index(prefix, r.reading.event_time) for r in kept}
-    store.refresh(",".join(sorted(indices)))
+    prefix = settings.search_index_prefix  # the range's readings were refreshed already
     interval = settings.sensor_sample_interval_seconds
     late, reached = hindsight_updates(store, prefix, kept)
     if late:

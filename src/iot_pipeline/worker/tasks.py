@@ -131,7 +131,8 @@ LOCK_SECONDS = 30  # a dead worker's partition lock frees itself this soon
 
 
 class OverridesBusy(TransientError):
-    """Another task is settling an override: one at a time, so the last one reads the most."""
+    """Another task is settling an override of the same sensor: one at a time per sensor, so
+    the last one reads the most."""
 
 
 @app.task(
@@ -148,11 +149,14 @@ def settle_override_task(self: Task[Any, Any], override_id: str) -> dict[str, ob
     """Apply a new override on the stored readings, or revert a deleted one (idempotent)."""
     settings = get_settings()
     client = _state_client()
-    name = f"{settings.search_index_prefix}:qc-overrides-lock"
+    # one settlement per sensor at a time (the last one reads the most); other sensors'
+    # overrides settle side by side, so a burst waits minutes, not a day
+    sensor = overrides.sensor_of(_store(), settings.search_index_prefix, override_id)
+    name = f"{settings.search_index_prefix}:qc-overrides-lock:{sensor or override_id}"
     try:
         with held_lock(client, name) as acquired:
             if not acquired:
-                busy = OverridesBusy("another task is settling an override")
+                busy = OverridesBusy(f"another task is settling an override of {sensor}")
                 raise self.retry(exc=busy, countdown=LOCK_SECONDS / 6)
             settled = overrides.settle(
                 _store(),

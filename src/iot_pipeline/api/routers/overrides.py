@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, time
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -34,7 +35,7 @@ from iot_pipeline.api.models import (
 )
 from iot_pipeline.errors import StoreConflict
 from iot_pipeline.indices import overrides_index
-from iot_pipeline.processing.overrides import override_document
+from iot_pipeline.processing.overrides import generation_key, override_document
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 from iot_pipeline.vocabulary import (
@@ -89,9 +90,17 @@ async def _find(store: Store, settings: Settings, override_id: str) -> dict[str,
 
 
 async def _send(request: Request, override_id: str, status: str) -> None:
-    """Ask a worker to settle the override; when the broker cannot take it, the override
-    stays as it is and the sweep sends it again (orchestration.override_sweep)."""
+    """Move the overrides' generation (ranges in flight settle the change on their own
+    readings: processing.pipeline), then ask a worker to settle the override; when the broker
+    cannot take it, the override stays as it is and the sweep sends it again
+    (orchestration.override_sweep)."""
     from iot_pipeline.worker.app import create_app, send_settle  # Celery only when writing
+
+    settings: Settings = request.app.state.settings
+    try:
+        await request.app.state.run_state.incr(generation_key(settings.search_index_prefix))
+    except redis.RedisError as exc:
+        log.warning("override %s: generation not moved (%s)", override_id, exc)
 
     client = getattr(request.app.state, "celery", None)
     if client is None:
