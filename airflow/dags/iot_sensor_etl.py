@@ -19,8 +19,13 @@ Every run (schedule `ETL_SCHEDULE`, default every minute, one run at a time):
 4. **report** — the run summary (records read, valid, flagged, dead-lettered, failed and
    quarantined ranges, lag after the run, duration): the return value (XCom tab) and its log.
 5. **verdict** — fails the run (red in the grid, the reason in its log) when a range failed
-   or was quarantined; `make status` and `/pipeline/status` show the same.
-6. **behind** → **catch_up** — when a clean run leaves at least `ETL_CATCH_UP_MIN_LAG`
+   or was quarantined; `make status` and `/pipeline/status` show the same. A range no record
+   is to blame for (the engine refuses writes, a dependency stays down, a timeout) is never
+   quarantined: its partition holds, visibly, until the cause goes.
+6. **replay_quarantined** — once a run is clean again, the ranges quarantined before (up to
+   four per run) are replayed from their source records with the original verdicts; what
+   fails again waits for the next clean run.
+7. **behind** → **catch_up** — when a clean run leaves at least `ETL_CATCH_UP_MIN_LAG`
    records behind (a backlog after an outage, a backfill), the next run is triggered at once
    instead of waiting for the schedule; otherwise `catch_up` is skipped.
 
@@ -88,6 +93,13 @@ def iot_sensor_etl() -> None:
 
         return verdict(RunReport.model_validate(report))
 
+    @task  # retried like the others: a replay is idempotent (create, its own cleaner state)
+    def replay_quarantined(report: dict[str, Any]) -> dict[str, Any]:
+        from iot_pipeline.orchestration.etl import replay_quarantined
+        from iot_pipeline.orchestration.handoffs import RunReport
+
+        return replay_quarantined(get_settings(), RunReport.model_validate(report))
+
     @task.short_circuit
     def behind(report: dict[str, Any]) -> bool:
         from iot_pipeline.orchestration.etl import needs_catch_up
@@ -105,6 +117,7 @@ def iot_sensor_etl() -> None:
     summary = process(planned)
     reported = report(planned, summary, commit(summary))
     verdict(reported)
+    replay_quarantined(reported)
     behind(reported) >> catch_up
 
 

@@ -1,8 +1,9 @@
 """A range that fails the same way every time (the fault injection marker in one reading)
 is quarantined after `ETL_QUARANTINE_AFTER_FAILURES` runs while the other partitions keep
 committing: narrowed down to the one record that makes it fail, the rest of the range is
-processed; the run state shows it; once the cause is gone, `iot_dead_letter_replay` brings
-the record back and the store equals the ground truth."""
+processed; the run state shows it; once the cause is gone, the next clean run replays the
+quarantined range by itself (a dead-letter replay then changes nothing) and the store equals
+the ground truth."""
 
 from __future__ import annotations
 
@@ -142,17 +143,19 @@ def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
     finally:
         store.close()
 
-    # the cause is gone: the dead-letter replay brings the quarantined readings back
+    # the cause is gone: the next clean run replays the quarantined range by itself, and a
+    # dead-letter replay afterwards changes nothing
     fixed = start_worker(settings, "drill-fixed")
     try:
         wait_ready(celery_app, "drill-fixed")
-        replay = run_airflow(env, "test", "iot_dead_letter_replay")
         after = run_airflow(env, "test", "iot_sensor_etl")
+        replay = run_airflow(env, "test", "iot_dead_letter_replay")
     finally:
         stop(fixed)
-    assert replay["state"] == "success", replay
     assert after["state"] == "success", after
     assert after["tasks"]["report"]["xcom"]["consecutive_failed_runs"] == 0
+    assert after["tasks"]["replay_quarantined"]["xcom"]["replayed"] == [entry.range]
+    assert replay["state"] == "success", replay
     store = make_store(settings)
     try:
         stored = snapshot(store, settings.search_index_prefix)

@@ -103,6 +103,12 @@ class Reading(BaseModel):
     batch_id: str
     ingest_time: datetime
     kafka: KafkaSource
+    quarantined: bool | None = Field(
+        None,
+        description="True while its record sits in a quarantined range: it was stored, but "
+        "its range kept failing after that (its flags or windows may be incomplete) until a "
+        "clean run replays the range.",
+    )
 
 
 class ReadingPage(BaseModel):

@@ -39,14 +39,16 @@ from iot_pipeline.orchestration.offsets import (
     rewind_to_log_start,
     split_ranges,
 )
-from iot_pipeline.orchestration.quarantine import quarantine_range
+from iot_pipeline.orchestration.quarantine import mark_stored, quarantine_range
 from iot_pipeline.orchestration.run_state import (
     note_committed,
     note_lost,
     note_planned,
     note_range_failed,
     note_refusal,
+    note_replayed,
     note_run,
+    pending_quarantines,
 )
 from iot_pipeline.orchestration.topic_identity import check_identity, topic_id
 from iot_pipeline.processing.ranges import OffsetRange
@@ -268,6 +270,44 @@ def report_batch(settings: Settings, plan: BatchPlan, summary: dict[str, Any]) -
     report = RunReport.of(plan, summary, lag, failed_runs)
     log.info("batch summary: %s", report.to_xcom())
     return report
+
+
+# Quarantined ranges replayed after one clean run, at most: the rest waits for the next.
+QUARANTINE_REPLAYS_PER_RUN = 4
+
+
+def replay_quarantined(settings: Settings, report: RunReport) -> dict[str, Any]:
+    """Once a run is clean again, replay the ranges quarantined before (their source
+    records, with the replay's own cleaner state: the original verdicts; readings stored
+    already stay as they are). What fails again stays pending for the next clean run."""
+    if not report.clean:
+        return {"replayed": [], "waiting": "this run was not clean"}
+    prefix = settings.search_index_prefix
+    with _state(settings) as client:
+        pending = pending_quarantines(client, prefix, QUARANTINE_REPLAYS_PER_RUN)
+    if not pending:
+        return {"replayed": []}
+    ranges = split_ranges(
+        [
+            OffsetRange(topic=q.topic, partition=q.partition, start=q.start, end=q.end)
+            for q in pending
+        ],
+        settings.etl_range_records,
+    )
+    plan = BatchPlan.now(batch_id_for(f"quarantine-replay-{report.batch_id}"), ranges)
+    names = [q.range for q in pending]
+    try:
+        summary = process_replay(settings, plan)
+    except BatchFailed as exc:
+        log.warning("quarantined ranges %s fail again; kept for the next clean run: %s", names, exc)
+        return {"replayed": [], "failed": str(exc)[:500]}
+    for q in pending:
+        source = OffsetRange(topic=q.topic, partition=q.partition, start=q.start, end=q.end)
+        mark_stored(settings, source, False)
+    with _state(settings) as client:
+        note_replayed(client, prefix, names)
+    log.info("quarantined ranges replayed now that runs are clean: %s", ", ".join(names))
+    return {"replayed": names, "records": summary.get("records", 0)}
 
 
 def needs_catch_up(settings: Settings, report: RunReport) -> bool:

@@ -20,6 +20,8 @@ that reports health (`make status`, the API's `/pipeline/status`, `/health/pipel
   deleted by the first run it refuses nothing.
 - `quarantine` (list, newest first, bounded) and `quarantined-ranges` /
   `quarantined-records` (counters).
+- `quarantine-pending` (hash): range -> the quarantine entry, until a clean run replayed it
+  (etl.replay_quarantined).
 """
 
 from __future__ import annotations
@@ -154,7 +156,21 @@ def note_quarantined(client: redis.Redis, prefix: str, entry: Quarantine) -> Non
     pipe.ltrim(_key(prefix, "quarantine"), 0, QUARANTINE_KEPT - 1)
     pipe.incr(_key(prefix, "quarantined-ranges"))
     pipe.incrby(_key(prefix, "quarantined-records"), entry.records)
+    pipe.hset(_key(prefix, "quarantine-pending"), entry.range, json.dumps(entry.as_dict()))
     pipe.execute()
+
+
+def pending_quarantines(client: redis.Redis, prefix: str, limit: int) -> list[Quarantine]:
+    """Quarantined ranges not replayed yet, the oldest first, at most `limit`."""
+    raw = client.hvals(_key(prefix, "quarantine-pending"))
+    entries = sorted((Quarantine(**json.loads(v)) for v in raw), key=lambda q: q.at)
+    return entries[:limit]
+
+
+def note_replayed(client: redis.Redis, prefix: str, ranges: list[str]) -> None:
+    """These quarantined ranges were replayed: no longer pending."""
+    if ranges:
+        client.hdel(_key(prefix, "quarantine-pending"), *ranges)
 
 
 def note_lost(client: redis.Redis, prefix: str, topic: str, found: list[Any], at: float) -> int:
