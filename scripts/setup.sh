@@ -68,13 +68,15 @@ else
 fi
 
 # --- jars from Maven Central ----------------------------------------------------------------
+# OpenSearch's security plugin (tests of the least-privilege logins), pinned by its digest
+SECURITY_PLUGIN_SHA256=94a04f12ac6033902209fac1e4e512618d45beee604bbf0e42c3ed79c55220cf
 stack_dir=$("$VENV/bin/python" -c 'from iot_pipeline.settings import Settings; print(Settings().stack_dir.resolve())')
-for component in kafka opensearch; do
+for component in kafka opensearch opensearch-security; do
   pom=native/$component/pom.xml
   dest=$stack_dir/lib/$component
   want=$(stamp_of "$pom")
   if [ "$(cat "$dest/.setup-stamp" 2>/dev/null)" = "$want" ]; then
-    step "$component jars: up to date ($(ls "$dest"/*.jar | wc -l) jars in $dest)"
+    step "$component jars: up to date ($(ls "$dest" | wc -l) files in $dest)"
     continue
   fi
   step "$component jars: resolving $pom from Maven Central"
@@ -85,8 +87,12 @@ for component in kafka opensearch; do
   mvn -B -f "$pom" dependency:copy-dependencies \
     -DoutputDirectory="$dest" -DincludeScope=runtime > "$mvn_log" 2>&1 \
     || { tail -n 30 "$mvn_log" >&2; fail "Maven could not resolve $pom (is Maven Central reachable?); full log: $mvn_log"; }
+  if [ "$component" = opensearch-security ]; then  # Central has no checksums for it
+    echo "$SECURITY_PLUGIN_SHA256  $dest/opensearch-security-2.19.1.0.zip" | sha256sum -c --quiet \
+      || { rm -rf "$dest"; fail "the security plugin zip does not have the pinned sha256"; }
+  fi
   echo "$want" > "$dest/.setup-stamp"
-  step "$component jars: $(ls "$dest"/*.jar | wc -l) jars in $dest"
+  step "$component jars: $(ls "$dest" | wc -l) files in $dest"
 done
 
 # --- browser assets the API serves itself (Swagger UI, ReDoc, uPlot), pinned in web/assets.json ---

@@ -29,6 +29,9 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KAFKA_DLQ_TOPIC": settings.dead_letter_topic,
         "ETL_CONSUMER_GROUP": settings.etl_consumer_group,
         "ETL_TASK_TIMEOUT_SECONDS": str(settings.etl_task_timeout_seconds),
+        # a login of its own (the secured engine's tests); none on the native stack
+        "SEARCH_USERNAME": settings.search_username,
+        "SEARCH_PASSWORD": settings.search_password.get_secret_value(),
         **extra,
     }
 

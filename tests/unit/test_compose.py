@@ -432,3 +432,21 @@ def test_the_search_roles_grant_only_what_each_login_needs() -> None:
     for index in pipeline[:3]:  # what the worker writes, never the API
         assert not by_user[API].may("write", index, "iot")
     assert not by_user[WRITER].may("write", "other-readings", "iot")
+
+
+def test_the_opensearch_roles_say_the_same() -> None:
+    """The same logins on OpenSearch's security plugin (proved on a secured node by
+    tests/integration/test_secured_engine.py): same index patterns, its action groups."""
+    from iot_pipeline.container.search_users import API, LOGINS, READER, WRITER, opensearch_role
+
+    roles = {login.user: opensearch_role(login, "iot") for login in LOGINS}
+    patterns = {
+        user: [tuple(p["index_patterns"]) for p in role["index_permissions"]]
+        for user, role in roles.items()
+    }
+    assert patterns[WRITER] == [("iot-*",)]
+    assert patterns[API] == [("iot-*",), ("iot-qc-overrides*", "iot-sensor-metadata*")]
+    reader = roles[READER]
+    assert "cluster_composite_ops" not in reader["cluster_permissions"]
+    assert not any("write" in a for p in reader["index_permissions"] for a in p["allowed_actions"])
+    assert "cluster_manage_index_templates" in roles[WRITER]["cluster_permissions"]

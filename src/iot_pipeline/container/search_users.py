@@ -95,6 +95,64 @@ LOGINS = (
 )
 
 
+# The same roles in OpenSearch's security plugin: its action groups for Elasticsearch's
+# privileges (bulk, mget and msearch are cluster-level actions there).
+OPENSEARCH_CLUSTER = {
+    "monitor": ("cluster_monitor", "cluster_composite_ops_ro"),
+    "manage_index_templates": ("cluster_manage_index_templates", "cluster_composite_ops"),
+}
+OPENSEARCH_INDEX = {
+    "read": ("read",),
+    "view_index_metadata": (
+        "indices:admin/mappings/get",
+        "indices:admin/get",
+        "indices:admin/resolve/index",
+        "indices:monitor/settings/get",
+    ),
+    "write": ("write", "indices:data/write/bulk*"),
+    "create_index": ("create_index",),
+    "manage": ("manage",),
+    "delete_index": ("indices:admin/delete",),
+}
+
+
+def opensearch_role(login: Login, prefix: str) -> dict[str, Any]:
+    """The login's role as OpenSearch's security plugin takes it (its REST API's body)."""
+    cluster = {group for name in login.cluster for group in OPENSEARCH_CLUSTER[name]}
+    if any("write" in grant for _, grant in login.indices):
+        cluster.add("cluster_composite_ops")  # bulk requests
+    return {
+        "description": login.description,
+        "cluster_permissions": sorted(cluster),
+        "index_permissions": [
+            {
+                "index_patterns": [f"{prefix}-{suffix}" for suffix in names],
+                "allowed_actions": sorted({a for g in grant for a in OPENSEARCH_INDEX[g]}),
+            }
+            for names, grant in login.indices
+        ],
+    }
+
+
+def apply_opensearch(client: Any, prefix: str, passwords: dict[str, str]) -> list[str]:
+    """Create or update every role, user and mapping through OpenSearch's security API (as
+    its admin); returns what was done, one line each."""
+    api = "/_plugins/_security/api"
+    done = []
+    for login in LOGINS:
+        client.transport.perform_request(
+            "PUT", f"{api}/roles/{login.user}", body=opensearch_role(login, prefix)
+        )
+        client.transport.perform_request(
+            "PUT", f"{api}/internalusers/{login.user}", body={"password": passwords[login.user]}
+        )
+        client.transport.perform_request(
+            "PUT", f"{api}/rolesmapping/{login.user}", body={"users": [login.user]}
+        )
+        done.append(f"{login.user}: OpenSearch role on {prefix}-*")
+    return done
+
+
 class SetupError(ConfigurationError):
     """The logins cannot be created; the message says why."""
 
