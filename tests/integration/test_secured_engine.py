@@ -142,11 +142,12 @@ def test_every_api_route_works_with_the_api_login(
             assert override.status_code == 201, override.text
             made = override.json()["id"]
             assert api.get(f"/qc/overrides/{made}", headers=AUTH).status_code == 200
-            assert api.delete(f"/qc/overrides/{made}", headers=AUTH).status_code == 200
+            assert api.delete(f"/qc/overrides/{made}", headers=AUTH).status_code == 202
             declared = api.put(f"/sensors/{sensor}/metadata", json={"interval_s": 60}, headers=AUTH)
             assert declared.status_code == 200, declared.text
             assert api.get(f"/sensors/{sensor}/metadata", headers=AUTH).status_code == 200
-            assert api.delete(f"/sensors/{sensor}/metadata", headers=AUTH).status_code == 200
+            removed = api.delete(f"/sensors/{sensor}/metadata", headers=AUTH)
+            assert removed.status_code in (200, 204), removed.text
     finally:
         drop_queued(writer, SETTLE_OVERRIDE)  # no worker of this module settles them
 
@@ -164,7 +165,7 @@ def test_a_read_only_login_is_refused_where_it_must_be(
             "/sensors/casa-anfa-02-temperature/metadata", json={"interval_s": 60}, headers=AUTH
         )
         assert refused.status_code == 502, refused.text
-        assert "403" in refused.json()["detail"] or "security" in refused.text
+        assert "refused this API's login" in refused.json()["detail"]
     backfill(writer, minute_stamp(day(1, 12)), 100, seed=82, base_faults="none")
     (pending, *_) = plan_ranges(
         writer, writer.kafka_sensor_data_topic, writer.etl_consumer_group, 10**9

@@ -17,6 +17,7 @@ from iot_pipeline.errors import (
     PermanentStoreError,
     RedisUnavailable,
     StoreError,
+    StoreRefused,
     TransientStoreError,
 )
 
@@ -98,6 +99,16 @@ def install(app: FastAPI) -> None:
         ),
     ):
         app.add_exception_handler(cause, _unavailable(title, detail))
+
+    @app.exception_handler(StoreRefused)
+    async def _engine_refused(request: Request, exc: StoreRefused) -> JSONResponse:
+        log.error("search engine refused this API's request for a reason of its own: %s", exc)
+        return problem(
+            request,
+            502,
+            "the search engine refused this API's login (a missing privilege or a write "
+            "block): an operator must fix the deployment; the API's log has the engine's answer",
+        )
 
     @app.exception_handler(PermanentStoreError)
     async def _refused(request: Request, exc: PermanentStoreError) -> JSONResponse:
