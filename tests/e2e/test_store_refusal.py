@@ -7,8 +7,6 @@ the windows equal an offline computation."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -25,7 +23,7 @@ from support.dag_runs import run_airflow
 from support.ground_truth import assert_aggregates_match, expected_ids, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
-from support.workers import ROOT, backfill, settings_env, start_worker, stop, wait_ready
+from support.workers import backfill, make_status, settings_env, start_worker, stop, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -75,18 +73,6 @@ def _no_index_creation(settings: Settings, days_ago: int) -> tuple[Callable[[], 
     return refuse, allow
 
 
-def _make_status(settings: Settings) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "iot_pipeline.stack", "status"],
-        env=settings_env(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _committed(settings: Settings) -> dict[int, int]:
     group = positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
     return {p.partition: p.committed for p in group}
@@ -134,7 +120,7 @@ def test_a_refusing_engine_stalls_visibly_and_loses_nothing(
             for _ in range(2):  # two ETL intervals
                 runs.append(run_airflow(env, "test", "iot_sensor_etl"))
                 health.append(api.get("/health/pipeline"))
-                statuses.append(_make_status(settings))
+                statuses.append(make_status(settings))
             status = api.get("/pipeline/status").json()
             metrics = api.get("/metrics").text
             committed_while_refused = _committed(settings)
@@ -142,7 +128,7 @@ def test_a_refusing_engine_stalls_visibly_and_loses_nothing(
             lift()
         after = run_airflow(env, "test", "iot_sensor_etl")
         healed = api.get("/health/pipeline")
-        healed_status = _make_status(settings)
+        healed_status = make_status(settings)
     finally:
         stop(worker)
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from celery import Celery
 from opensearchpy import OpenSearch
 from pydantic import SecretStr
 
 from iot_pipeline.container.search_users import API, LOGINS, READER, WRITER, apply_opensearch
 from iot_pipeline.errors import StoreRefused
-from iot_pipeline.orchestration.offsets import plan_ranges
+from iot_pipeline.orchestration.offsets import plan_ranges, positions
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.settings import Settings
@@ -27,12 +28,21 @@ from iot_pipeline.worker.app import SETTLE_OVERRIDE
 
 from support.api_process import api_client
 from support.clock import day, event_stamp, minute_stamp
+from support.dag_runs import run_airflow
 from support.ground_truth import assert_aggregates_match, expected_ids, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
 from support.processing import process_pending
 from support.secured_search import SecuredNode, secured_node
-from support.workers import backfill, drop_queued
+from support.workers import (
+    backfill,
+    drop_queued,
+    make_status,
+    settings_env,
+    start_worker,
+    stop,
+    wait_ready,
+)
 
 KEY = "secured-engine-test-key"
 AUTH = {"X-API-Key": KEY}
@@ -79,6 +89,12 @@ def writer(
     with own_pipeline(_as(test_settings, node, WRITER, passwords[WRITER]), SUFFIX) as own:
         backfill(own, minute_stamp(day(1, 8)), 600, seed=81, base_faults="none")
         yield own
+
+
+@pytest.fixture(scope="module")
+def settings(writer: Settings) -> Settings:
+    """The module's pipeline (what the shared `celery_app` fixture takes)."""
+    return writer
 
 
 def _login(settings: Settings, user: str, passwords: dict[str, str]) -> Settings:
@@ -191,3 +207,60 @@ def test_the_writer_cannot_touch_another_prefix(
         timeout=10,
     )
     assert answer.status_code == 403, answer.text
+
+
+def _committed(settings: Settings) -> dict[int, int]:
+    group = positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
+    return {p.partition: p.committed for p in group}
+
+
+def test_a_worker_login_without_write_privilege_stalls_visibly_and_loses_nothing(
+    writer: Settings,
+    passwords: dict[str, str],
+    celery_app: Celery,
+    airflow_env: dict[str, str],
+) -> None:
+    """The drill with a worker logged in as `iot_reader`: two ETL runs of the real DAG,
+    nothing dead-lettered or quarantined, the cause named in `/health/pipeline` (503) and
+    `make status` (exit 3); with the right login back, everything is stored once."""
+    reader = _login(writer, READER, passwords)
+    backfill(writer, minute_stamp(day(1, 14)), 300, seed=83, base_faults="none")
+    env = {**settings_env(reader, ETL_QUARANTINE_AFTER_FAILURES="1"), **airflow_env}
+    held = _committed(writer)
+    worker = start_worker(reader, "secured-reader")
+    try:
+        wait_ready(celery_app, "secured-reader")
+        runs = [run_airflow(env, "test", "iot_sensor_etl") for _ in range(2)]
+        with api_client(reader, API_KEY=KEY) as api:
+            health = api.get("/health/pipeline")
+        status = make_status(reader)
+        committed = _committed(writer)
+    finally:
+        stop(worker)
+    worker = start_worker(writer, "secured-writer")
+    try:
+        wait_ready(celery_app, "secured-writer")
+        after = run_airflow({**settings_env(writer), **airflow_env}, "test", "iot_sensor_etl")
+    finally:
+        stop(worker)
+    for run in runs:
+        assert run["state"] == "failed", run
+        assert run["tasks"]["report"]["xcom"]["quarantined_ranges"] == []
+    assert committed == held
+    assert health.status_code == 503, health.text
+    detail = health.json()["detail"]
+    assert "403" in detail, detail
+    assert "no permissions" in detail, detail  # the engine's own words
+    assert status.returncode == 3, status.stdout
+    assert "REFUSED" in status.stdout
+    assert after["state"] == "success", after
+    assert consume_all(writer, writer.dead_letter_topic, 10**9, idle_seconds=3) == []
+    produced = consume_all(writer, writer.kafka_sensor_data_topic, 10**9, idle_seconds=3)
+    store = make_store(writer)
+    try:
+        assert set(snapshot(store, writer.search_index_prefix)) == expected_ids(
+            [(m.partition(), m.offset(), m.value() or b"") for m in produced]
+        )
+        assert assert_aggregates_match(store, writer.search_index_prefix) > 10
+    finally:
+        store.close()

@@ -126,3 +126,16 @@ def drop_queued(settings: Settings, task: str, queue: str = "processing") -> int
         return sum(int(broker.lrem(queue, 1, m)) for m in queued)
     finally:
         broker.close()
+
+
+def make_status(settings: Settings) -> subprocess.CompletedProcess[str]:
+    """`make status` (the stack's status command) as these settings see the pipeline."""
+    return subprocess.run(
+        [sys.executable, "-m", "iot_pipeline.stack", "status"],
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
