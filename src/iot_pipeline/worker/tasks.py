@@ -142,7 +142,9 @@ class OverridesBusy(TransientError):
     retry_backoff=2,
     retry_backoff_max=60,
     retry_jitter=True,
-    max_retries=20,
+    # a burst of one sensor's overrides waits its turn (5 s apart while busy) for up to about
+    # half an hour; the daily sweep sends what still waits after that
+    max_retries=360,
     ignore_result=True,  # the outcome is on the override's document
 )
 def settle_override_task(self: Task[Any, Any], override_id: str) -> dict[str, object]:
