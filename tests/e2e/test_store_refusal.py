@@ -15,12 +15,11 @@ from celery import Celery
 
 from iot_pipeline.orchestration.offsets import positions
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import make_store
 
 from support.api_process import start_api, stop_api
 from support.clock import day, minute_stamp
 from support.dag_runs import run_airflow
-from support.ground_truth import assert_aggregates_match, expected_ids, snapshot
+from support.ground_truth import assert_stored_once_and_exact
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
 from support.workers import backfill, make_status, settings_env, start_worker, stop, wait_ready
@@ -155,13 +154,4 @@ def test_a_refusing_engine_stalls_visibly_and_loses_nothing(
     assert healed.status_code == 200, healed.text
     assert "REFUSED" not in healed_status.stdout
     assert consume_all(settings, settings.dead_letter_topic, 10**9, idle_seconds=3) == []
-    produced = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
-    store = make_store(settings)
-    try:
-        stored = snapshot(store, settings.search_index_prefix)
-        assert set(stored) == expected_ids(
-            [(m.partition(), m.offset(), m.value() or b"") for m in produced]
-        )
-        assert assert_aggregates_match(store, settings.search_index_prefix) > 100
-    finally:
-        store.close()
+    assert_stored_once_and_exact(settings, windows_at_least=101)

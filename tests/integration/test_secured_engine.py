@@ -29,7 +29,7 @@ from iot_pipeline.worker.app import SETTLE_OVERRIDE
 from support.api_process import api_client
 from support.clock import day, event_stamp, minute_stamp
 from support.dag_runs import run_airflow
-from support.ground_truth import assert_aggregates_match, expected_ids, snapshot
+from support.ground_truth import assert_stored_once_and_exact
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
 from support.processing import process_pending
@@ -107,16 +107,7 @@ def test_the_worker_writes_everything_with_its_login(writer: Settings) -> None:
     """Readings, registry, flags found later, windows: every write of a range as
     `iot_writer`; the store equals what was produced, the windows an offline computation."""
     process_pending(writer, "secured-1")
-    produced = consume_all(writer, writer.kafka_sensor_data_topic, 10**9, idle_seconds=3)
-    store = make_store(writer)
-    try:
-        stored = snapshot(store, writer.search_index_prefix)
-        assert set(stored) == expected_ids(
-            [(m.partition(), m.offset(), m.value() or b"") for m in produced]
-        )
-        assert assert_aggregates_match(store, writer.search_index_prefix) > 10
-    finally:
-        store.close()
+    assert_stored_once_and_exact(writer, windows_at_least=11)
 
 
 def test_every_api_route_works_with_the_api_login(
@@ -255,12 +246,4 @@ def test_a_worker_login_without_write_privilege_stalls_visibly_and_loses_nothing
     assert "REFUSED" in status.stdout
     assert after["state"] == "success", after
     assert consume_all(writer, writer.dead_letter_topic, 10**9, idle_seconds=3) == []
-    produced = consume_all(writer, writer.kafka_sensor_data_topic, 10**9, idle_seconds=3)
-    store = make_store(writer)
-    try:
-        assert set(snapshot(store, writer.search_index_prefix)) == expected_ids(
-            [(m.partition(), m.offset(), m.value() or b"") for m in produced]
-        )
-        assert assert_aggregates_match(store, writer.search_index_prefix) > 10
-    finally:
-        store.close()
+    assert_stored_once_and_exact(writer, windows_at_least=11)

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from iot_pipeline.schema import METRICS, SensorReading
+from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore
 
 
@@ -117,3 +118,22 @@ def assert_windows_equal(
         assert doc["sum"] == pytest.approx(math.fsum(values), rel=1e-12, abs=1e-6), window
         assert doc["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9, abs=1e-9)
         assert doc["std"] == pytest.approx(statistics.pstdev(values), rel=1e-9, abs=1e-9)
+
+
+def assert_stored_once_and_exact(settings: Settings, windows_at_least: int = 1) -> None:
+    """Everything the pipeline's sensor topic holds is stored, once, under its id (what
+    `expected_ids` says of the records), and every window equals an offline computation."""
+    from iot_pipeline.storage import make_store
+
+    from support.kafka_io import consume_all
+
+    produced = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
+    store = make_store(settings)
+    try:
+        stored = snapshot(store, settings.search_index_prefix)
+        assert set(stored) == expected_ids(
+            [(m.partition(), m.offset(), m.value() or b"") for m in produced]
+        )
+        assert assert_aggregates_match(store, settings.search_index_prefix) >= windows_at_least
+    finally:
+        store.close()
