@@ -87,7 +87,7 @@ def _states(sensors: int) -> list[dict[str, SensorState]]:
 
 
 def _maxmemory(client: redis.Redis, settings: Settings) -> int:
-    configured = int(client.config_get("maxmemory").get("maxmemory", 0))
+    configured = int(client.config_get("maxmemory").get("maxmemory") or 0)
     if configured:
         return configured
     number, unit = re.fullmatch(r"(\d+)(kb|mb|gb)", settings.redis_maxmemory).groups()  # type: ignore[union-attr]
