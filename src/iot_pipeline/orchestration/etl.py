@@ -33,9 +33,9 @@ from iot_pipeline.orchestration.batches import (
 from iot_pipeline.orchestration.handoffs import BatchPlan, ReplayRequest, RunReport
 from iot_pipeline.orchestration.offsets import (
     commit_ranges,
-    plan_ranges,
     positions,
     ranges_for_times,
+    ranges_from,
     rewind_to_log_start,
     split_ranges,
 )
@@ -74,12 +74,9 @@ def plan_batch(settings: Settings, run_id: str, topic: str | None = None) -> Bat
     reset = [p.partition for p in found if p.reset]
     if reset:
         rewind_to_log_start(settings, group, topic, reset)
-    ranges = plan_ranges(
-        settings,
-        topic,
-        settings.etl_consumer_group,
-        settings.etl_max_records_per_partition,
-        settings.etl_range_records,
+    # a reset partition's position is its log start already (what the rewind committed)
+    ranges = ranges_from(
+        topic, found, settings.etl_max_records_per_partition, settings.etl_range_records
     )
     plan = BatchPlan.now(batch_id_for(run_id), ranges)
     with _state(settings) as client:
@@ -287,13 +284,7 @@ def replay_quarantined(settings: Settings, report: RunReport) -> dict[str, Any]:
         pending = pending_quarantines(client, prefix, QUARANTINE_REPLAYS_PER_RUN)
     if not pending:
         return {"replayed": []}
-    ranges = split_ranges(
-        [
-            OffsetRange(topic=q.topic, partition=q.partition, start=q.start, end=q.end)
-            for q in pending
-        ],
-        settings.etl_range_records,
-    )
+    ranges = split_ranges([q.offsets for q in pending], settings.etl_range_records)
     plan = BatchPlan.now(batch_id_for(f"quarantine-replay-{report.batch_id}"), ranges)
     names = [q.range for q in pending]
     try:
@@ -302,8 +293,7 @@ def replay_quarantined(settings: Settings, report: RunReport) -> dict[str, Any]:
         log.warning("quarantined ranges %s fail again; kept for the next clean run: %s", names, exc)
         return {"replayed": [], "failed": str(exc)[:500]}
     for q in pending:
-        source = OffsetRange(topic=q.topic, partition=q.partition, start=q.start, end=q.end)
-        mark_stored(settings, source, False)
+        mark_stored(settings, q.offsets, False)
     with _state(settings) as client:
         note_replayed(client, prefix, names)
     log.info("quarantined ranges replayed now that runs are clean: %s", ", ".join(names))

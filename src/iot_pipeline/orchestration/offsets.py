@@ -113,6 +113,13 @@ def plan_ranges(
 ) -> list[OffsetRange]:
     """Ranges from each partition's committed offset to its high watermark (at most `cap`
     records per partition), in consecutive ranges of at most `per_range` records."""
+    return ranges_from(topic, positions(settings, topic, group), cap, per_range)
+
+
+def ranges_from(
+    topic: str, found: list[PartitionPosition], cap: int, per_range: int | None = None
+) -> list[OffsetRange]:
+    """`plan_ranges` from positions read already."""
     return split_ranges(
         [
             OffsetRange(
@@ -121,7 +128,7 @@ def plan_ranges(
                 start=p.committed,
                 end=min(p.high, p.committed + cap),
             )
-            for p in positions(settings, topic, group)
+            for p in found
             if p.high > p.committed
         ],
         per_range or cap,

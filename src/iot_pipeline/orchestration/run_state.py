@@ -68,6 +68,12 @@ class Quarantine:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def offsets(self) -> OffsetRange:
+        return OffsetRange(
+            topic=self.topic, partition=self.partition, start=self.start, end=self.end
+        )
+
 
 @dataclass(frozen=True)
 class RangeFailure:

@@ -24,14 +24,10 @@ from iot_pipeline.cleaning.metadata import Declaration
 from iot_pipeline.errors import KafkaReadError
 from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.processing.reader import log_start, read_pieces
-from iot_pipeline.processing.state_store import load_replay_states
+from iot_pipeline.processing.state_store import WARM_UP_LIMIT, load_replay_states
 from iot_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Records of a source partition cleaned (not stored) to bring a checkpoint up to a letter;
-# further back, the letter starts from its sensor's empty state (and the log says so).
-WARM_UP_LIMIT = 500_000
 
 Sensors = dict[str, SensorState]
 

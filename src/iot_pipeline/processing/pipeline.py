@@ -41,6 +41,7 @@ from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
 from iot_pipeline.processing.registry import registry_actions
 from iot_pipeline.processing.state_store import (
+    WARM_UP_LIMIT,
     load_replay_states,
     load_states,
     save_replay_states,
@@ -222,11 +223,6 @@ def process_range(
     )
     log.info("processed %s", outcome.as_dict())
     return outcome
-
-
-# A replay warms its state up from the nearest checkpoint by cleaning at most this many
-# records it does not store; further back, it starts from empty state (and says so).
-WARM_UP_LIMIT = 500_000
 
 
 def _replay_states(

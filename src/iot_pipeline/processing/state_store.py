@@ -34,6 +34,9 @@ from iot_pipeline.processing.ranges import OffsetRange
 Sensors = dict[str, SensorState]
 RING_EVERY = 20_000  # offsets between two checkpoints of the ring
 RING_SIZE = 32  # checkpoints kept in a partition's ring
+# A replay warms its state up from the nearest checkpoint by cleaning at most this many
+# records it does not store; further back, it starts from empty state (and says so).
+WARM_UP_LIMIT = 500_000
 REPLAY_STATE_SECONDS = 7 * 24 * 3600  # a replay's own checkpoints outlive any replay run
 
 
