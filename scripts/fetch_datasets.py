@@ -62,7 +62,11 @@ def fetch(package: dict[str, object], dest: Path) -> str:
     name, version = str(package["name"]), str(package["version"])
     target = dest / f"{name}-{version}"
     stamp = target / ".sha256"
-    if stamp.is_file() and stamp.read_text().strip() == package["sha256"]:
+    members = [str(member) for member in package["files"]]  # type: ignore[attr-defined]
+    # present: the pinned archive was extracted, with every file listed now (a pin may list
+    # more files later)
+    stamped = stamp.is_file() and stamp.read_text().strip() == package["sha256"]
+    if stamped and all((target / Path(member).name).is_file() for member in members):
         return f"{name} {version}: present"
     with tempfile.TemporaryDirectory() as tmp:
         sdist = Path(tmp) / f"{name}-{version}.tar.gz"

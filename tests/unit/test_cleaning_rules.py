@@ -17,7 +17,7 @@ from iot_pipeline.cleaning import (
     clean_batch,
     qc_verdict,
 )
-from iot_pipeline.cleaning.state import PERSISTENCE_SPAN, STUCK_REPEATS
+from iot_pipeline.cleaning.state import FAST_SPAN, STUCK_REPEATS
 from iot_pipeline.schema import format_event_time
 
 from support.readings import sample_reading
@@ -219,7 +219,7 @@ def test_a_run_judged_stuck_reaches_back_to_its_first_value_once() -> None:
 
 def test_a_coarse_sensors_long_run_is_stuck_from_its_start_in_hindsight() -> None:
     ramp = [round(15.0 + 0.1 * (i % 3), 1) for i in range(30)]
-    span = int(PERSISTENCE_SPAN["temperature"] // 60)
+    span = int(FAST_SPAN // 60)
     result = clean(*_series(ramp + [14.8] * (span + 3)))
     assert _reached(result.readings)[vocabulary.STUCK] == list(range(30, 30 + span + 1))
 
@@ -254,6 +254,37 @@ def test_a_stale_reference_gives_way_to_readings_that_agree() -> None:
     assert [bool(f) for f in flags[4:]] == [True, True, True, False, False, False, False, False]
 
 
+def test_a_late_reading_inside_a_stuck_run_is_stuck_like_its_neighbours() -> None:
+    learned = _noisy(12)
+    values = learned + [21.37] * 8 + [21.9, 22.1]
+    docs = _series(values)
+    late = docs.pop(len(learned) + 4)  # the fifth frozen value arrives after the run ended
+    result = clean(*docs, late)
+    assert vocabulary.STUCK in result.readings[-1].flags
+    other = {**late, "event_id": "late-but-other", "value": 21.5}
+    assert vocabulary.STUCK not in clean(*docs, other).readings[-1].flags
+
+
+def test_a_whole_fahrenheit_sensor_written_in_celsius_has_the_fahrenheit_step() -> None:
+    fahrenheit = [50, 51, 53, 52, 54, 55, 57, 56, 58, 60, 59, 61, 62, 64, 63, 65]
+    values = [round((f - 32) / 1.8, 1) for f in fahrenheit]
+    states: dict[str, SensorState] = {}
+    clean(*_series(values), states=states)
+    assert states["casa-anfa-01-temperature"].resolution() == pytest.approx(5 / 9)
+    fine = [21.0 + 0.1 * (i % 7) for i in range(16)]
+    states = {}
+    clean(*_series([round(v, 1) for v in fine]), states=states)
+    assert states["casa-anfa-01-temperature"].resolution() == pytest.approx(0.1)
+
+
+def test_an_hourly_coarse_sensor_holds_a_value_for_a_day_and_a_half() -> None:
+    # Sand Point, whole degC: a day of one value is weather; two days without a change is not
+    ramp = [8.0, 9.0, 10.0, 9.0, 8.0, 9.0, 10.0, 11.0, 10.0, 9.0]
+    for hours, stuck in ((37, False), (52, True)):
+        result = clean(*_series([*ramp, *[7.0] * hours, 8.0], every=HOUR))
+        assert any(vocabulary.STUCK in r.flags for r in result.readings) is stuck
+
+
 def test_a_sensor_not_yet_learned_is_judged_by_time_only() -> None:
     assert _stuck([21.0, 21.4] + [21.7] * 10) == []
 
@@ -261,14 +292,14 @@ def test_a_sensor_not_yet_learned_is_judged_by_time_only() -> None:
 def test_a_coarse_sensor_on_a_calm_night_is_stuck_only_past_the_persistence_span() -> None:
     # 0.1 degC, one reading a minute, moving one step at a time: hours of one value are weather
     ramp = [round(15.0 + 0.1 * (i % 3), 1) for i in range(30)]
-    span = int(PERSISTENCE_SPAN["temperature"] // 60)
+    span = int(FAST_SPAN // 60)
     values = ramp + [14.8] * (span + 3) + [14.9]
     start = len(ramp)
     assert _stuck(values) == [start + span + 1, start + span + 2]
 
 
 def test_a_value_at_a_physical_bound_is_never_stuck() -> None:
-    saturated = [100.5] * int(2 * PERSISTENCE_SPAN["humidity"] // 60)
+    saturated = [100.5] * int(2 * FAST_SPAN // 60)
     humidity = {"sensor_id": "casa-anfa-01-humidity", "metric": "humidity", "unit": "%"}
     assert _stuck([93.2, 97.6, 99.1, *saturated], **humidity) == []
     assert _stuck([3.0, 1.0, *[0.0] * 400], sensor_id="x-pm25", metric="pm25", unit="µg/m³") == []

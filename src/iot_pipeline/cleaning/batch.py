@@ -23,6 +23,7 @@ from iot_pipeline.cleaning.state import (
     Hindsight,
     SensorState,
     evict_idle,
+    open_plateau,
     sequential_checks,
 )
 from iot_pipeline.schema import SensorReading
@@ -106,6 +107,9 @@ class CleanReading:
     # canonical value (`original_value` keeps what the sensor sent). None: nothing declared.
     declared_interval: float | None = None
     calibration_offset: float | None = None
+    # The first event time of the run of identical values this reading extends, when that run
+    # is for the neighbours to judge (cleaning.plateau_rule); None otherwise.
+    plateau: float | None = None
 
     @property
     def counted_interval(self) -> float | None:
@@ -300,6 +304,9 @@ def _clean_one(
         state.resolution(),
         declared_interval=None if declared is None else declared.interval_s,
         calibration_offset=offset,
+        plateau=None
+        if flags or found
+        else open_plateau(state, reading.metric, reading.event_time.timestamp(), reading.value),
     )
 
 

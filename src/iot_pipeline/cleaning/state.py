@@ -48,31 +48,47 @@ HISTORY_MAX_AGE = 2 * 3600.0  # older history says nothing about the present val
 # further than the threshold.
 REFERENCE_INTERVALS = 5.0
 REFERENCE_SPARSE = 3
-# Persistence ("stuck"), judged against the sensor's own resolution and over time:
-# - a sensor whose signal moves many resolution steps from one sample to the next (its
-#   recent mean absolute change is at least FINE_STEPS times its resolution) does not repeat
-#   a value by chance: it is stuck from the STUCK_REPEATS-th identical value;
-# - any other sensor (coarse resolution, slow signal, sparse sampling) only when its value
-#   has not changed for longer than PERSISTENCE_SPAN of event time;
+# Persistence ("stuck"), judged against the sensor's own quantisation step, sampling interval
+# and history (docs/quality.md, "Persistence", has the figures that chose each number):
+# - a fast sensor (sampling interval at most FAST_INTERVAL) whose signal moves many steps from
+#   one sample to the next (its recent mean absolute change is at least FINE_STEPS steps) does
+#   not repeat a value by chance: it is stuck from the STUCK_REPEATS-th identical value;
+# - any other sensor only when its value has not changed for longer than its span of event
+#   time: FAST_SPAN for a fast sensor, SLOW_FINE_SPAN for a slow one that moves FINE_STEPS
+#   steps per sample, SLOW_COARSE_SPAN for a slow coarse one (whole degrees, whole percent) --
+#   and never sooner than PLATEAU_MARGIN times the longest plateau it has shown and then left;
+# - neighbours that move while the sensor does not judge it sooner (cleaning.plateau_rule);
 # - a value at the metric's physical bound (relative humidity at saturation, a pollutant at
-#   zero, below its detection limit) may plateau for hours: never judged stuck.
-# Measured on real records (datasets/real.json): where a real sensor repeated a value three
-# times its recent change was at most 16.7 resolution steps, and never held a value off its
-# bound for more than 87 minutes (BSRN Payerne, 0.1 degC, 1 minute); the simulator's sensors
-# move 30 steps or more 95% of the time. FINE_STEPS and the spans sit between the two.
+#   zero, below its detection limit) may plateau for days: never judged stuck.
 STUCK_REPEATS = 3
 FINE_STEPS = 20.0
 STEP_PAIRS = 20  # the mean absolute change follows about this many recent pairs
 LEARN_PAIRS = 5  # consecutive valid pairs before a sensor's steps are trusted
-PERSISTENCE_SPAN = {
-    "temperature": 3 * 3600.0,
-    "humidity": 3 * 3600.0,
-    "pm25": 3 * 3600.0,
-    "pm10": 3 * 3600.0,
-    "no2": 3 * 3600.0,
-    "o3": 3 * 3600.0,
-    "co": 3 * 3600.0,
-}
+FAST_INTERVAL = 600.0
+FAST_SPAN = 3 * 3600.0
+SLOW_FINE_SPAN = 12 * 3600.0
+SLOW_COARSE_SPAN = 48 * 3600.0
+PLATEAU_MARGIN = 2.0
+# Grids (step, origin; canonical units) coarser than a value's decimals that a sensor's
+# values may lie on, coarsest first: whole degF, halves, quarters, fifths, tenths of a degF,
+# twentieths, fiftieths. A value rounded to d decimals lies within half a unit of its d-th
+# decimal from its grid point; a sensor on none of these has the resolution of its decimals.
+# GRID_VALUES values on a grid before it is believed: a 0.1 degC sensor's values lie on the
+# whole-degF grid by chance with a probability of about 0.18 each, 0.18**12 < 1e-8.
+GRIDS = (
+    (5.0 / 9.0, -160.0 / 9.0),
+    (0.5, 0.0),
+    (0.25, 0.0),
+    (0.2, 0.0),
+    (1.0 / 18.0, -160.0 / 9.0),
+    (0.05, 0.0),
+    (0.02, 0.0),
+)
+GRID_VALUES = 12
+FROZEN_RUNS = 4
+# A plateau is put to the neighbours (cleaning.plateau_rule) once it lasted this long
+# (seconds of event time) and repeated its value STUCK_REPEATS times.
+NEIGHBOUR_MIN_SPAN = 1800.0  # recent runs judged stuck, remembered so that late readings join them
 # Recent event ids kept per sensor, for duplicates: as 64-bit digests (8 bytes each, a
 # collision among them about once in 10**17 readings). Older duplicates are caught by the
 # store, which keeps the first copy of an event (readings are written with `create`).
@@ -112,7 +128,15 @@ class SensorState:
     suspect: tuple[float, float, float] | None = None
     pairs: int = 0  # consecutive valid pairs learned from (counted up to STEP_PAIRS)
     step: float = 0.0  # recent mean absolute change between consecutive valid values
-    decimals: int = 0  # most decimals its values showed: the resolution is 10**-decimals
+    decimals: int = 0  # most decimals its values showed
+    # The grids of GRIDS that every value it was learned from lies on (a bit each), and how
+    # many values those were: a sensor whose values all lie on a coarser grid than their
+    # decimals (whole degF stored in degC with one decimal) has that grid's step as resolution.
+    grids: int = (1 << len(GRIDS)) - 1
+    graded: int = 0
+    longest: float = 0.0  # the longest plateau (seconds) it showed and left, not judged stuck
+    # recent runs judged stuck, (first, last event time, value): a late reading joins them
+    frozen: list[tuple[float, float, float]] = field(default_factory=list)
     seen: list[int] = field(default_factory=list)  # event id digests, oldest first, unique
     touched: float = float("-inf")  # ingest time of its newest reading (epoch seconds)
     # The same ids as a set: membership in O(1); not part of the stored state.
@@ -144,8 +168,17 @@ class SensorState:
         return self._median_gap(2)
 
     def resolution(self) -> float | None:
-        """The smallest step its values can show (from their decimals), once learned."""
-        return 10.0**-self.decimals if self.pairs else None
+        """Its quantisation step, once learned: the coarsest grid of GRIDS all its values lie
+        on when it is coarser than their decimals (after GRID_VALUES values), else what the
+        decimals allow."""
+        if not self.pairs:
+            return None
+        finest = 10.0**-self.decimals
+        if self.graded >= GRID_VALUES:
+            for bit, (step, _) in enumerate(GRIDS):
+                if self.grids >> bit & 1 and step > finest:
+                    return step
+        return finest
 
     def sparse(self) -> bool:
         """Whether the sensor samples so sparsely that REFERENCE_INTERVALS of its sampling
@@ -196,6 +229,10 @@ class SensorState:
             "pairs": self.pairs,
             "step": self.step,
             "decimals": self.decimals,
+            "grids": self.grids,
+            "graded": self.graded,
+            "longest": self.longest,
+            "frozen": self.frozen,
             "touched": self.touched if self.touched != float("-inf") else None,
         }
         if seen:
@@ -219,6 +256,10 @@ class SensorState:
             pairs=int(data.get("pairs", 0)),
             step=float(data.get("step", 0.0)),
             decimals=int(data.get("decimals", 0)),
+            grids=int(data.get("grids", (1 << len(GRIDS)) - 1)),
+            graded=int(data.get("graded", 0)),
+            longest=float(data.get("longest", 0.0)),
+            frozen=[(float(a), float(b), float(v)) for a, b, v in data.get("frozen", [])],
             seen=_unpack(data.get("seen")),
         )
 
@@ -293,11 +334,14 @@ def sequential_checks(
         shifted(state, metric, event_time, value)
     elif not flags:
         state.contradicting.clear()
-    # A spike, a suspect or an out-of-order reading is no link in a run of identical values.
+    # A spike, a suspect or an out-of-order reading is no link in a run of identical values;
+    # an out-of-order reading with the value of a run judged stuck around it is stuck too.
     if not flags and not suspect and event_time >= state.watermark:
         hindsight += _persistence(
             state, metric, event_time, value, flags, value if measured is None else measured
         )
+    elif not flags and not suspect and joins_frozen(state, event_time, value):
+        flags.append(STUCK)
 
     if not flags:
         state.watermark = max(state.watermark, event_time)
@@ -320,21 +364,25 @@ def _persistence(
     flags: list[str],
     measured: float,
 ) -> list[Hindsight]:
-    """The stuck rule (see PERSISTENCE_SPAN) and the learning of the sensor's steps; a run
-    judged stuck reaches back to its first value."""
+    """The stuck rule (see STUCK_REPEATS) and the learning of the sensor's steps; a run judged
+    stuck reaches back to its first value."""
     previous = state.last_value
     if previous is not None and value == previous:
         state.repeats += 1
     else:
+        _run_ended(state, event_time)
         state.repeats, state.run_start, state.run_stuck = 1, event_time, False
     state.last_value = value
     if persistent(state, metric, event_time, value):
         flags.append(STUCK)
         if state.run_stuck:
+            first, _, frozen = state.frozen[-1]
+            state.frozen[-1] = (first, event_time, frozen)
             return []
         # the run's first values were no signal either
         state.run_stuck = True
         start = event_time if state.run_start is None else state.run_start
+        state.frozen = [*state.frozen, (start, event_time, value)][-FROZEN_RUNS:]
         state.history = [(t, v) for t, v in state.history if t < start or v != value]
         return [Hindsight(STUCK, start, event_time, value)]
     if previous is not None:  # learn how far this sensor's genuine values move
@@ -342,7 +390,37 @@ def _persistence(
         # the mean of the first pairs, then a moving average of the last STEP_PAIRS
         state.step += (abs(value - previous) - state.step) / state.pairs
         state.decimals = max(state.decimals, decimals(measured))
+        state.grids &= grids_of(measured, state.decimals)
+        state.graded = min(state.graded + 1, GRID_VALUES)
     return []
+
+
+def _run_ended(state: SensorState, event_time: float) -> None:
+    """A run of identical values ended (the value changed at `event_time`): remember how long
+    a plateau that was no fault lasted. It counts from its first value to the change."""
+    if state.run_start is None or state.run_stuck or state.repeats < STUCK_REPEATS:
+        return
+    state.longest = max(state.longest, event_time - state.run_start)
+
+
+def open_plateau(state: SensorState, metric: str, event_time: float, value: float) -> float | None:
+    """The first event time of the run of identical values this reading extends, when that run
+    is long enough for the neighbours to judge (cleaning.plateau_rule) and not stuck yet."""
+    if state.run_stuck or state.repeats < STUCK_REPEATS or state.run_start is None:
+        return None
+    if state.last_value != value or event_time < state.watermark:
+        return None  # not this run's newest link (a late reading, or another value)
+    if event_time - state.run_start < NEIGHBOUR_MIN_SPAN:
+        return None
+    spec = METRICS[metric]
+    if value <= spec.minimum or value >= spec.maximum:
+        return None
+    return state.run_start
+
+
+def joins_frozen(state: SensorState, event_time: float, value: float) -> bool:
+    """Whether an out-of-order reading falls inside a run judged stuck, with its value."""
+    return any(first <= event_time <= last and value == v for first, last, v in state.frozen)
 
 
 def settle_suspect(
@@ -388,24 +466,56 @@ def decimals(value: float) -> int:
     return len(text.partition(".")[2].rstrip("0"))
 
 
+def grids_of(value: float, places: int) -> int:
+    """The grids of GRIDS that `value`, rounded to `places` decimals, lies on (a bit each)."""
+    tolerance = 0.5 * 10.0**-places + 1e-9
+    found = 0
+    for bit, (step, origin) in enumerate(GRIDS):
+        offset = value - origin
+        if abs(offset - round(offset / step) * step) <= tolerance:
+            found |= 1 << bit
+    return found
+
+
 def moves_by_steps(state: SensorState) -> float:
-    """The sensor's recent mean change in units of its resolution (0 before it is learned)."""
-    if state.pairs < LEARN_PAIRS:
+    """The sensor's recent mean change in units of its quantisation step (0 before learned)."""
+    resolution = state.resolution()
+    if state.pairs < LEARN_PAIRS or resolution is None:
         return 0.0
-    return state.step * 10.0**state.decimals
+    return state.step / resolution
+
+
+def fast(state: SensorState) -> bool:
+    """Whether the sensor samples at least every FAST_INTERVAL (once its interval is known)."""
+    interval = state.interval()
+    return interval is not None and interval <= FAST_INTERVAL
+
+
+def plateau_span(state: SensorState) -> float:
+    """How long the sensor may hold one value (off its bounds) before the value is stuck by
+    time alone (see STUCK_REPEATS)."""
+    if fast(state):
+        span = FAST_SPAN
+    elif moves_by_steps(state) >= FINE_STEPS:
+        span = SLOW_FINE_SPAN
+    else:
+        span = SLOW_COARSE_SPAN
+    return max(span, PLATEAU_MARGIN * state.longest)
 
 
 def persistent(state: SensorState, metric: str, event_time: float, value: float) -> bool:
-    """Whether the current run of identical values is a frozen sensor (see PERSISTENCE_SPAN)."""
+    """Whether the current run of identical values is a frozen sensor (see STUCK_REPEATS)."""
+    if state.run_stuck:  # a run judged stuck stays stuck while it lasts
+        return True
     if state.repeats < STUCK_REPEATS:
         return False
     spec = METRICS[metric]
     if value <= spec.minimum or value >= spec.maximum:
         return False
-    if moves_by_steps(state) >= FINE_STEPS:
+    if fast(state) and moves_by_steps(state) >= FINE_STEPS:
         return True
     start = event_time if state.run_start is None else state.run_start
-    return event_time - start > PERSISTENCE_SPAN[metric]
+    return event_time - start > plateau_span(state)
 
 
 def evict_idle(states: MutableMapping[str, SensorState], now: float, idle: float) -> list[str]:

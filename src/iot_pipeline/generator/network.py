@@ -61,6 +61,9 @@ class Network:
     coastal: np.ndarray  # bool
     industrial: np.ndarray  # bool
     legacy_fahrenheit: np.ndarray  # bool: a legacy temperature sensor reporting °F
+    # how coarsely it reports (COARSE_*): as fine as its metric allows, whole units, or
+    # (temperature) whole degF converted to degC and written with one decimal
+    coarse: np.ndarray
     noise_scale: np.ndarray  # per-sensor noise multiplier
     drift_per_day: np.ndarray  # slow calibration drift, in the metric's unit per day
     offset: np.ndarray  # per-sensor bias
@@ -85,10 +88,18 @@ class Network:
         return Network(**columns)  # type: ignore[arg-type]
 
 
+FINE, WHOLE_UNITS, WHOLE_FAHRENHEIT = 0, 1, 2
+
+
 def build_network(
-    rng: np.random.Generator, stations_per_district: int = 2, legacy_fraction: float = 0.1
+    rng: np.random.Generator,
+    stations_per_district: int = 2,
+    legacy_fraction: float = 0.1,
+    coarse_fraction: float = 0.0,
 ) -> Network:
-    """Lay out stations in every district, one sensor per metric each."""
+    """Lay out stations in every district, one sensor per metric each; `coarse_fraction` of
+    the sensors report coarsely (half of those temperature sensors in whole degF written as
+    degC), chosen without drawing from `rng` (the rest of the network stays the same)."""
     if stations_per_district < 1:
         raise ValueError("stations_per_district must be at least 1")
     rows: list[tuple[District, str, float, float, str, str]] = []
@@ -106,6 +117,13 @@ def build_network(
     is_temperature = metric_index == METRIC_NAMES.index("temperature")
     legacy = is_temperature & (rng.random(n) < legacy_fraction)
     scale = np.array([_METRIC_SCALE[r[4]] for r in rows])
+    draw = np.random.default_rng([n, 7]).random(n)  # its own stream: `rng` is left as it was
+    # carbon monoxide (about 1 mg/m3) has no coarse sensors: in whole units it would be 0 or 1
+    coarse_ones = (draw < coarse_fraction) & (metric_index != METRIC_NAMES.index("co"))
+    coarse = np.where(coarse_ones, WHOLE_UNITS, FINE)
+    fahrenheit = is_temperature & (draw < coarse_fraction / 2)
+    coarse = np.where(fahrenheit, WHOLE_FAHRENHEIT, coarse)
+    coarse = np.where(legacy, FINE, coarse)
     return Network(
         sensor_id=[f"{r[1]}-{r[4]}" for r in rows],
         station_id=[r[1] for r in rows],
@@ -119,6 +137,7 @@ def build_network(
         coastal=np.array([r[0].coastal for r in rows]),
         industrial=np.array([r[0].industrial for r in rows]),
         legacy_fahrenheit=legacy,
+        coarse=coarse,
         noise_scale=rng.uniform(0.6, 1.4, n),
         drift_per_day=rng.normal(0.0, 0.0002, n) * scale,
         offset=rng.normal(0.0, 0.03, n) * scale,

@@ -25,7 +25,13 @@ from datetime import UTC, datetime
 import numpy as np
 
 from iot_pipeline.generator.faults import READING_FAULTS, FaultLabel, FaultRates
-from iot_pipeline.generator.network import METRIC_NAMES, METRIC_SCALE, Network
+from iot_pipeline.generator.network import (
+    METRIC_NAMES,
+    METRIC_SCALE,
+    WHOLE_FAHRENHEIT,
+    WHOLE_UNITS,
+    Network,
+)
 from iot_pipeline.generator.signals import (
     battery_levels,
     expected_values,
@@ -34,9 +40,26 @@ from iot_pipeline.generator.signals import (
 )
 from iot_pipeline.schema import METRICS, SCHEMA_VERSION, format_event_time
 
-# A stuck sensor holds the value it had when it froze for a 6-hour block (UTC-aligned): long
-# enough to outlast any genuine plateau at every sampling interval (cleaning.state).
+# A stuck sensor holds the value it had when it froze for a 6-hour block (UTC-aligned), or
+# for STUCK_READINGS of its readings when it samples more sparsely (a 3-hourly sensor frozen
+# for a day): a frozen instrument stays frozen until someone comes by.
 STUCK_SPAN = 6 * 3600.0
+STUCK_READINGS = 8
+
+
+def stuck_span(interval: float) -> float:
+    """How long a sensor sampled every `interval` seconds stays frozen."""
+    return max(STUCK_SPAN, STUCK_READINGS * interval)
+
+
+def _coarsened(values: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Values as coarse sensors write them: whole units, or whole degF written in degC with
+    one decimal (network.WHOLE_UNITS, WHOLE_FAHRENHEIT)."""
+    whole = np.round(values)
+    fahrenheit = np.round((np.round(values * 1.8 + 32.0) - 32.0) / 1.8, 1)
+    out = np.where(coarse[None, :] == WHOLE_UNITS, whole, values)
+    return np.where(coarse[None, :] == WHOLE_FAHRENHEIT, fahrenheit, out)
+
 
 _NO_FAULT = len(READING_FAULTS)
 _FAULT_INDEX = {kind: i for i, kind in enumerate(READING_FAULTS)}
@@ -203,13 +226,16 @@ class ReadingStream:
         values, _expected = noisy_values(net, times, self.rng)
         hours = np.floor(times / 3600.0)
         outage = unit_hash(hours, net.phase_a) < self.rates.outage
-        blocks = np.floor(times / STUCK_SPAN)
+        span = stuck_span(self.interval)
+        blocks = np.floor(times / span)
         stuck = (unit_hash(blocks, net.phase_b) < self.rates.stuck) & ~outage
         if stuck.any():
-            frozen = expected_values(net, blocks * STUCK_SPAN)
+            frozen = expected_values(net, blocks * span)
             values = np.where(stuck, frozen, values)
         values[:, self._legacy] = values[:, self._legacy] * 1.8 + 32.0
         values = np.where(self._decimals == 3, np.round(values, 3), np.round(values, 2))
+        if net.coarse.any():
+            values = _coarsened(values, net.coarse)
         battery = np.round(battery_levels(net, times), 1)
         draws = self.rng.random(values.shape)
         kinds = np.searchsorted(self._thresholds, draws, side="right")

@@ -12,6 +12,7 @@ them flagged already and changes nothing.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,11 +49,14 @@ def _reached(sensor_id: str, later: Hindsight) -> dict[str, Any]:
 
 
 def hindsight_updates(
-    store: SearchStore, prefix: str, kept: list[CleanReading]
+    store: SearchStore,
+    prefix: str,
+    kept: list[CleanReading],
+    extra: Sequence[tuple[str, Hindsight]] = (),
 ) -> tuple[list[IndexAction], set[Window]]:
-    """Updates adding each hindsight flag to the stored readings it reaches, and the windows
-    they change."""
-    reaching = [(c.reading.sensor_id, h) for c in kept for h in c.hindsight]
+    """Updates adding each hindsight flag (the readings' own, and `extra` ones by sensor) to
+    the stored readings it reaches, and the windows they change."""
+    reaching = [(c.reading.sensor_id, h) for c in kept for h in c.hindsight] + list(extra)
     if not reaching:
         return [], set()
     hits: dict[tuple[str, str], dict[str, Any]] = {}  # a reading reached from two pieces once

@@ -37,6 +37,7 @@ from iot_pipeline.processing.live_feed import publish_stored
 from iot_pipeline.processing.metadata import load_declarations
 from iot_pipeline.processing.overrides import generation as overrides_generation
 from iot_pipeline.processing.overrides import load_active, settle_in_flight
+from iot_pipeline.processing.plateau_check import plateau_hindsights
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
 from iot_pipeline.processing.registry import registry_actions
@@ -405,7 +406,8 @@ def _update_aggregates(
         return 0, 0, 0
     prefix = settings.search_index_prefix  # the range's readings were refreshed already
     interval = settings.sensor_sample_interval_seconds
-    late, reached = hindsight_updates(store, prefix, kept)
+    frozen = plateau_hindsights(store, prefix, kept)
+    late, reached = hindsight_updates(store, prefix, kept, frozen)
     if late:
         refuse_rejections(index_all(store, late, bulk, refresh=True), "hindsight flag updates")
     flags, changed = cross_metric_updates(store, prefix, kept, interval)
