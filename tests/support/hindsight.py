@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from iot_pipeline.cleaning import CleanReading
+from iot_pipeline.cleaning import CleanReading, Hindsight, SensorState
 from iot_pipeline.cleaning.buddy_rule import BUDDY_RADIUS_KM, SlotValue, distance_km
 from iot_pipeline.cleaning.plateau_rule import Plateau, frozen_among_moving, open_plateaus
+from iot_pipeline.cleaning.state import frozen_by_neighbours
 from iot_pipeline.vocabulary import INVALIDATING
 
 
@@ -31,47 +33,59 @@ def with_hindsight(readings: Sequence[CleanReading]) -> list[list[str]]:
     return flags
 
 
-def neighbour_verdicts(readings: Sequence[CleanReading], flags: list[list[str]]) -> None:
-    """Add `stuck` where the neighbours judge a plateau frozen (cleaning.plateau_rule), with
-    their moves computed from these readings as the pipeline computes them from the store
-    (processing.plateau_check): each neighbouring sensor's change over the plateau's span
-    (last minus first of its readings no rule invalidated)."""
-    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    sites: dict[str, tuple[str, str, float, float]] = {}
-    for n, clean in enumerate(readings):
-        r = clean.reading
-        sites[r.sensor_id] = (r.station_id, r.metric, r.lat, r.lon)
-        if not INVALIDATING.intersection(flags[n]):
-            series[r.sensor_id].append((r.event_time.timestamp(), r.value))
-    for points in series.values():
-        points.sort()
-    own: dict[str, list[int]] = defaultdict(list)
-    for n, clean in enumerate(readings):
-        own[clean.reading.sensor_id].append(n)
-    by_metric: dict[str, list[str]] = defaultdict(list)
-    for sensor_id, (_, metric, _, _) in sites.items():
-        by_metric[metric].append(sensor_id)
-    for plateau in open_plateaus(readings):
-        moves = []
-        for other in by_metric[plateau.metric]:
-            station, _, lat, lon = sites[other]
+class Neighbourhood:
+    """The neighbour rule (cleaning.plateau_rule) batch by batch, as the pipeline runs it range
+    by range (processing.plateau_check): a batch's readings are stored, then each plateau it
+    extended is judged by what is stored so far, and a plateau judged stuck is told to its
+    sensor's state (cleaning.state.frozen_by_neighbours) and flags its readings in hindsight.
+    The neighbours' readings are those no rule invalidated when they were cleaned."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        self.sites: dict[str, tuple[str, str, float, float]] = {}
+        self.by_metric: dict[str, set[str]] = defaultdict(set)
+        self.found: list[tuple[str, Hindsight]] = []
+
+    def judge(self, kept: Sequence[CleanReading], states: Mapping[str, SensorState]) -> None:
+        for clean in kept:
+            r = clean.reading
+            self.sites[r.sensor_id] = (r.station_id, r.metric, r.lat, r.lon)
+            self.by_metric[r.metric].add(r.sensor_id)
+            if not INVALIDATING.intersection(clean.flags):
+                bisect.insort(self.series[r.sensor_id], (r.event_time.timestamp(), r.value))
+        for plateau in open_plateaus(kept):
+            if frozen_among_moving(plateau, self._means(plateau)):
+                self.found.append((plateau.sensor_id, plateau.stuck()))
+                state = states.get(plateau.sensor_id)
+                if state is not None:
+                    frozen_by_neighbours(state, plateau.start, plateau.end, plateau.value)
+
+    def _means(self, plateau: Plateau) -> dict[str, dict[int, float]]:
+        means: dict[str, dict[int, float]] = {}
+        for other in self.by_metric[plateau.metric]:
+            station, _, lat, lon = self.sites[other]
             if station == plateau.station_id or _km(plateau, lat, lon) > BUDDY_RADIUS_KM:
                 continue
-            points = series[other]
+            points = self.series[other]
             low = bisect.bisect_left(points, (plateau.start, -math.inf))
             high = bisect.bisect_right(points, (plateau.end, math.inf))
-            values = [v for _, v in points[low:high]]
-            if len(values) >= 2:
-                moves.append(values[-1] - values[0])
-        if not frozen_among_moving(plateau, moves):
-            continue
-        later = plateau.stuck()
-        for n in own[plateau.sensor_id]:
-            r = readings[n].reading
-            if r.value != later.value:
-                continue
-            if later.start <= r.event_time.timestamp() < later.end and later.flag not in flags[n]:
-                flags[n].append(later.flag)
+            buckets: dict[int, list[float]] = defaultdict(list)
+            for at, value in points[low:high]:
+                buckets[plateau.bucket(at)].append(value)
+            means[other] = {b: statistics.fmean(values) for b, values in buckets.items()}
+        return means
+
+    def flag(self, readings: Sequence[CleanReading], flags: list[list[str]]) -> None:
+        """Add the flags the neighbours found to the readings they reach."""
+        own: dict[str, list[int]] = defaultdict(list)
+        for n, clean in enumerate(readings):
+            own[clean.reading.sensor_id].append(n)
+        for sensor_id, later in self.found:
+            for n in own[sensor_id]:
+                r = readings[n].reading
+                reached = later.start <= r.event_time.timestamp() < later.end
+                if reached and r.value == later.value and later.flag not in flags[n]:
+                    flags[n].append(later.flag)
 
 
 def _km(plateau: Plateau, lat: float, lon: float) -> float:

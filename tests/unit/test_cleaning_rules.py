@@ -17,7 +17,7 @@ from iot_pipeline.cleaning import (
     clean_batch,
     qc_verdict,
 )
-from iot_pipeline.cleaning.state import FAST_SPAN, STUCK_REPEATS
+from iot_pipeline.cleaning.state import FAST_SPAN, STUCK_REPEATS, frozen_by_neighbours
 from iot_pipeline.schema import format_event_time
 
 from support.readings import sample_reading
@@ -256,13 +256,53 @@ def test_a_stale_reference_gives_way_to_readings_that_agree() -> None:
 
 def test_a_late_reading_inside_a_stuck_run_is_stuck_like_its_neighbours() -> None:
     learned = _noisy(12)
-    values = learned + [21.37] * 8 + [21.9, 22.1]
-    docs = _series(values)
+    docs = _series(learned + [21.37] * 8 + [21.9, 22.1])
     late = docs.pop(len(learned) + 4)  # the fifth frozen value arrives after the run ended
-    result = clean(*docs, late)
-    assert vocabulary.STUCK in result.readings[-1].flags
+    states: dict[str, SensorState] = {}
+    clean(*docs, states=states)
+    assert vocabulary.STUCK in clean(late, states=states).readings[0].flags
     other = {**late, "event_id": "late-but-other", "value": 21.5}
-    assert vocabulary.STUCK not in clean(*docs, other).readings[-1].flags
+    assert vocabulary.STUCK not in clean(other, states=states).readings[0].flags
+
+
+def test_a_batch_judges_its_readings_in_event_time_order() -> None:
+    learned = _noisy(12)
+    docs = _series(learned + [21.37] * 5 + [21.9])
+    shuffled = docs[:]
+    random.Random(3).shuffle(shuffled)
+    in_order = {r.reading.event_id: r.flags for r in clean(*docs).readings}
+    assert {r.reading.event_id: r.flags for r in clean(*shuffled).readings} == in_order
+    assert sum(vocabulary.STUCK in f for f in in_order.values()) == 3
+
+
+def test_a_run_the_neighbours_judged_stuck_stays_stuck_and_late_readings_join_it() -> None:
+    states: dict[str, SensorState] = {}
+    learned = [12.0, 13.1, 14.0, 15.2, 16.1, 16.8]
+    docs = _series([*learned, *[17.0] * 6, 19.5], every=HOUR)
+    clean(*docs[:10], states=states)  # the run's first four values
+    state = states["casa-anfa-01-temperature"]
+    start = docs[6]["event_time"]
+    first = datetime.fromisoformat(str(start)).timestamp()
+    frozen_by_neighbours(state, first, state.watermark, 17.0)
+    # the run's next value is stuck when it is cleaned; the one after the run is not
+    later = clean(docs[11], docs[12], states=states).readings
+    assert [vocabulary.STUCK in r.flags for r in later] == [True, False]
+    # a value of the run that arrives after the run ended joins it; another value does not
+    late = clean(docs[10], {**docs[10], "event_id": "other", "value": 17.4}, states=states)
+    assert [vocabulary.STUCK in r.flags for r in late.readings] == [True, False]
+
+
+def test_a_late_reading_just_before_a_run_is_its_first_value() -> None:
+    states: dict[str, SensorState] = {}
+    learned = _noisy(12)
+    docs = _series([*learned, *[21.37] * 3])
+    early = docs.pop(len(learned))  # the run's first value arrives after the rest of it
+    result = clean(*docs, states=states)
+    assert not any(vocabulary.STUCK in r.flags for r in result.readings)  # two repeats only
+    (joined,) = clean(early, states=states).readings
+    assert vocabulary.STUCK in joined.flags  # now the fine sensor's third identical value
+    run = len(learned)
+    assert _reached([*result.readings, joined]) == {vocabulary.STUCK: [run, run + 1, run + 2]}
 
 
 def test_a_whole_fahrenheit_sensor_written_in_celsius_has_the_fahrenheit_step() -> None:

@@ -252,7 +252,8 @@ class Sensor(BaseModel):
         "median gap); completeness is counted at it. Null until it has sent three.",
     )
     resolution: float | None = Field(
-        None, description="The smallest step its values show (from their decimals)."
+        None,
+        description="The smallest step its values show (its quantisation step: docs/quality.md).",
     )
     declared: SensorMetadata | None = Field(
         None,

@@ -107,9 +107,9 @@ class CleanReading:
     # canonical value (`original_value` keeps what the sensor sent). None: nothing declared.
     declared_interval: float | None = None
     calibration_offset: float | None = None
-    # The first event time of the run of identical values this reading extends, when that run
-    # is for the neighbours to judge (cleaning.plateau_rule); None otherwise.
-    plateau: float | None = None
+    # The span (first, newest event time) of the run of identical values this reading belongs
+    # to, when that run is for the neighbours to judge (cleaning.plateau_rule); else None.
+    plateau: tuple[float, float] | None = None
 
     @property
     def counted_interval(self) -> float | None:
@@ -192,31 +192,62 @@ def clean_batch(
     policy: CleaningPolicy = CleaningPolicy(),
     declarations: Mapping[str, Declaration] | None = None,
 ) -> BatchResult:
-    """Apply every rule, in Kafka order; `states` is read and updated per sensor;
-    `declarations` (by sensor id) are what operators declared of their sensors.
+    """Apply every rule; `states` is read and updated per sensor; `declarations` (by sensor
+    id) are what operators declared of their sensors.
+
+    The rules of one reading alone run in Kafka order; the rules that need the sensor's past
+    then judge the batch's readings in event-time order (Kafka order among equal times), so
+    the order in which a batch's readings arrived changes no verdict. The result keeps Kafka
+    order.
 
     Each record is guarded: whatever a step raises, that record becomes an `unprocessable`
     dead letter naming the step and the exception, and the batch goes on.
     """
-    result = BatchResult()
     horizon = policy.horizon(ingest_time)
+    outcomes: list[CleanReading | DeadLetter | _Prepared] = []
     for record in records:
         step = Step()
         try:
-            outcome = _clean_one(
-                record, states, ingest_time, policy, horizon, step, declarations or {}
+            outcomes.append(
+                _prepare(record, ingest_time, policy, horizon, step, declarations or {})
             )
         except Exception as exc:  # the guard: nothing a record does stops a batch
-            result.dead_letters.append(unprocessable(record, step.name, exc))
-            continue
+            outcomes.append(unprocessable(record, step.name, exc))
+    lateness = policy.allowed_lateness.total_seconds() if policy.allowed_lateness else math.inf
+    waiting = [(o.epoch, n, o) for n, o in enumerate(outcomes) if isinstance(o, _Prepared)]
+    waiting.sort(key=lambda item: item[:2])
+    for _, n, prepared in waiting:
+        try:
+            outcomes[n] = _judge(prepared, states, ingest_time, lateness)
+        except Exception as exc:  # the guard, as above
+            outcomes[n] = unprocessable(prepared.record, "state", exc)
+    result = BatchResult()
+    for outcome in outcomes:
         if isinstance(outcome, DeadLetter):
             result.dead_letters.append(outcome)
-        else:
+        elif isinstance(outcome, CleanReading):
             result.readings.append(outcome)
     idle = policy.idle_limit()
     if idle is not None:
         evict_idle(states, ingest_time.timestamp(), idle.total_seconds())
     return result
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A reading through the rules that look at it alone, waiting for its sensor's past."""
+
+    record: RawRecord
+    parsed: SensorReading
+    reading: SensorReading
+    flags: tuple[str, ...]
+    measured: float
+    declared: Declaration | None
+    offset: float | None
+
+    @property
+    def epoch(self) -> float:
+        return self.reading.event_time.timestamp()
 
 
 class Step:
@@ -236,15 +267,14 @@ def unprocessable(record: RawRecord, stage: str, exc: BaseException) -> DeadLett
     )
 
 
-def _clean_one(
+def _prepare(
     record: RawRecord,
-    states: MutableMapping[str, SensorState],
     ingest_time: datetime,
     policy: CleaningPolicy,
     horizon: datetime | None,
     step: Step,
     declarations: Mapping[str, Declaration],
-) -> CleanReading | DeadLetter:
+) -> _Prepared | DeadLetter:
     parsed = parse(record.value)
     if isinstance(parsed, Rejection):
         return _dead(record, parsed)
@@ -276,37 +306,48 @@ def _clean_one(
     flags += physical_range(reading)
     flags += not_in_future(reading, reference, policy.max_clock_skew)
     flags += activity_flags(declared, reading.event_time.timestamp())
-    step.name = "state"
+    return _Prepared(record, parsed, reading, flags, measured, declared, offset)
+
+
+def _judge(
+    prepared: _Prepared,
+    states: MutableMapping[str, SensorState],
+    ingest_time: datetime,
+    lateness: float,
+) -> CleanReading:
+    """The rules that need the sensor's past (cleaning.state), and the reading they make."""
+    reading, flags, declared = prepared.reading, prepared.flags, prepared.declared
     state = states.get(reading.sensor_id)
     if state is None:
         state = states[reading.sensor_id] = SensorState()
     state.touched = max(state.touched, ingest_time.timestamp())
-    screened = state.has_reference(reading.event_time.timestamp())
+    epoch = prepared.epoch
+    screened = state.has_reference(epoch)
     found, hindsight = sequential_checks(
         state,
         reading.event_id,
         reading.metric,
-        reading.event_time.timestamp(),
+        epoch,
         reading.value,
-        policy.allowed_lateness.total_seconds() if policy.allowed_lateness else math.inf,
+        lateness,
         trusted=not INVALIDATING.intersection(flags),
-        measured=measured,
+        measured=prepared.measured,
     )
     return CleanReading(
         reading,
         flags + found,
-        record,
-        parsed.value,
-        parsed.unit,
+        prepared.record,
+        prepared.parsed.value,
+        prepared.parsed.unit,
         screened,
         hindsight,
         state.interval(),
         state.resolution(),
         declared_interval=None if declared is None else declared.interval_s,
-        calibration_offset=offset,
+        calibration_offset=prepared.offset,
         plateau=None
         if flags or found
-        else open_plateau(state, reading.metric, reading.event_time.timestamp(), reading.value),
+        else open_plateau(state, reading.metric, epoch, reading.value),
     )
 
 

@@ -7,29 +7,37 @@ while they hold theirs is in calm weather. The cleaner alone (cleaning.state) ju
 coarse sensor only after a long span; this rule judges it as soon as its plateau has lasted
 NEIGHBOUR_MIN_SPAN (cleaning.state), from evidence.
 
-How far the neighbours moved is their consensus: the median, over the neighbouring sensors,
-of each one's change from its first to its last trusted reading within the plateau's span
-(their own noise mostly cancels out in the median; a change of the weather does not). The
-plateau is stuck when that consensus moved by at least NEIGHBOUR_STEPS of the sensor's own
-resolution (a working sensor would have crossed a step) and by at least the metric's
-NEIGHBOUR_MOVE (a working fine sensor follows that much).
+How far the neighbours moved is told by their consensus over the plateau's span, cut into
+buckets of the sensor's own interval (one around each of its readings; at most MAX_BUCKETS,
+wider for a fast sensor's long plateau): each neighbouring sensor's mean per bucket, less its
+own mean over the span (neighbours stand at different levels, and the consensus must not jump
+when one of them is missing from a bucket); the consensus of a bucket is the median of those,
+over the neighbours (their own noise mostly cancels out in the median; a change of the
+weather does not). The plateau is stuck when the consensus moved (highest bucket minus
+lowest) by at least NEIGHBOUR_STEPS of the sensor's own resolution (a working sensor would
+have crossed several of its steps) and by at least the metric's NEIGHBOUR_MOVE (a working
+fine sensor follows that much). Relative humidity at or above HUMIDITY_CEILING is exempt: in
+fog a humidity sensor reads its own ceiling (90 to 100 %RH, by sensor) for hours while drier
+neighbours move.
 
-Pure: the pipeline asks the store for the neighbours' ranges (processing.plateau_check), the
+Pure: the pipeline asks the store for the neighbours' consensus (processing.plateau_check), the
 scored tests compute them from the simulated readings.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from iot_pipeline.cleaning.batch import CleanReading
 from iot_pipeline.cleaning.buddy_rule import MIN_BUDDIES
-from iot_pipeline.cleaning.state import Hindsight
+from iot_pipeline.cleaning.state import SPAN_END, Hindsight
 from iot_pipeline.vocabulary import STUCK
 
-NEIGHBOUR_STEPS = 3.0
+NEIGHBOUR_STEPS = 5.0
+HUMIDITY_CEILING = 90.0
 # The least change of the neighbours' consensus that a working sensor must follow, whatever
 # its resolution: more than a calm night moves a city's stations over a few hours.
 NEIGHBOUR_MOVE = {
@@ -41,7 +49,7 @@ NEIGHBOUR_MOVE = {
     "o3": 4.0,
     "co": 0.1,
 }
-SPAN_END = 0.5  # seconds: a plateau's hindsight reaches its last reading
+MAX_BUCKETS = 24
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,20 @@ class Plateau:
     start: float
     end: float
     resolution: float
+    interval: float
     lat: float
     lon: float
+
+    @property
+    def width(self) -> float:
+        """The width of its buckets (seconds): its interval, or wider so that the span has at
+        most MAX_BUCKETS."""
+        return max(self.interval, (self.end - self.start) / MAX_BUCKETS)
+
+    def bucket(self, event_time: float) -> int:
+        """The bucket of the span (centred on the plateau's own readings when they come every
+        interval) that a neighbour's reading at `event_time` falls into."""
+        return int((event_time - self.start + self.width / 2) // self.width)
 
     def stuck(self) -> Hindsight:
         """The flag its readings get when the neighbours judge it stuck."""
@@ -68,25 +88,45 @@ def open_plateaus(kept: Iterable[CleanReading]) -> list[Plateau]:
     """The plateaus these readings extend (the longest piece of each), in a stable order."""
     found: dict[tuple[str, float], Plateau] = {}
     for clean in kept:
-        if clean.plateau is None or clean.resolution is None:
+        if clean.plateau is None or clean.resolution is None or not clean.interval:
             continue
         r = clean.reading
-        end = r.event_time.timestamp()
-        key = (r.sensor_id, clean.plateau)
+        start, end = clean.plateau
+        key = (r.sensor_id, start)
         if key in found and found[key].end >= end:
             continue
         found[key] = Plateau(
-            r.sensor_id, r.station_id, r.metric, r.value, clean.plateau, end,
-            clean.resolution, r.lat, r.lon,
+            r.sensor_id, r.station_id, r.metric, r.value, start, end,
+            clean.resolution, clean.interval, r.lat, r.lon,
         )  # fmt: skip
     return sorted(found.values(), key=lambda p: (p.sensor_id, p.start))
 
 
-def frozen_among_moving(plateau: Plateau, changes: Sequence[float]) -> bool:
-    """Whether the neighbours' changes over the plateau's span (each neighbouring sensor's
-    last trusted value in it minus its first) say that a working sensor would have changed
-    its value."""
-    if len(changes) < MIN_BUDDIES:
+def consensus(means: Mapping[str, Mapping[int, float]]) -> list[float]:
+    """The neighbours' consensus, bucket by bucket, from each neighbour's mean per bucket (by
+    sensor): the median over the neighbours of their means less their own mean over the span,
+    in the buckets at least MIN_BUDDIES of them report."""
+    centred: dict[int, list[float]] = defaultdict(list)
+    for buckets in means.values():
+        if len(buckets) < 2:
+            continue
+        level = sum(buckets.values()) / len(buckets)
+        for bucket, mean in buckets.items():
+            centred[bucket].append(mean - level)
+    return [
+        statistics.median(values)
+        for _, values in sorted(centred.items())
+        if len(values) >= MIN_BUDDIES
+    ]
+
+
+def frozen_among_moving(plateau: Plateau, means: Mapping[str, Mapping[int, float]]) -> bool:
+    """Whether the neighbours around the plateau, by their means per bucket of its span (see
+    Plateau.bucket), say that a working sensor would have changed its value."""
+    if plateau.metric == "humidity" and plateau.value >= HUMIDITY_CEILING:
+        return False
+    moved = consensus(means)
+    if len(moved) < 2:
         return False
     limit = max(NEIGHBOUR_STEPS * plateau.resolution, NEIGHBOUR_MOVE[plateau.metric])
-    return abs(statistics.median(changes)) >= limit
+    return max(moved) - min(moved) >= limit

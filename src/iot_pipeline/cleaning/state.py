@@ -86,9 +86,13 @@ GRIDS = (
 )
 GRID_VALUES = 12
 FROZEN_RUNS = 4
+SPAN_END = 0.5  # seconds: a stuck span found in hindsight reaches its last reading
 # A plateau is put to the neighbours (cleaning.plateau_rule) once it lasted this long
-# (seconds of event time) and repeated its value STUCK_REPEATS times.
-NEIGHBOUR_MIN_SPAN = 1800.0  # recent runs judged stuck, remembered so that late readings join them
+# (seconds of event time) and held its value for NEIGHBOUR_REPEATS readings: a working coarse
+# sensor's noise holds it on one step for three readings now and then while the weather moves
+# (in the simulator, 5% of coarse sensors' plateaus), for four far more rarely.
+NEIGHBOUR_MIN_SPAN = 1800.0
+NEIGHBOUR_REPEATS = 4  # recent runs judged stuck, remembered so that late readings join them
 # Recent event ids kept per sensor, for duplicates: as 64-bit digests (8 bytes each, a
 # collision among them about once in 10**17 readings). Older duplicates are caught by the
 # store, which keeps the first copy of an event (readings are written with `create`).
@@ -112,6 +116,11 @@ class Hindsight:
     value: float
 
 
+# A run judged stuck: first and last event time, its value, the event time of the reading
+# after it (another value; None while unknown)
+Frozen = tuple[float, float, float, float | None]
+
+
 @dataclass
 class SensorState:
     """What the cleaner remembers about one sensor."""
@@ -121,6 +130,7 @@ class SensorState:
     last_value: float | None = None
     repeats: int = 0
     run_start: float | None = None  # event time of the first value of the current run
+    run_before: float | None = None  # event time of the reading before it (another value)
     run_stuck: bool = False  # whether the current run was already judged stuck
     contradicting: list[tuple[float, float]] = field(default_factory=list)  # see SHIFT_CONFIRM
     # a sparse sensor's reading far from its reference, judged by the next one (see
@@ -136,7 +146,9 @@ class SensorState:
     graded: int = 0
     longest: float = 0.0  # the longest plateau (seconds) it showed and left, not judged stuck
     # recent runs judged stuck, (first, last event time, value): a late reading joins them
-    frozen: list[tuple[float, float, float]] = field(default_factory=list)
+    # (the event time of the reading after the run, None while unknown): a late reading with
+    # the run's value within the run, or between it and the reading after it, joins it
+    frozen: list[Frozen] = field(default_factory=list)
     seen: list[int] = field(default_factory=list)  # event id digests, oldest first, unique
     touched: float = float("-inf")  # ingest time of its newest reading (epoch seconds)
     # The same ids as a set: membership in O(1); not part of the stored state.
@@ -192,10 +204,14 @@ class SensorState:
     def reference(self, event_time: float) -> list[float]:
         """The recent valid values that a reading at `event_time` is judged by: those within
         HISTORY_MAX_AGE of it or, for a sparse sensor, the newest REFERENCE_SPARSE within
-        its reference span."""
+        its reference span. A late reading (before the sensor's newest) is judged only by
+        those close to it, within RATE_WINDOW or its reference span: the history holds the
+        sensor's newest readings, and hours after a reading say little about it (judged
+        against them, a shower's minutes that arrived late were spikes)."""
         span = self.reference_span()
         if span <= HISTORY_MAX_AGE:
-            return [v for t, v in self.history if abs(event_time - t) <= HISTORY_MAX_AGE]
+            reach = HISTORY_MAX_AGE if event_time >= self.watermark else max(RATE_WINDOW, span)
+            return [v for t, v in self.history if abs(event_time - t) <= reach]
         return [v for t, v in self.history if abs(event_time - t) <= span][-REFERENCE_SPARSE:]
 
     def has_reference(self, event_time: float) -> bool:
@@ -223,6 +239,7 @@ class SensorState:
             "last_value": self.last_value,
             "repeats": self.repeats,
             "run_start": self.run_start,
+            "run_before": self.run_before,
             "run_stuck": self.run_stuck,
             "contradicting": self.contradicting,
             "suspect": self.suspect,
@@ -250,6 +267,7 @@ class SensorState:
             last_value=data.get("last_value"),
             repeats=int(data.get("repeats", 0)),
             run_start=data.get("run_start"),
+            run_before=data.get("run_before"),
             run_stuck=bool(data.get("run_stuck", False)),
             contradicting=[(float(t), float(v)) for t, v in data.get("contradicting", [])],
             suspect=_triple(data.get("suspect")),
@@ -259,7 +277,7 @@ class SensorState:
             grids=int(data.get("grids", (1 << len(GRIDS)) - 1)),
             graded=int(data.get("graded", 0)),
             longest=float(data.get("longest", 0.0)),
-            frozen=[(float(a), float(b), float(v)) for a, b, v in data.get("frozen", [])],
+            frozen=[_frozen(run) for run in data.get("frozen", [])],
             seen=_unpack(data.get("seen")),
         )
 
@@ -340,8 +358,8 @@ def sequential_checks(
         hindsight += _persistence(
             state, metric, event_time, value, flags, value if measured is None else measured
         )
-    elif not flags and not suspect and joins_frozen(state, event_time, value):
-        flags.append(STUCK)
+    elif not flags and not suspect:
+        hindsight += _late_link(state, metric, event_time, value, flags)
 
     if not flags:
         state.watermark = max(state.watermark, event_time)
@@ -371,18 +389,23 @@ def _persistence(
         state.repeats += 1
     else:
         _run_ended(state, event_time)
+        if state.run_stuck and state.frozen and state.frozen[-1][2] == previous:
+            first, last, frozen, _ = state.frozen[-1]
+            state.frozen[-1] = (first, last, frozen, event_time)
         state.repeats, state.run_start, state.run_stuck = 1, event_time, False
+        state.run_before = state.watermark if state.watermark != float("-inf") else None
     state.last_value = value
     if persistent(state, metric, event_time, value):
         flags.append(STUCK)
         if state.run_stuck:
-            first, _, frozen = state.frozen[-1]
-            state.frozen[-1] = (first, event_time, frozen)
+            if state.frozen and state.frozen[-1][2] == value:
+                first, _, frozen, _ = state.frozen[-1]
+                state.frozen[-1] = (first, event_time, frozen, None)
             return []
         # the run's first values were no signal either
         state.run_stuck = True
         start = event_time if state.run_start is None else state.run_start
-        state.frozen = [*state.frozen, (start, event_time, value)][-FROZEN_RUNS:]
+        state.frozen = [*state.frozen, (start, event_time, value, None)][-FROZEN_RUNS:]
         state.history = [(t, v) for t, v in state.history if t < start or v != value]
         return [Hindsight(STUCK, start, event_time, value)]
     if previous is not None:  # learn how far this sensor's genuine values move
@@ -403,24 +426,94 @@ def _run_ended(state: SensorState, event_time: float) -> None:
     state.longest = max(state.longest, event_time - state.run_start)
 
 
-def open_plateau(state: SensorState, metric: str, event_time: float, value: float) -> float | None:
-    """The first event time of the run of identical values this reading extends, when that run
-    is long enough for the neighbours to judge (cleaning.plateau_rule) and not stuck yet."""
-    if state.run_stuck or state.repeats < STUCK_REPEATS or state.run_start is None:
+def open_plateau(
+    state: SensorState, metric: str, event_time: float, value: float
+) -> tuple[float, float] | None:
+    """The span (first and newest event time) of the run of identical values this reading
+    belongs to, when that run is for the neighbours to judge (cleaning.plateau_rule): long
+    enough and not stuck yet."""
+    start = state.run_start
+    if state.run_stuck or state.repeats < NEIGHBOUR_REPEATS or start is None:
         return None
-    if state.last_value != value or event_time < state.watermark:
-        return None  # not this run's newest link (a late reading, or another value)
-    if event_time - state.run_start < NEIGHBOUR_MIN_SPAN:
+    if state.last_value != value or not start <= event_time <= state.watermark:
+        return None  # not a link of the current run
+    if state.watermark - start < NEIGHBOUR_MIN_SPAN:
         return None
     spec = METRICS[metric]
     if value <= spec.minimum or value >= spec.maximum:
         return None
-    return state.run_start
+    return start, state.watermark
+
+
+def _late_link(
+    state: SensorState, metric: str, event_time: float, value: float, flags: list[str]
+) -> list[Hindsight]:
+    """A late reading (before the sensor's newest) that no rule flagged: inside a run judged
+    stuck, with its value, it is stuck too; just before the current run (after the reading
+    that preceded the run), with the run's value, it is the run's first value now, and the
+    run is judged again with its new length."""
+    if joins_frozen(state, event_time, value):
+        flags.append(STUCK)
+        return []
+    start = state.run_start
+    if start is None or value != state.last_value or event_time >= start:
+        return []
+    if state.run_before is not None and event_time <= state.run_before:
+        return []
+    state.run_start = event_time
+    state.repeats += 1
+    if state.run_stuck:
+        if state.frozen and state.frozen[-1][2] == value:
+            first, last, frozen, after = state.frozen[-1]
+            state.frozen[-1] = (min(first, event_time), last, frozen, after)
+        flags.append(STUCK)
+        return []
+    if not persistent(state, metric, state.watermark, value):
+        return []
+    flags.append(STUCK)
+    state.run_stuck = True
+    state.frozen = [*state.frozen, (event_time, state.watermark, value, None)][-FROZEN_RUNS:]
+    state.history = [(t, v) for t, v in state.history if t < event_time or v != value]
+    return [Hindsight(STUCK, event_time, state.watermark + SPAN_END, value)]
+
+
+def frozen_by_neighbours(state: SensorState, start: float, end: float, value: float) -> None:
+    """The neighbours judged the run [start, end] of `value` stuck (cleaning.plateau_rule):
+    when it is the current run, its next readings are stuck at once; late readings join it."""
+    after: float | None = None
+    if state.run_start == start and state.last_value == value:
+        end = max(end, state.watermark)  # the current run: it goes on
+        if not state.run_stuck:
+            state.run_stuck = True
+            state.history = [(t, v) for t, v in state.history if t < start or v != value]
+    else:  # a run that ended: the reading after it, if the history still holds it
+        later = [t for t, v in state.history if t > end and v != value]
+        if state.run_before == end:
+            later.append(state.run_start if state.run_start is not None else end)
+        after = min(later, default=None)
+    known = [run for run in state.frozen if run[0] != start or run[2] != value]
+    state.frozen = [*known, (start, end, value, after)][-FROZEN_RUNS:]
 
 
 def joins_frozen(state: SensorState, event_time: float, value: float) -> bool:
-    """Whether an out-of-order reading falls inside a run judged stuck, with its value."""
-    return any(first <= event_time <= last and value == v for first, last, v in state.frozen)
+    """Whether an out-of-order reading joins a run judged stuck: with the run's value, within
+    the run, or after it but before the reading that ended it (its last value then)."""
+    for n, (first, last, frozen, after) in enumerate(state.frozen):
+        if value != frozen or event_time < first:
+            continue
+        if event_time <= last:
+            return True
+        if after is not None and event_time < after:
+            state.frozen[n] = (first, event_time, frozen, after)
+            return True
+    return False
+
+
+def _frozen(run: Any) -> Frozen:
+    """A frozen run as saved (one saved before `after` existed has three fields)."""
+    first, last, value, *rest = run
+    after = rest[0] if rest else None
+    return float(first), float(last), float(value), None if after is None else float(after)
 
 
 def settle_suspect(

@@ -25,6 +25,8 @@ from iot_pipeline.cleaning import (
 from iot_pipeline.cleaning.batch import unprocessable
 from iot_pipeline.cleaning.metadata import Declaration
 from iot_pipeline.cleaning.overrides import Override, apply_overrides
+from iot_pipeline.cleaning.plateau_rule import Plateau
+from iot_pipeline.cleaning.state import frozen_by_neighbours
 from iot_pipeline.errors import PermanentError
 from iot_pipeline.indices import readings_index
 from iot_pipeline.processing.buddy_check import buddy_updates
@@ -37,7 +39,7 @@ from iot_pipeline.processing.live_feed import publish_stored
 from iot_pipeline.processing.metadata import load_declarations
 from iot_pipeline.processing.overrides import generation as overrides_generation
 from iot_pipeline.processing.overrides import load_active, settle_in_flight
-from iot_pipeline.processing.plateau_check import plateau_hindsights
+from iot_pipeline.processing.plateau_check import frozen_plateaus
 from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
 from iot_pipeline.processing.registry import registry_actions
@@ -192,9 +194,12 @@ def process_range(
     if overrides_generation(state_client, prefix) != seen_generation:
         _settle_in_flight(settings, store, stored, bulk)
     clock.lap("overrides")
-    windows, cross_flagged, spatial_flagged = (
-        _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0, 0)
+    windows, cross_flagged, spatial_flagged, frozen = (
+        _update_aggregates(settings, store, stored, bulk) if aggregate else (0, 0, 0, [])
     )
+    for run in frozen:  # the neighbours' verdicts, for the runs' next and late readings
+        if run.sensor_id in states:
+            frozen_by_neighbours(states[run.sensor_id], run.start, run.end, run.value)
     clock.lap("aggregate")
     # Only now is every record of the range indexed or dead-lettered: move the state on.
     if task.replay:
@@ -390,12 +395,12 @@ def _update_aggregates(
     store: SearchStore,
     kept: list[CleanReading],
     bulk: BulkPolicy,
-) -> tuple[int, int, int]:
-    """Flags found in hindsight, cross-metric and buddy-check flags, then every touched window
-    recomputed from the store.
+) -> tuple[int, int, int, list[Plateau]]:
+    """Flags found in hindsight (the cleaner's and the neighbours' stuck plateaus),
+    cross-metric and buddy-check flags, then every touched window recomputed from the store.
 
     Returns (windows written, readings whose cross-metric flag changed, readings whose
-    spatial flag changed).
+    spatial flag changed, the plateaus the neighbours judged stuck).
 
     No lock: each task makes its own readings searchable before it reads anything, and
     windows are written with optimistic concurrency (see aggregation.recompute), so ranges
@@ -403,11 +408,12 @@ def _update_aggregates(
     """
     windows = touched_windows(kept)
     if not windows:
-        return 0, 0, 0
+        return 0, 0, 0, []
     prefix = settings.search_index_prefix  # the range's readings were refreshed already
     interval = settings.sensor_sample_interval_seconds
-    frozen = plateau_hindsights(store, prefix, kept)
-    late, reached = hindsight_updates(store, prefix, kept, frozen)
+    frozen = frozen_plateaus(store, prefix, kept)
+    stuck = [(run.sensor_id, run.stuck()) for run in frozen]
+    late, reached = hindsight_updates(store, prefix, kept, stuck)
     if late:
         refuse_rejections(index_all(store, late, bulk, refresh=True), "hindsight flag updates")
     flags, changed = cross_metric_updates(store, prefix, kept, interval)
@@ -419,4 +425,4 @@ def _update_aggregates(
         refuse_rejections(index_all(store, spatial, bulk, refresh=True), "spatial flag updates")
     touched = windows | reached | changed | moved
     report = recompute_windows(store, prefix, touched, interval, bulk)
-    return report.written, len(flags), len(spatial)
+    return report.written, len(flags), len(spatial), frozen

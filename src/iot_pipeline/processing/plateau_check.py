@@ -4,7 +4,8 @@ After a range's readings are searchable, each plateau the range extended (a run 
 values long enough, not stuck yet) is put to the neighbouring stations of its metric: one
 search per PLATEAUS_PER_QUERY plateaus, a filter per plateau (its metric, its span, within
 BUDDY_RADIUS_KM of it, another station, no rule invalidated the reading) and, per neighbouring
-sensor, its first and last value in the span. A plateau judged stuck becomes a flag found in
+sensor, its mean per bucket of the span (Plateau.bucket: a date histogram of the plateau's
+bucket width, aligned on its first reading). A plateau judged stuck becomes a flag found in
 hindsight (processing.hindsight) on its readings, and its windows are recomputed.
 """
 
@@ -13,15 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from iot_pipeline.cleaning import CleanReading, Hindsight
+from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.buddy_rule import BUDDY_RADIUS_KM
 from iot_pipeline.cleaning.plateau_rule import Plateau, frozen_among_moving, open_plateaus
 from iot_pipeline.indices import readings_pattern
 from iot_pipeline.storage import SearchStore
 from iot_pipeline.vocabulary import INVALIDATING, SPATIAL
 
-PLATEAUS_PER_QUERY = 50
-NEIGHBOURS = 200  # neighbouring sensors per plateau, far more than a city's within 10 km
+# At most 10 plateaus x 100 neighbours x 25 buckets per search: within the engine's limit of
+# 65,536 buckets per response.
+PLATEAUS_PER_QUERY = 10
+NEIGHBOURS = 100  # neighbouring sensors per plateau, more than a city has within 10 km
 _DISTRUSTED = sorted(INVALIDATING - {SPATIAL})
 
 
@@ -54,47 +57,62 @@ def _neighbours_of(plateau: Plateau) -> dict[str, Any]:
     }
 
 
-def _edge(order: str) -> dict[str, Any]:
-    return {"top_hits": {"size": 1, "sort": [{"event_time": order}], "_source": ["value"]}}
+def _buckets(plateau: Plateau) -> dict[str, Any]:
+    """A date histogram with the plateau's buckets: its width, the first centred on its first
+    reading."""
+    width = max(1, round(plateau.width * 1000))
+    offset = round(plateau.start * 1000 - width / 2) % width
+    return {
+        "date_histogram": {
+            "field": "event_time",
+            "fixed_interval": f"{width}ms",
+            "offset": f"+{offset}ms",
+            "min_doc_count": 1,
+        },
+        "aggs": {"mean": {"avg": {"field": "value"}}},
+    }
 
 
-def _changes(store: SearchStore, prefix: str, piece: list[Plateau]) -> Iterator[list[float]]:
-    """Per plateau of `piece`, each neighbouring sensor's last value in its span minus its
-    first (sensors with two readings or more)."""
+def _means(
+    store: SearchStore, prefix: str, piece: list[Plateau]
+) -> Iterator[dict[str, dict[int, float]]]:
+    """Per plateau of `piece`, each neighbouring sensor's mean per bucket of its span."""
+    # each plateau has its own span and buckets: one filter aggregation per plateau
     body = {
         "size": 0,
         "aggs": {
-            "p": {
-                "filters": {"filters": {str(n): _neighbours_of(p) for n, p in enumerate(piece)}},
+            str(n): {
+                "filter": _neighbours_of(p),
                 "aggs": {
                     "s": {
-                        "terms": {"field": "sensor_id", "size": NEIGHBOURS, "min_doc_count": 2},
-                        "aggs": {"first": _edge("asc"), "last": _edge("desc")},
+                        "terms": {"field": "sensor_id", "size": NEIGHBOURS},
+                        "aggs": {"t": _buckets(p)},
                     }
                 },
             }
+            for n, p in enumerate(piece)
         },
     }
-    buckets = store.search(readings_pattern(prefix), body)["aggregations"]["p"]["buckets"]
+    found = store.search(readings_pattern(prefix), body)["aggregations"]
     for n in range(len(piece)):
-        out = []
-        for sensor in buckets[str(n)]["s"]["buckets"]:
-            first = sensor["first"]["hits"]["hits"][0]["_source"]["value"]
-            last = sensor["last"]["hits"]["hits"][0]["_source"]["value"]
-            out.append(float(last) - float(first))
-        yield out
+        means: dict[str, dict[int, float]] = {}
+        for sensor in found[str(n)]["s"]["buckets"]:
+            buckets = {
+                int(b["key"]): float(b["mean"]["value"])
+                for b in sensor["t"]["buckets"]
+                if b["mean"]["value"] is not None
+            }
+            means[str(sensor["key"])] = buckets
+        yield means
 
 
-def plateau_hindsights(
-    store: SearchStore, prefix: str, kept: list[CleanReading]
-) -> list[tuple[str, Hindsight]]:
-    """(sensor, stuck flag over its plateau) for the plateaus these readings extended that
-    their neighbours judge frozen."""
+def frozen_plateaus(store: SearchStore, prefix: str, kept: list[CleanReading]) -> list[Plateau]:
+    """The plateaus these readings extended that their neighbours judge frozen."""
     plateaus = open_plateaus(kept)
-    found: list[tuple[str, Hindsight]] = []
+    found: list[Plateau] = []
     for start in range(0, len(plateaus), PLATEAUS_PER_QUERY):
         piece = plateaus[start : start + PLATEAUS_PER_QUERY]
-        for plateau, changes in zip(piece, _changes(store, prefix, piece), strict=True):
-            if frozen_among_moving(plateau, changes):
-                found.append((plateau.sensor_id, plateau.stuck()))
+        for plateau, means in zip(piece, _means(store, prefix, piece), strict=True):
+            if frozen_among_moving(plateau, means):
+                found.append(plateau)
     return found
