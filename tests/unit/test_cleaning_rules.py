@@ -317,6 +317,29 @@ def test_a_whole_fahrenheit_sensor_written_in_celsius_has_the_fahrenheit_step() 
     assert states["casa-anfa-01-temperature"].resolution() == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize(
+    ("values", "step"),
+    [
+        (
+            [
+                round(k - 273.15, 2)
+                for k in (280, 281, 283, 282, 284, 285, 287, 286, 288, 290, 289, 291)
+                + (292, 294, 293, 295)
+            ],
+            1.0,
+        ),  # whole kelvin written in degC
+        ([round((f / 2 - 32) / 1.8, 2) for f in range(100, 116)], 5 / 18),  # half degF
+        ([round(21.0 + 0.37 * (i % 9) - 0.11 * (i % 4), 2) for i in range(16)], 0.01),
+    ],
+)
+def test_a_sensors_resolution_is_the_grid_its_values_lie_on(
+    values: list[float], step: float
+) -> None:
+    states: dict[str, SensorState] = {}
+    clean(*_series(values), states=states)
+    assert states["casa-anfa-01-temperature"].resolution() == pytest.approx(step)
+
+
 def test_an_hourly_coarse_sensor_holds_a_value_for_a_day_and_a_half() -> None:
     # Sand Point, whole degC: a day of one value is weather; two days without a change is not
     ramp = [8.0, 9.0, 10.0, 9.0, 8.0, 9.0, 10.0, 11.0, 10.0, 9.0]

@@ -70,16 +70,20 @@ SLOW_FINE_SPAN = 12 * 3600.0
 SLOW_COARSE_SPAN = 48 * 3600.0
 PLATEAU_MARGIN = 2.0
 # Grids (step, origin; canonical units) coarser than a value's decimals that a sensor's
-# values may lie on, coarsest first: whole degF, halves, quarters, fifths, tenths of a degF,
-# twentieths, fiftieths. A value rounded to d decimals lies within half a unit of its d-th
-# decimal from its grid point; a sensor on none of these has the resolution of its decimals.
-# GRID_VALUES values on a grid before it is believed: a 0.1 degC sensor's values lie on the
-# whole-degF grid by chance with a probability of about 0.18 each, 0.18**12 < 1e-8.
+# values may lie on, coarsest first: whole kelvin, whole degF, halves, half degF, quarters,
+# fifths, tenths of a kelvin, tenths of a degF, twentieths, fiftieths. A value rounded to d
+# decimals lies within half a unit of its d-th decimal from its grid point; a sensor on none
+# of these has the resolution of its decimals. GRID_VALUES values on a grid before it is
+# believed: a 0.1 degC sensor's values lie on the whole-degF grid by chance with a
+# probability of about 0.18 each, 0.18**12 < 1e-8.
 GRIDS = (
+    (1.0, -0.15),
     (5.0 / 9.0, -160.0 / 9.0),
     (0.5, 0.0),
+    (5.0 / 18.0, -160.0 / 9.0),
     (0.25, 0.0),
     (0.2, 0.0),
+    (0.1, 0.05),
     (1.0 / 18.0, -160.0 / 9.0),
     (0.05, 0.0),
     (0.02, 0.0),
