@@ -323,8 +323,7 @@ def test_a_whole_fahrenheit_sensor_written_in_celsius_has_the_fahrenheit_step() 
         (
             [
                 round(k - 273.15, 2)
-                for k in (280, 281, 283, 282, 284, 285, 287, 286, 288, 290, 289, 291)
-                + (292, 294, 293, 295)
+                for k in (280, 281, 283, 282, 284, 285, 287, 286, 288, 290, 289, 291, 292, 294)
             ],
             1.0,
         ),  # whole kelvin written in degC

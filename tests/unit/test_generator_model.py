@@ -1,11 +1,21 @@
 """The simulator's physical model: cycles, correlations and ranges a city would show."""
 
+import json
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from iot_pipeline.generator.network import DISTRICTS, METRIC_NAMES, build_network
+from iot_pipeline.generator.faults import FaultRates
+from iot_pipeline.generator.network import (
+    DISTRICTS,
+    FINE,
+    METRIC_NAMES,
+    WHOLE_FAHRENHEIT,
+    WHOLE_UNITS,
+    build_network,
+)
+from iot_pipeline.generator.stream import ReadingStream
 from iot_pipeline.generator.signals import battery_levels, expected_values, noisy_values
 from iot_pipeline.schema import METRICS
 
@@ -78,3 +88,28 @@ def test_battery_levels_are_percentages(network) -> None:  # type: ignore[no-unt
     assert levels.min() >= 0
     assert levels.max() <= 100
     assert levels.std() > 5
+
+
+def test_coarse_sensors_report_whole_units_or_whole_fahrenheit() -> None:
+    fine = build_network(np.random.default_rng(3), legacy_fraction=0.0)
+    coarse = build_network(np.random.default_rng(3), legacy_fraction=0.0, coarse_fraction=0.5)
+    # the rest of the network is the same network
+    assert np.array_equal(fine.noise_scale, coarse.noise_scale)
+    assert not fine.coarse.any()
+    stream = ReadingStream(coarse, FaultRates.none(), 3, 3600.0, _utc("2026-11-01T00:00"))
+    values: dict[str, list[float]] = {}
+    for batch in stream.rounds(_utc("2026-11-01T00:00") + 3600.0 * np.arange(48), 0.0):
+        for raw in batch.values:
+            reading = json.loads(raw)
+            values.setdefault(reading["sensor_id"], []).append(reading["value"])
+    kinds = dict(zip(coarse.sensor_id, coarse.coarse, strict=True))
+    assert {int(k) for k in kinds.values()} == {FINE, WHOLE_UNITS, WHOLE_FAHRENHEIT}
+    for sensor, seen in values.items():
+        if kinds[sensor] == WHOLE_UNITS:
+            assert all(v == round(v) for v in seen), sensor
+        elif kinds[sensor] == WHOLE_FAHRENHEIT:
+            fahrenheit = [v * 1.8 + 32 for v in seen]
+            assert all(abs(f - round(f)) <= 0.09 for f in fahrenheit), sensor
+        else:
+            assert any(v != round(v, 1) for v in seen), sensor
+    assert all(kinds[s] == FINE for s in values if s.endswith("-co"))

@@ -85,3 +85,10 @@ def test_bad_option_combinations_are_explained(argv: list[str], message: str) ->
 def test_rate_sets_the_interval() -> None:
     config = _config("live", "--rate", "392", "--stations-per-district", "2")
     assert config.interval == pytest.approx(0.5)  # 196 sensors per round
+
+
+def test_coarse_sensors_are_a_fraction() -> None:
+    assert _config("live", "--coarse", "0.5").coarse_fraction == 0.5
+    assert _config("live").coarse_fraction == 0.0
+    with pytest.raises(SystemExit):
+        _config("live", "--coarse", "1.5")

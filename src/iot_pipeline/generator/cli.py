@@ -47,6 +47,16 @@ def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="producer.py",
@@ -77,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--stations-per-district",
         type=_positive(int),
         help="default DATA_GENERATOR_STATIONS_PER_DISTRICT (7 sensors per station)",
+    )
+    parser.add_argument(
+        "--coarse",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of sensors reporting coarsely: whole units, or whole degF written in degC "
+        "(default 0)",
     )
     parser.add_argument(
         "--faults", choices=["default", "none"], default="default", help="base fault rates"
@@ -136,6 +154,7 @@ def config_from_args(args: argparse.Namespace, settings: Settings) -> RunConfig:
         start=start,
         end=end,
         stations_per_district=stations,
+        coarse_fraction=args.coarse,
         rates=rates,
         labels_path=args.labels,
         progress_every=args.progress_every,

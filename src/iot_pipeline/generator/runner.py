@@ -45,6 +45,7 @@ class RunConfig:
     start: datetime | None = None
     end: datetime | None = None
     stations_per_district: int = 2
+    coarse_fraction: float = 0.0  # sensors reporting whole units or whole degF (network.py)
     rates: FaultRates = field(default_factory=FaultRates)
     labels_path: Path | None = None
     progress_every: float = 5.0
@@ -160,6 +161,7 @@ class Generator:
             np.random.default_rng([config.seed, 0]),
             stations_per_district=config.stations_per_district,
             legacy_fraction=config.rates.wrong_unit,
+            coarse_fraction=config.coarse_fraction,
         )
         start = config.start.timestamp() if config.start else time.time()
         self.stream = ReadingStream(network, config.rates, config.seed, config.interval, start)
