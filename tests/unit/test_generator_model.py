@@ -15,8 +15,8 @@ from iot_pipeline.generator.network import (
     WHOLE_UNITS,
     build_network,
 )
-from iot_pipeline.generator.stream import ReadingStream
 from iot_pipeline.generator.signals import battery_levels, expected_values, noisy_values
+from iot_pipeline.generator.stream import ReadingStream
 from iot_pipeline.schema import METRICS
 
 
