@@ -3,8 +3,9 @@ Payerne, a month of 1-minute temperature and humidity; SURFRAD Alamosa and NREL 
 each; the last 40 days of three hourly national-network stations, TMY3 Greensboro and Sand
 Point and IWEC Amsterdam), sent through Kafka and processed by the real pipeline.
 
-Genuine measurements must survive cleaning: at most 0.1% of them may be invalidated, and
-the test prints how many each rule flagged and every invalidated reading. Aggregation is
+Genuine measurements must survive cleaning: at most 0.1% of them may be invalidated and 1%
+questioned, at most 0.5% of any one sensor's; the test prints each sensor's figures, how many
+each rule flagged and every invalidated reading. Aggregation is
 left out (`aggregate=False`): it never changes a verdict, and a month of 1-minute windows
 would only make the test slower.
 """
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.skipif(
     reason=f"the real data sets are not in {real_data.dataset_path()}: run `make setup`",
 )
 MAX_INVALID = 0.001
+MAX_QUESTIONED = 0.01
+MAX_INVALID_PER_SENSOR = 0.005
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +84,11 @@ def test_genuine_measurements_survive_cleaning(
                 "size": 0,
                 "aggs": {
                     "flags": {"terms": {"field": "flags", "size": 50}},
+                    "questioned": {"filter": {"term": {"qc": "Q"}}},
+                    "sensors": {
+                        "terms": {"field": "sensor_id", "size": 100},
+                        "aggs": {"invalid": {"filter": {"term": {"valid": False}}}},
+                    },
                     "invalid": {
                         "filter": {"term": {"valid": False}},
                         "aggs": {"flags": {"terms": {"field": "flags", "size": 50}}},
@@ -102,9 +110,11 @@ def test_genuine_measurements_survive_cleaning(
     total = len(replayed)
     by_rule = {b["key"]: b["doc_count"] for b in flagged["flags"]["buckets"]}
     print(f"\nreal data: {total} readings of {len({r['sensor_id'] for r in replayed})} sensors")
-    per_sensor = Counter(str(r["sensor_id"]) for r in replayed)
-    for sensor, count in sorted(per_sensor.items()):
-        print(f"  {sensor:<30} {count:>7} readings")
+    per_sensor = {
+        b["key"]: (b["doc_count"], b["invalid"]["doc_count"]) for b in flagged["sensors"]["buckets"]
+    }
+    for sensor, (count, wrong) in sorted(per_sensor.items()):
+        print(f"  {sensor:<30} {count:>7} readings {wrong:>5} invalidated ({wrong / count:.3%})")
     for rule, count in sorted(by_rule.items()):
         print(f"  {rule:<20} {count:>7} flagged ({count / total:.4%})")
     bad = flagged["invalid"]["doc_count"]
@@ -116,3 +126,6 @@ def test_genuine_measurements_survive_cleaning(
     assert bad <= MAX_INVALID * total, Counter(
         {b["key"]: b["doc_count"] for b in flagged["invalid"]["flags"]["buckets"]}
     )
+    assert flagged["questioned"]["doc_count"] <= MAX_QUESTIONED * total
+    for sensor, (count, wrong) in per_sensor.items():
+        assert wrong <= MAX_INVALID_PER_SENSOR * count, f"{sensor}: {wrong} of {count}"
