@@ -12,7 +12,12 @@ from collections.abc import Mapping, Sequence
 
 from iot_pipeline.cleaning import CleanReading, Hindsight, SensorState
 from iot_pipeline.cleaning.buddy_rule import BUDDY_RADIUS_KM, SlotValue, distance_km
-from iot_pipeline.cleaning.plateau_rule import Plateau, frozen_among_moving, open_plateaus
+from iot_pipeline.cleaning.plateau_rule import (
+    Plateau,
+    frozen_among_moving,
+    open_plateaus,
+    waiting_for,
+)
 from iot_pipeline.cleaning.state import frozen_by_neighbours
 from iot_pipeline.vocabulary import INVALIDATING
 
@@ -37,14 +42,16 @@ class Neighbourhood:
     """The neighbour rule (cleaning.plateau_rule) batch by batch, as the pipeline runs it range
     by range (processing.plateau_check): a batch's readings are stored, then each plateau it
     extended is judged by what is stored so far, and a plateau judged stuck is told to its
-    sensor's state (cleaning.state.frozen_by_neighbours) and flags its readings in hindsight.
-    The neighbours' readings are those no rule invalidated when they were cleaned."""
+    sensor's state (cleaning.state.frozen_by_neighbours) and flags its readings in hindsight;
+    one not judged stuck waits for neighbours stored later, as in Redis. The neighbours'
+    readings are those no rule invalidated when they were cleaned."""
 
     def __init__(self) -> None:
         self.series: dict[str, list[tuple[float, float]]] = defaultdict(list)
         self.sites: dict[str, tuple[str, str, float, float]] = {}
         self.by_metric: dict[str, set[str]] = defaultdict(set)
         self.found: list[tuple[str, Hindsight]] = []
+        self.waiting: dict[str, Plateau] = {}
 
     def judge(self, kept: Sequence[CleanReading], states: Mapping[str, SensorState]) -> None:
         for clean in kept:
@@ -53,8 +60,17 @@ class Neighbourhood:
             self.by_metric[r.metric].add(r.sensor_id)
             if not INVALIDATING.intersection(clean.flags):
                 bisect.insort(self.series[r.sensor_id], (r.event_time.timestamp(), r.value))
-        for plateau in open_plateaus(kept):
+        own = open_plateaus(kept)
+        mine = {p.sensor_id for p in own}
+        others = [p for p in self.waiting.values() if p.sensor_id not in mine]
+        again, forget = waiting_for(others, kept)
+        for plateau in forget:
+            del self.waiting[plateau.sensor_id]
+        for plateau in own:
+            self.waiting[plateau.sensor_id] = plateau
+        for plateau in own + again:
             if frozen_among_moving(plateau, self._means(plateau)):
+                del self.waiting[plateau.sensor_id]
                 self.found.append((plateau.sensor_id, plateau.stuck()))
                 state = states.get(plateau.sensor_id)
                 if state is not None:

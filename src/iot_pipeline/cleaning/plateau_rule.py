@@ -20,12 +20,20 @@ fine sensor follows that much). Relative humidity at or above HUMIDITY_CEILING i
 fog a humidity sensor reads its own ceiling (90 to 100 %RH, by sensor) for hours while drier
 neighbours move.
 
+A plateau's neighbours may be stored after it (their partition runs behind): a plateau not
+judged stuck waits (processing.plateau_check keeps it in Redis, one per sensor), and each
+later batch whose readings of the metric from other stations fall into its span judges it
+again (`waiting_for`), until it ends more than RECHECK_SPAN before the newest reading seen.
+
 Pure: the pipeline asks the store for the neighbours' consensus (processing.plateau_check), the
 scored tests compute them from the simulated readings.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -50,6 +58,7 @@ NEIGHBOUR_MOVE = {
     "co": 0.1,
 }
 MAX_BUCKETS = 24
+RECHECK_SPAN = 6 * 3600.0  # seconds of event time a plateau waits for late neighbours
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,14 @@ class Plateau:
         """The width of its buckets (seconds): its interval, or wider so that the span has at
         most MAX_BUCKETS."""
         return max(self.interval, (self.end - self.start) / MAX_BUCKETS)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.astuple(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Plateau:
+        sensor_id, station_id, metric, *numbers = json.loads(text)
+        return cls(str(sensor_id), str(station_id), str(metric), *(float(n) for n in numbers))
 
     def bucket(self, event_time: float) -> int:
         """The bucket of the span (centred on the plateau's own readings when they come every
@@ -100,6 +117,33 @@ def open_plateaus(kept: Iterable[CleanReading]) -> list[Plateau]:
             clean.resolution, clean.interval, r.lat, r.lon,
         )  # fmt: skip
     return sorted(found.values(), key=lambda p: (p.sensor_id, p.start))
+
+
+def waiting_for(
+    waiting: Iterable[Plateau], kept: Iterable[CleanReading]
+) -> tuple[list[Plateau], list[Plateau]]:
+    """(to judge again, to forget): of the plateaus waiting for their neighbours, those whose
+    span holds a reading of these of their metric from another station, and those that ended
+    more than RECHECK_SPAN before the newest of these readings."""
+    times: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for clean in kept:
+        r = clean.reading
+        times[r.metric].append((r.event_time.timestamp(), r.station_id))
+    for found in times.values():
+        found.sort()
+    newest = max((found[-1][0] for found in times.values()), default=None)
+    again: list[Plateau] = []
+    forget: list[Plateau] = []
+    for plateau in waiting:
+        if newest is not None and plateau.end < newest - RECHECK_SPAN:
+            forget.append(plateau)
+            continue
+        found = times.get(plateau.metric, [])
+        low = bisect.bisect_left(found, (plateau.start, ""))
+        high = bisect.bisect_right(found, (plateau.end, "\uffff"))
+        if any(station != plateau.station_id for _, station in found[low:high]):
+            again.append(plateau)
+    return again, forget
 
 
 def consensus(means: Mapping[str, Mapping[int, float]]) -> list[float]:

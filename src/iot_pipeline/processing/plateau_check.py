@@ -7,6 +7,12 @@ BUDDY_RADIUS_KM of it, another station, no rule invalidated the reading) and, pe
 sensor, its mean per bucket of the span (Plateau.bucket: a date histogram of the plateau's
 bucket width, aligned on its first reading). A plateau judged stuck becomes a flag found in
 hindsight (processing.hindsight) on its readings, and its windows are recomputed.
+
+A plateau not judged stuck waits in Redis (`<prefix>:plateaus`, the newest per sensor) for
+neighbours that are stored later (their partition runs behind): each range judges again the
+waiting plateaus its readings fall into (cleaning.plateau_rule.waiting_for), whichever
+partition they belong to, and forgets those judged stuck or too old. So the last range to
+store a plateau's neighbours judges it, as the buddy check's last range of a slot does.
 """
 
 from __future__ import annotations
@@ -14,9 +20,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import redis
+
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.cleaning.buddy_rule import BUDDY_RADIUS_KM
-from iot_pipeline.cleaning.plateau_rule import Plateau, frozen_among_moving, open_plateaus
+from iot_pipeline.cleaning.plateau_rule import (
+    Plateau,
+    frozen_among_moving,
+    open_plateaus,
+    waiting_for,
+)
 from iot_pipeline.indices import readings_pattern
 from iot_pipeline.storage import SearchStore
 from iot_pipeline.vocabulary import INVALIDATING, SPATIAL
@@ -106,13 +119,39 @@ def _means(
         yield means
 
 
-def frozen_plateaus(store: SearchStore, prefix: str, kept: list[CleanReading]) -> list[Plateau]:
-    """The plateaus these readings extended that their neighbours judge frozen."""
-    plateaus = open_plateaus(kept)
+def waiting_key(prefix: str) -> str:
+    return f"{prefix}:plateaus"
+
+
+def frozen_plateaus(
+    store: SearchStore, prefix: str, kept: list[CleanReading], state: redis.Redis | None = None
+) -> list[Plateau]:
+    """The plateaus these readings extended, and those waiting (in `state`) that these
+    readings fall into, that their neighbours judge frozen; the others extended wait."""
+    own = open_plateaus(kept)
+    waiting: list[Plateau] = []
+    if state is not None:
+        stored = state.hgetall(waiting_key(prefix))
+        waiting = [Plateau.from_json(text) for text in stored.values()]
+    mine = {p.sensor_id for p in own}
+    again, forget = waiting_for([p for p in waiting if p.sensor_id not in mine], kept)
+    plateaus = own + again
     found: list[Plateau] = []
     for start in range(0, len(plateaus), PLATEAUS_PER_QUERY):
         piece = plateaus[start : start + PLATEAUS_PER_QUERY]
         for plateau, means in zip(piece, _means(store, prefix, piece), strict=True):
             if frozen_among_moving(plateau, means):
                 found.append(plateau)
+    if state is not None:
+        stuck = {p.sensor_id for p in found}
+        gone = {p.sensor_id for p in forget} | (stuck - mine)
+        pipe = state.pipeline(transaction=False)
+        for plateau in own:
+            if plateau.sensor_id in stuck:
+                pipe.hdel(waiting_key(prefix), plateau.sensor_id)
+            else:
+                pipe.hset(waiting_key(prefix), plateau.sensor_id, plateau.to_json())
+        if gone:
+            pipe.hdel(waiting_key(prefix), *sorted(gone))
+        pipe.execute()
     return found
