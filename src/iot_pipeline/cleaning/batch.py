@@ -233,7 +233,7 @@ def clean_batch(
     return result
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Prepared:
     """A reading through the rules that look at it alone, waiting for its sensor's past."""
 
@@ -244,10 +244,7 @@ class _Prepared:
     measured: float
     declared: Declaration | None
     offset: float | None
-
-    @property
-    def epoch(self) -> float:
-        return self.reading.event_time.timestamp()
+    epoch: float  # the event time, epoch seconds
 
 
 class Step:
@@ -306,7 +303,8 @@ def _prepare(
     flags += physical_range(reading)
     flags += not_in_future(reading, reference, policy.max_clock_skew)
     flags += activity_flags(declared, reading.event_time.timestamp())
-    return _Prepared(record, parsed, reading, flags, measured, declared, offset)
+    epoch = reading.event_time.timestamp()
+    return _Prepared(record, parsed, reading, flags, measured, declared, offset, epoch)
 
 
 def _judge(

@@ -190,7 +190,7 @@ class SensorState:
         if not self.pairs:
             return None
         finest = 10.0**-self.decimals
-        if self.graded >= GRID_VALUES:
+        if self.grids and self.graded >= GRID_VALUES:
             for bit, (step, _) in enumerate(GRIDS):
                 if self.grids >> bit & 1 and step > finest:
                     return step
@@ -417,7 +417,8 @@ def _persistence(
         # the mean of the first pairs, then a moving average of the last STEP_PAIRS
         state.step += (abs(value - previous) - state.step) / state.pairs
         state.decimals = max(state.decimals, decimals(measured))
-        state.grids &= grids_of(measured, state.decimals)
+        if state.grids:  # a fine sensor is on none after a few values: nothing to check
+            state.grids &= grids_of(measured, state.decimals)
         state.graded = min(state.graded + 1, GRID_VALUES)
     return []
 
