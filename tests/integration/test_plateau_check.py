@@ -2,7 +2,9 @@
 processing.plateau_check): an hourly station that holds one value while three stations within
 a few hundred metres warm by a degree an hour is stuck, from the plateau's first reading, out
 of the aggregates; the same plateau among neighbours that hold theirs is calm weather, and
-so is the same plateau of a station without neighbours."""
+so is the same plateau of a station without neighbours. The stations' sensors are spread over
+the topic's partitions, and each partition is processed in turn: a plateau's neighbours are
+stored after it, and the plateau waits for them."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 
 from iot_pipeline.indices import aggregates_pattern, readings_pattern
+from iot_pipeline.processing.plateau_check import waiting_key
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
@@ -115,3 +119,10 @@ def test_a_plateau_is_stuck_when_the_neighbours_move_and_calm_when_they_do_not(
         store.close()
     assert len(plateau_hours) == 6
     assert all(h["_source"]["count"] == 0 for h in plateau_hours), plateau_hours
+    # the calm plateaus wait for neighbours stored later; the stuck one waits no more
+    state = redis.Redis.from_url(settings.redis_url)
+    try:
+        waiting = {k.decode() for k in state.hkeys(waiting_key(settings.search_index_prefix))}
+    finally:
+        state.close()
+    assert waiting == {"plateau-calm-00-temperature", "plateau-alone-00-temperature"}

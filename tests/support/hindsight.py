@@ -52,6 +52,7 @@ class Neighbourhood:
         self.by_metric: dict[str, set[str]] = defaultdict(set)
         self.found: list[tuple[str, Hindsight]] = []
         self.waiting: dict[str, Plateau] = {}
+        self.asked: set[str] = set()  # waiting plateaus the stream reached past the end of
 
     def judge(self, kept: Sequence[CleanReading], states: Mapping[str, SensorState]) -> None:
         for clean in kept:
@@ -64,10 +65,14 @@ class Neighbourhood:
         mine = {p.sensor_id for p in own}
         others = [p for p in self.waiting.values() if p.sensor_id not in mine]
         again, forget = waiting_for(others, kept)
+        # one stream is one partition: a plateau it reached past the end of is asked for good
+        again = [p for p in again if p.sensor_id not in self.asked]
         for plateau in forget:
             del self.waiting[plateau.sensor_id]
+        newest = max((c.reading.event_time.timestamp() for c in kept), default=-math.inf)
         for plateau in own:
             self.waiting[plateau.sensor_id] = plateau
+            self.asked.discard(plateau.sensor_id)
         for plateau in own + again:
             if frozen_among_moving(plateau, self._means(plateau)):
                 del self.waiting[plateau.sensor_id]
@@ -75,6 +80,8 @@ class Neighbourhood:
                 state = states.get(plateau.sensor_id)
                 if state is not None:
                     frozen_by_neighbours(state, plateau.start, plateau.end, plateau.value)
+            elif newest > plateau.end:
+                self.asked.add(plateau.sensor_id)
 
     def _means(self, plateau: Plateau) -> dict[str, dict[int, float]]:
         means: dict[str, dict[int, float]] = {}

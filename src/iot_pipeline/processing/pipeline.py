@@ -195,7 +195,9 @@ def process_range(
         _settle_in_flight(settings, store, stored, bulk)
     clock.lap("overrides")
     windows, cross_flagged, spatial_flagged, frozen = (
-        _update_aggregates(settings, store, stored, bulk, state_client)
+        _update_aggregates(
+            settings, store, stored, bulk, state_client, f"{offsets.topic}:{offsets.partition}"
+        )
         if aggregate
         else (0, 0, 0, [])
     )
@@ -398,6 +400,7 @@ def _update_aggregates(
     kept: list[CleanReading],
     bulk: BulkPolicy,
     state: redis.Redis | None = None,
+    source: str = "",
 ) -> tuple[int, int, int, list[Plateau]]:
     """Flags found in hindsight (the cleaner's and the neighbours' stuck plateaus),
     cross-metric and buddy-check flags, then every touched window recomputed from the store.
@@ -414,7 +417,7 @@ def _update_aggregates(
         return 0, 0, 0, []
     prefix = settings.search_index_prefix  # the range's readings were refreshed already
     interval = settings.sensor_sample_interval_seconds
-    frozen = frozen_plateaus(store, prefix, kept, state)
+    frozen = frozen_plateaus(store, prefix, kept, state, source)
     stuck = [(run.sensor_id, run.stuck()) for run in frozen]
     late, reached = hindsight_updates(store, prefix, kept, stuck)
     if late:

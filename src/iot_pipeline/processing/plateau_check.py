@@ -17,6 +17,7 @@ store a plateau's neighbours judges it, as the buddy check's last range of a slo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,18 +124,46 @@ def waiting_key(prefix: str) -> str:
     return f"{prefix}:plateaus"
 
 
+# Replace (or, given "", delete) a waiting plateau only if it is still what this range read:
+# its sensor's own range may have stored a newer one meanwhile.
+_SWAP = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  if ARGV[3] == '' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+  return redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 0
+"""
+
+
+def _entry(plateau: Plateau, asked: list[str]) -> str:
+    return json.dumps({"plateau": plateau.to_json(), "asked": asked})
+
+
 def frozen_plateaus(
-    store: SearchStore, prefix: str, kept: list[CleanReading], state: redis.Redis | None = None
+    store: SearchStore,
+    prefix: str,
+    kept: list[CleanReading],
+    state: redis.Redis | None = None,
+    source: str = "",
 ) -> list[Plateau]:
     """The plateaus these readings extended, and those waiting (in `state`) that these
-    readings fall into, that their neighbours judge frozen; the others extended wait."""
+    readings fall into, that their neighbours judge frozen; the others extended wait.
+
+    `source` names the range's partition: a waiting plateau is judged again by each partition
+    until one of its ranges reaches past the plateau's end (by then that partition's
+    neighbours of the plateau are all stored), so a plateau costs each partition one search
+    at most, however many ranges overlap it."""
     own = open_plateaus(kept)
-    waiting: list[Plateau] = []
-    if state is not None:
-        stored = state.hgetall(waiting_key(prefix))
-        waiting = [Plateau.from_json(text) for text in stored.values()]
     mine = {p.sensor_id for p in own}
-    again, forget = waiting_for([p for p in waiting if p.sensor_id not in mine], kept)
+    stored: dict[str, tuple[bytes | str, Plateau, list[str]]] = {}
+    if state is not None:
+        for sensor, raw in state.hgetall(waiting_key(prefix)).items():
+            entry = json.loads(raw)
+            name = sensor.decode() if isinstance(sensor, bytes) else str(sensor)
+            stored[name] = (raw, Plateau.from_json(entry["plateau"]), list(entry["asked"]))
+    others = [plateau for sensor, (_, plateau, _) in stored.items() if sensor not in mine]
+    again, forget = waiting_for(others, kept)
+    again = [p for p in again if source not in stored[p.sensor_id][2]]
     plateaus = own + again
     found: list[Plateau] = []
     for start in range(0, len(plateaus), PLATEAUS_PER_QUERY):
@@ -143,15 +172,43 @@ def frozen_plateaus(
             if frozen_among_moving(plateau, means):
                 found.append(plateau)
     if state is not None:
-        stuck = {p.sensor_id for p in found}
-        gone = {p.sensor_id for p in forget} | (stuck - mine)
-        pipe = state.pipeline(transaction=False)
-        for plateau in own:
-            if plateau.sensor_id in stuck:
-                pipe.hdel(waiting_key(prefix), plateau.sensor_id)
-            else:
-                pipe.hset(waiting_key(prefix), plateau.sensor_id, plateau.to_json())
-        if gone:
-            pipe.hdel(waiting_key(prefix), *sorted(gone))
-        pipe.execute()
+        _remember(state, prefix, source, kept, own, again, forget, found, stored)
     return found
+
+
+def _remember(
+    state: redis.Redis,
+    prefix: str,
+    source: str,
+    kept: list[CleanReading],
+    own: list[Plateau],
+    again: list[Plateau],
+    forget: list[Plateau],
+    found: list[Plateau],
+    stored: dict[str, tuple[bytes | str, Plateau, list[str]]],
+) -> None:
+    """Store what waits: the range's own plateaus not judged stuck (asked by this partition
+    once the range reaches past their end), the waiting ones judged again (likewise); forget
+    the stuck ones and the old ones."""
+    key = waiting_key(prefix)
+    newest = max((c.reading.event_time.timestamp() for c in kept), default=float("-inf"))
+    stuck = {p.sensor_id for p in found}
+    swap = state.register_script(_SWAP)
+    pipe = state.pipeline(transaction=False)
+    for plateau in own:
+        if plateau.sensor_id in stuck:
+            pipe.hdel(key, plateau.sensor_id)
+        else:
+            asked = [source] if newest > plateau.end else []
+            pipe.hset(key, plateau.sensor_id, _entry(plateau, asked))
+    for plateau in again:
+        raw, _, asked = stored[plateau.sensor_id]
+        if plateau.sensor_id in stuck:
+            swap(keys=[key], args=[plateau.sensor_id, raw, ""], client=pipe)
+        elif newest > plateau.end:
+            entry = _entry(plateau, [*asked, source])
+            swap(keys=[key], args=[plateau.sensor_id, raw, entry], client=pipe)
+    for plateau in forget:
+        raw = stored[plateau.sensor_id][0]
+        swap(keys=[key], args=[plateau.sensor_id, raw, ""], client=pipe)
+    pipe.execute()
