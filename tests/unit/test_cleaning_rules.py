@@ -347,6 +347,18 @@ def test_an_hourly_coarse_sensor_holds_a_value_for_a_day_and_a_half() -> None:
         assert any(vocabulary.STUCK in r.flags for r in result.readings) is stuck
 
 
+def test_fog_and_melting_snow_hold_a_sensor_for_hours() -> None:
+    # a 1-minute whole-percent humidity sensor at 97 %RH in fog, 9 hours
+    humidity = {"sensor_id": "casa-anfa-01-humidity", "metric": "humidity", "unit": "%"}
+    rising = [88.0, 90.0, 91.0, 93.0, 94.0, 96.0, 95.0, 96.0, 97.0, 96.0]
+    assert _stuck([*rising, *[97.0] * (9 * 60)], **humidity) == []
+    # a 0.1 degC sensor in melting snow, 6 hours at 0.0
+    falling = [1.2, 1.0, 0.9, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1, 0.1]
+    assert _stuck([*falling, *[0.0] * (6 * 60)]) == []
+    # the same hours at another value are stuck (fast sensors: after 3 hours)
+    assert _stuck([*falling, *[0.5] * (6 * 60)]) != []
+
+
 def test_a_sensor_not_yet_learned_is_judged_by_time_only() -> None:
     assert _stuck([21.0, 21.4] + [21.7] * 10) == []
 

@@ -16,9 +16,9 @@ over the neighbours (their own noise mostly cancels out in the median; a change 
 weather does not). The plateau is stuck when the consensus moved (highest bucket minus
 lowest) by at least NEIGHBOUR_STEPS of the sensor's own resolution (a working sensor would
 have crossed several of its steps) and by at least the metric's NEIGHBOUR_MOVE (a working
-fine sensor follows that much). Relative humidity at or above HUMIDITY_CEILING is exempt: in
-fog a humidity sensor reads its own ceiling (90 to 100 %RH, by sensor) for hours while drier
-neighbours move.
+fine sensor follows that much). Values where weather itself holds a sensor still are exempt
+(cleaning.state.weather_plateau): humidity in fog, at the sensor's own ceiling, while drier
+neighbours move; a temperature at the melting point.
 
 A plateau's neighbours may be stored after it (their partition runs behind): a plateau not
 judged stuck waits (processing.plateau_check keeps it in Redis, one per sensor), and each
@@ -41,11 +41,10 @@ from dataclasses import dataclass
 
 from iot_pipeline.cleaning.batch import CleanReading
 from iot_pipeline.cleaning.buddy_rule import MIN_BUDDIES
-from iot_pipeline.cleaning.state import SPAN_END, Hindsight
+from iot_pipeline.cleaning.state import SPAN_END, Hindsight, weather_plateau
 from iot_pipeline.vocabulary import STUCK
 
 NEIGHBOUR_STEPS = 5.0
-HUMIDITY_CEILING = 90.0
 # The least change of the neighbours' consensus that a working sensor must follow, whatever
 # its resolution: more than a calm night moves a city's stations over a few hours.
 NEIGHBOUR_MOVE = {
@@ -167,7 +166,7 @@ def consensus(means: Mapping[str, Mapping[int, float]]) -> list[float]:
 def frozen_among_moving(plateau: Plateau, means: Mapping[str, Mapping[int, float]]) -> bool:
     """Whether the neighbours around the plateau, by their means per bucket of its span (see
     Plateau.bucket), say that a working sensor would have changed its value."""
-    if plateau.metric == "humidity" and plateau.value >= HUMIDITY_CEILING:
+    if weather_plateau(plateau.metric, plateau.value):
         return False
     moved = consensus(means)
     if len(moved) < 2:

@@ -69,6 +69,8 @@ FAST_SPAN = 3 * 3600.0
 SLOW_FINE_SPAN = 12 * 3600.0
 SLOW_COARSE_SPAN = 48 * 3600.0
 PLATEAU_MARGIN = 2.0
+HUMIDITY_CEILING = 90.0  # %RH (see weather_plateau)
+MELTING_POINT_BAND = 0.05  # degC either side of 0 (see weather_plateau)
 # Grids (step, origin; canonical units) coarser than a value's decimals that a sensor's
 # values may lie on, coarsest first: whole kelvin, whole degF, halves, half degF, quarters,
 # fifths, tenths of a kelvin, tenths of a degF, twentieths, fiftieths. A value rounded to d
@@ -613,7 +615,20 @@ def persistent(state: SensorState, metric: str, event_time: float, value: float)
     if fast(state) and moves_by_steps(state) >= FINE_STEPS:
         return True
     start = event_time if state.run_start is None else state.run_start
-    return event_time - start > plateau_span(state)
+    span = plateau_span(state)
+    if weather_plateau(metric, value):
+        span = max(span, SLOW_COARSE_SPAN)
+    return event_time - start > span
+
+
+def weather_plateau(metric: str, value: float) -> bool:
+    """Whether real weather holds a sensor on this value for hours: relative humidity at or
+    above HUMIDITY_CEILING (fog: a sensor reads its own ceiling, 90 to 100 %RH by sensor), a
+    temperature at the melting point (melting snow and ice hold 0 degC). Judged by time only
+    after SLOW_COARSE_SPAN, and not by the neighbours (cleaning.plateau_rule)."""
+    if metric == "humidity":
+        return value >= HUMIDITY_CEILING
+    return metric == "temperature" and abs(value) <= MELTING_POINT_BAND
 
 
 def evict_idle(states: MutableMapping[str, SensorState], now: float, idle: float) -> list[str]:
