@@ -75,7 +75,7 @@ class Neighbourhood:
             self.asked.discard(plateau.sensor_id)
         for plateau in own + again:
             if frozen_among_moving(plateau, self._means(plateau)):
-                del self.waiting[plateau.sensor_id]
+                self.waiting.pop(plateau.sensor_id, None)
                 self.found.append((plateau.sensor_id, plateau.stuck()))
                 state = states.get(plateau.sensor_id)
                 if state is not None:

@@ -214,16 +214,16 @@ BELOW_THE_BAR = {("3-hourly", "spike"): (0.99, 0.94)}
 
 
 def test_stuck_verdicts_do_not_depend_on_the_arrival_order() -> None:
-    """The hourly network with coarse sensors, once in order and once with every record up to
-    six hours late: the same readings are judged stuck (in hindsight and by the neighbours
-    included). Other flags may move with the order by definition (which copy of an event is
-    the duplicate), so only `stuck` is compared.
+    """The hourly network with coarse sensors (30 days), once in order and once with every
+    record up to six hours late: the same readings are judged stuck (in hindsight and by the
+    neighbours included). Other flags may move with the order by definition (which copy of
+    an event is the duplicate), so only `stuck` is compared.
 
     At most one stuck reading in a thousand may differ: where a sparse sensor froze right
     after a jump, the jump is a suspect until the next reading settles it (docs/quality.md,
     "Sparse sensors"), and out of order the next reading is another one, so the run can start
-    one reading later (1 of 2,775 here)."""
-    values, _ = _simulate(CASES["hourly-coarse"])
+    one reading later."""
+    values, _ = _simulate(Case(3600.0, 30 * 24, coarse=0.5))
     ids = [_event_id(v) for v in values]
     rng = random.Random(27)
     delays = [6 * 3600.0 * rng.random() for _ in values]
