@@ -75,6 +75,9 @@ def _network() -> list[dict[str, Any]]:
 def test_a_plateau_is_stuck_when_the_neighbours_move_and_calm_when_they_do_not(
     settings: Settings,
 ) -> None:
+    # an entry another version wrote (or damage) waits no more, and stops nothing
+    with redis.Redis.from_url(settings.redis_url) as state:
+        state.hset(waiting_key(settings.search_index_prefix), "plateau-old-temperature", "[1, 2]")
     produce_readings(settings, _network())
     process_pending(settings, "plateau")
     store = make_store(settings)

@@ -139,6 +139,17 @@ def _entry(plateau: Plateau, asked: list[str]) -> str:
     return json.dumps({"plateau": plateau.to_json(), "asked": asked})
 
 
+def _waiting(raw: bytes | str) -> tuple[Plateau, list[str]] | None:
+    """A waiting plateau and the partitions that asked for it, or None when the entry cannot
+    be read (another version's shape, damage): a plateau that waits is an optimisation of the
+    verdict's timing, never worth stopping a range for."""
+    try:
+        entry = json.loads(raw)
+        return Plateau.from_json(entry["plateau"]), [str(a) for a in entry["asked"]]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
 def frozen_plateaus(
     store: SearchStore,
     prefix: str,
@@ -156,11 +167,17 @@ def frozen_plateaus(
     own = open_plateaus(kept)
     mine = {p.sensor_id for p in own}
     stored: dict[str, tuple[bytes | str, Plateau, list[str]]] = {}
+    unreadable: list[bytes | str] = []
     if state is not None:
         for sensor, raw in state.hgetall(waiting_key(prefix)).items():
-            entry = json.loads(raw)
+            waiting = _waiting(raw)
+            if waiting is None:  # written by another version, or damaged: it waits no more
+                unreadable.append(sensor)
+                continue
             name = sensor.decode() if isinstance(sensor, bytes) else str(sensor)
-            stored[name] = (raw, Plateau.from_json(entry["plateau"]), list(entry["asked"]))
+            stored[name] = (raw, *waiting)
+        if unreadable:
+            state.hdel(waiting_key(prefix), *unreadable)
     others = [plateau for sensor, (_, plateau, _) in stored.items() if sensor not in mine]
     again, forget = waiting_for(others, kept)
     again = [p for p in again if source not in stored[p.sensor_id][2]]
