@@ -16,6 +16,22 @@ from celery import Celery
 from iot_pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+
+# Each test folder is a tier with a marker of its own (`make check` runs `unit` only,
+# `make chaos` runs `chaos` only); every tier but `unit` needs the running stack.
+TIERS = ("unit", "integration", "dags", "e2e", "chaos")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier, and `integration` when it needs the stack."""
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(HERE).parts[0]
+        if folder in TIERS:
+            item.add_marker(getattr(pytest.mark, folder))
+            if folder != "unit":
+                item.add_marker(pytest.mark.integration)
+
 
 # Redis keeps the live pipeline in database 0 (REDIS_URL); tests use this one.
 TEST_REDIS_DB = 15
