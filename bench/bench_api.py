@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from iot_pipeline.api import queries, registry  # noqa: E402
 from iot_pipeline.cleaning import CleaningPolicy, RawRecord, clean_batch  # noqa: E402
+from iot_pipeline.contracts.readings import reading_actions  # noqa: E402
 from iot_pipeline.generator.faults import FaultRates  # noqa: E402
 from iot_pipeline.generator.network import build_network  # noqa: E402
 from iot_pipeline.generator.stream import ReadingStream  # noqa: E402
 from iot_pipeline.processing import registry as processing_registry  # noqa: E402
-from iot_pipeline.processing.documents import reading_actions  # noqa: E402
 from iot_pipeline.settings import Settings  # noqa: E402
 from iot_pipeline.storage import load_templates, make_store  # noqa: E402
 from iot_pipeline.storage.base import bulk_body  # noqa: E402

@@ -31,17 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_budget import CpuMeter
 
 from iot_pipeline.cleaning import CleaningPolicy, clean_batch
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.readings import reading_actions
+from iot_pipeline.contracts.tasks import create_app
 from iot_pipeline.kafka_config import consumer_config
 from iot_pipeline.processing import dead_letters
-from iot_pipeline.processing.documents import reading_actions
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import BulkPolicy, load_templates, make_store
 from iot_pipeline.vocabulary import DUPLICATE
-from iot_pipeline.worker.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 BULK_DOCS = BulkPolicy().max_docs

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from iot_pipeline.cleaning import RawRecord, SensorState, clean_batch
+from iot_pipeline.contracts.ranges import OffsetRange
 from iot_pipeline.processing import state_store
-from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
 
 PARTITIONS = 6

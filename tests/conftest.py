@@ -66,7 +66,7 @@ def test_settings(base_settings: Settings, run_id: str) -> Settings:
 @pytest.fixture(scope="session")
 def stack_ready(base_settings: Settings) -> None:
     """Fail (not skip) integration tests clearly when the stack is not running."""
-    from iot_pipeline.stack.probes import kafka_health, redis_health, search_health
+    from iot_pipeline.contracts.probes import kafka_health, redis_health, search_health
 
     down = [
         f"{name}: {health.detail}"
@@ -110,7 +110,7 @@ def _base_env() -> dict[str, str]:
 def celery_app(settings: Settings) -> Iterator[Celery]:
     """A Celery app on the module's own settings (its `settings` fixture), queues purged
     before and after so no task of another module runs on its workers."""
-    from iot_pipeline.worker.app import create_app
+    from iot_pipeline.contracts.tasks import create_app
 
     app = create_app(settings)
     app.control.purge()

@@ -7,8 +7,9 @@ out: the worker announces itself in one JSON line like every other line it logs.
 
 import sys
 
+from iot_pipeline.contracts.tasks import WORKER_QUEUES
 from iot_pipeline.settings import get_settings
-from iot_pipeline.worker.app import WORKER_QUEUES, app
+from iot_pipeline.worker.app import app
 
 if __name__ == "__main__":
     quiet = ["--quiet"] if get_settings().log_format == "json" else []

@@ -38,13 +38,8 @@ import pytest
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from iot_pipeline.errors import OffsetsError, TransientStoreError
-from iot_pipeline.kafka_config import consumer_config, producer_config
-from iot_pipeline.orchestration.offsets import positions
-from iot_pipeline.settings import Settings
-from iot_pipeline.stack.airflow_services import component_health
-from iot_pipeline.stack.model import StackPaths
-from iot_pipeline.stack.probes import (
+from iot_pipeline.contracts.positions import positions
+from iot_pipeline.contracts.probes import (
     Health,
     api_health,
     kafka_health,
@@ -52,9 +47,14 @@ from iot_pipeline.stack.probes import (
     search_health,
     worker_health,
 )
+from iot_pipeline.contracts.tasks import create_app
+from iot_pipeline.errors import OffsetsError, TransientStoreError
+from iot_pipeline.kafka_config import consumer_config, producer_config
+from iot_pipeline.settings import Settings
+from iot_pipeline.stack.airflow_services import component_health
+from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import SearchStore, make_store
-from iot_pipeline.worker.app import create_app
 
 from support.ground_truth import assert_windows_equal, document_id
 from support.recovery_log import RESULTS

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from iot_pipeline.contracts.probes import api_health, local_json, worker_health
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.airflow_services import component_health
 from iot_pipeline.stack.model import StackPaths
-from iot_pipeline.stack.probes import api_health, local_json, worker_health
 from iot_pipeline.stack.supervisor import Supervisor
 
 BACK_WITHIN = 30.0

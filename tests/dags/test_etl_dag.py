@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from iot_pipeline.orchestration.offsets import positions
+from iot_pipeline.contracts.positions import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 

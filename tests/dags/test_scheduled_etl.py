@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from iot_pipeline.orchestration.offsets import positions
+from iot_pipeline.contracts.positions import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor

@@ -15,7 +15,7 @@ import pytest
 from celery import Celery
 from confluent_kafka import Producer
 
-from iot_pipeline.orchestration.offsets import positions
+from iot_pipeline.contracts.positions import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 

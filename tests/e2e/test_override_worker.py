@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from iot_pipeline.contracts.tasks import create_app
 from iot_pipeline.settings import Settings
-from iot_pipeline.worker.app import create_app
 
 from support.api_process import start_api, stop_api
 from support.clock import event_stamp

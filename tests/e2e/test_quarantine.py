@@ -15,9 +15,9 @@ import redis
 from celery import Celery
 from confluent_kafka import Producer
 
+from iot_pipeline.contracts.positions import positions
+from iot_pipeline.contracts.run_state import read_state
 from iot_pipeline.kafka_config import producer_config
-from iot_pipeline.orchestration.offsets import positions
-from iot_pipeline.orchestration.run_state import read_state
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from celery import Celery
 
-from iot_pipeline.orchestration.offsets import positions
+from iot_pipeline.contracts.positions import positions
 from iot_pipeline.settings import Settings
 
 from support.api_process import start_api, stop_api

@@ -16,12 +16,12 @@ from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from iot_pipeline.aggregation import recompute_windows, touched_windows
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.tasks import PROCESS_RANGE
 from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import PROCESS_RANGE
 
 from support.clock import day, event_stamp
 from support.ground_truth import aggregates, assert_aggregates_match, snapshot
@@ -272,7 +272,7 @@ def test_a_writer_holding_stale_inputs_never_overwrites_a_newer_window(own: Sett
 
     def index(first: int, count: int) -> list[Any]:
         from iot_pipeline.cleaning import RawRecord, clean_batch
-        from iot_pipeline.processing.documents import reading_actions
+        from iot_pipeline.contracts.readings import reading_actions
         from iot_pipeline.storage import index_all
 
         from support.readings import sample_reading

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from iot_pipeline.contracts.ranges import OffsetRange
 from iot_pipeline.indices import readings_index
-from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import IndexAction, make_store
 

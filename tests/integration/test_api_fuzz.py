@@ -18,13 +18,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from iot_pipeline.contracts.ranges import RangeTask
+from iot_pipeline.contracts.tasks import SETTLE_OVERRIDE
 from iot_pipeline.indices import overrides_index
 from iot_pipeline.orchestration.offsets import plan_ranges
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import SETTLE_OVERRIDE
 
 from support.api_process import start_api, stop_api
 from support.isolation import own_pipeline

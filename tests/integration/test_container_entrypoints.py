@@ -18,10 +18,10 @@ import pytest
 from celery import Celery
 from confluent_kafka.admin import AdminClient
 
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.tasks import PROCESS_RANGE, create_app
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import PROCESS_RANGE, create_app
 
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all

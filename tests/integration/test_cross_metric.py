@@ -12,9 +12,9 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, load_templates, make_store

@@ -16,12 +16,13 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaException, NewTopic
 
 from iot_pipeline.cleaning.state import SEEN_IDS
+from iot_pipeline.contracts.positions import positions
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.run_state import read_state
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.orchestration.etl import commit_batch, plan_batch
-from iot_pipeline.orchestration.offsets import commit_ranges, positions
-from iot_pipeline.orchestration.run_state import read_state
+from iot_pipeline.orchestration.offsets import commit_ranges
 from iot_pipeline.processing.pipeline import RangeReport, process_range
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 

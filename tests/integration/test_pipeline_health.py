@@ -16,8 +16,8 @@ import redis
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from iot_pipeline.kafka_config import producer_config
-from iot_pipeline.orchestration.run_state import (
+from iot_pipeline.contracts.ranges import OffsetRange
+from iot_pipeline.contracts.run_state import (
     Quarantine,
     note_committed,
     note_planned,
@@ -25,7 +25,7 @@ from iot_pipeline.orchestration.run_state import (
     note_range_failed,
     note_run,
 )
-from iot_pipeline.processing.ranges import OffsetRange
+from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.settings import Settings
 
 from support.api_process import free_port, start_api, stop_api

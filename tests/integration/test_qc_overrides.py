@@ -14,12 +14,12 @@ import httpx
 import pytest
 import redis
 
+from iot_pipeline.contracts.tasks import SETTLE_OVERRIDE
 from iot_pipeline.indices import aggregates_pattern
 from iot_pipeline.orchestration.override_sweep import sweep_overrides
 from iot_pipeline.processing.overrides import settle, unsettled
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, make_store
-from iot_pipeline.worker.app import SETTLE_OVERRIDE
 
 from support.api_process import api_client, start_api, stop_api
 from support.clock import event_stamp

@@ -12,10 +12,10 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
+from iot_pipeline.contracts.ranges import OffsetRange
+from iot_pipeline.contracts.run_state import note_replayed, pending_quarantines
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.orchestration.quarantine import mark_stored, quarantine_range
-from iot_pipeline.orchestration.run_state import note_replayed, pending_quarantines
-from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 

@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
+from iot_pipeline.contracts.ranges import RangeTask
 from iot_pipeline.indices import readings_pattern
 from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 

@@ -18,13 +18,14 @@ from opensearchpy import OpenSearch
 from pydantic import SecretStr
 
 from iot_pipeline.container.search_users import API, LOGINS, READER, WRITER, apply_opensearch
+from iot_pipeline.contracts.positions import positions
+from iot_pipeline.contracts.ranges import RangeTask
+from iot_pipeline.contracts.tasks import SETTLE_OVERRIDE
 from iot_pipeline.errors import StoreRefused
-from iot_pipeline.orchestration.offsets import plan_ranges, positions
+from iot_pipeline.orchestration.offsets import plan_ranges
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import SETTLE_OVERRIDE
 
 from support.api_process import api_client
 from support.clock import day, event_stamp, minute_stamp

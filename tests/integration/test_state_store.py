@@ -11,9 +11,9 @@ import redis
 
 from iot_pipeline.cleaning import SensorState
 from iot_pipeline.cleaning.batch import DeadLetter, RawRecord
+from iot_pipeline.contracts.ranges import OffsetRange
 from iot_pipeline.processing import state_store
 from iot_pipeline.processing.dead_letters import not_yet_sent, notes_lifetime, remember_sent
-from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.processing.state_store import (
     load_replay_states,
     load_states,

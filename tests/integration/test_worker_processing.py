@@ -18,11 +18,11 @@ import pytest
 from celery import Celery
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.tasks import PROCESS_RANGE
 from iot_pipeline.kafka_config import consumer_config, producer_config
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import PROCESS_RANGE
 
 from support.clock import day, minute_stamp
 from support.ground_truth import aggregates, document_id, expected_ids, offline_windows, snapshot

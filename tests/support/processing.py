@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import redis
 
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
 from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, make_store
 

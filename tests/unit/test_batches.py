@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
 from iot_pipeline.orchestration.batches import range_tasks, run_tasks
 from iot_pipeline.orchestration.etl import _extend, verdict
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 

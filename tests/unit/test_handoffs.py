@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from iot_pipeline.contracts.ranges import OffsetRange
 from iot_pipeline.orchestration.handoffs import BatchPlan, ReplayRequest, RunReport
-from iot_pipeline.processing.ranges import OffsetRange
 
 
 def _via_xcom(payload: dict[str, object]) -> dict[str, object]:

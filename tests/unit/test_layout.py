@@ -94,3 +94,86 @@ def test_the_readme_stays_a_front_door() -> None:
     assert lines[2] == "```bash"
     assert lines[3].startswith("make up")
     assert lines[4].startswith("make test")
+
+
+# Rooms of the package a room may not import (at any depth, deferred imports included):
+# what two processes exchange lives on the `contracts` floor, so a reader never imports the
+# writer's room.
+PACKAGE = ROOT / "src" / "iot_pipeline"
+FORBIDDEN = {
+    "api": {"processing", "orchestration", "worker", "stack", "generator"},
+    "container": {"stack", "processing", "orchestration"},
+    "contracts": {"api", "processing", "orchestration", "worker", "stack", "container"},
+    "cleaning": {"storage", "processing", "orchestration", "worker", "api", "stack"},
+    "aggregation": {"processing", "orchestration", "worker", "api", "stack"},
+    "processing": {"orchestration", "worker", "api", "stack"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """The package-internal modules a file imports, wherever the import statement is."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("iot_pipeline.")}
+
+
+def _room(module: str) -> str:
+    return module.split(".")[1]
+
+
+def test_each_room_imports_only_the_floors_below_it() -> None:
+    offenders = []
+    for room, banned in FORBIDDEN.items():
+        for path in sorted((PACKAGE / room).rglob("*.py")):
+            for module in _imports(path):
+                if _room(module) in banned:
+                    offenders.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_the_rooms_import_each_other_without_a_circle() -> None:
+    """Module-level imports between rooms (packages and top-level modules) form no cycle."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).parts
+        room = parts[0].removesuffix(".py")
+        edges = graph.setdefault(room, set())
+        edges.update(_room(m) for m in _imports(path) if _room(m) != room)
+    # depth-first search for a back edge
+    state: dict[str, int] = {}
+
+    def visit(room: str, trail: list[str]) -> list[str]:
+        state[room] = 1
+        for other in sorted(graph.get(room, ())):
+            if state.get(other) == 1:
+                return [*trail, room, other]
+            if other not in state and (cycle := visit(other, [*trail, room])):
+                return cycle
+        state[room] = 2
+        return []
+
+    for room in sorted(graph):
+        if room not in state:
+            assert not (cycle := visit(room, [])), " -> ".join(cycle)
+
+
+def test_importing_the_orchestration_builds_no_celery_app() -> None:
+    """The DAGs import the orchestration at parse time: no Celery app (broker connection
+    pool, worker config) may come with it, nor may the worker's module be loaded."""
+    code = (
+        "import sys, celery._state as s\n"
+        "import iot_pipeline.orchestration.etl, iot_pipeline.orchestration.batches\n"
+        "import iot_pipeline.orchestration.override_sweep, iot_pipeline.api.app\n"
+        "print(len(list(s._get_active_apps())), 'iot_pipeline.worker.app' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["0", "False"], result.stdout + result.stderr

@@ -19,7 +19,7 @@ from iot_pipeline.cleaning.overrides import (
     stored_screened,
     verdict_fields,
 )
-from iot_pipeline.processing.documents import reading_document
+from iot_pipeline.contracts.readings import reading_document
 from iot_pipeline.vocabulary import ACCEPT, QC_VALUES, REJECT
 
 from support.readings import sample_reading

@@ -8,7 +8,7 @@ import json
 from prometheus_client.parser import text_string_to_metric_families
 
 from iot_pipeline.api.pipeline_metrics import exposition, families
-from iot_pipeline.orchestration.run_state import (
+from iot_pipeline.contracts.run_state import (
     PartitionHealth,
     Quarantine,
     RangeFailure,

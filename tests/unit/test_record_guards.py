@@ -12,9 +12,9 @@ import pytest
 from iot_pipeline import vocabulary
 from iot_pipeline.cleaning import RawRecord, clean_batch
 from iot_pipeline.cleaning.batch import CleaningPolicy
-from iot_pipeline.processing import documents
+from iot_pipeline.contracts import readings as documents
+from iot_pipeline.contracts.readings import reading_actions, reading_id
 from iot_pipeline.processing.dead_letters import FRAMING_BYTES, dead_letter_headers, fit_value
-from iot_pipeline.processing.documents import reading_actions, reading_id
 
 from support.readings import sample_reading
 

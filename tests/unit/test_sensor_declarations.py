@@ -15,8 +15,8 @@ from iot_pipeline import vocabulary
 from iot_pipeline.api.models import SensorMetadataRequest
 from iot_pipeline.cleaning import CleaningPolicy, CleanReading, RawRecord, SensorState, clean_batch
 from iot_pipeline.cleaning.metadata import Declaration, activity_flags, calibrated
-from iot_pipeline.processing.documents import reading_document
-from iot_pipeline.processing.metadata import declaration_of, metadata_document
+from iot_pipeline.contracts.metadata import declaration_of, metadata_document
+from iot_pipeline.contracts.readings import reading_document
 from iot_pipeline.schema import format_event_time
 
 from support.readings import sample_reading

@@ -40,10 +40,10 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from iot_pipeline.cleaning import CleaningPolicy, RawRecord, clean_batch
+from iot_pipeline.contracts.live import live_channel
+from iot_pipeline.contracts.readings import reading_document, reading_id
 from iot_pipeline.errors import TransientError
 from iot_pipeline.kafka_config import consumer_config
-from iot_pipeline.processing.documents import reading_document, reading_id
-from iot_pipeline.processing.live_feed import live_channel
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 

@@ -12,7 +12,7 @@ from iot_pipeline.schema import METRICS
 from iot_pipeline.vocabulary import Metric, OverrideAction, OverrideStatus, Qc, Resolution, Scope
 
 if TYPE_CHECKING:
-    from iot_pipeline.orchestration.run_state import Refusal
+    from iot_pipeline.contracts.run_state import Refusal
 
 _READING_EXAMPLE: dict[str, Any] = {
     "event_id": "2afbd6f8-6b-1f",

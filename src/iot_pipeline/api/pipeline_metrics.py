@@ -15,8 +15,8 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from iot_pipeline.api.upstream import KafkaPositions, read_run_state
+from iot_pipeline.contracts.run_state import RunState, partition_health
 from iot_pipeline.errors import KafkaUnavailable, RedisUnavailable
-from iot_pipeline.orchestration.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
 
 log = logging.getLogger("iot_pipeline.api")

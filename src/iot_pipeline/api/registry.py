@@ -1,6 +1,6 @@
 """The API's reads of the sensor registry (processing.registry writes it): sensors, the
 latest reading of each, and the last batch, each in O(sensors) whatever the readings hold;
-and of what operators declared of their sensors (processing.metadata), which lives in an
+and of what operators declared of their sensors (contracts.metadata), which lives in an
 index of its own so that a sensor declared before its first reading is no registry document
 (every reader here counts on a registered sensor's `last` and `last_seen`)."""
 
@@ -11,9 +11,9 @@ from typing import Any
 
 from iot_pipeline.api import queries
 from iot_pipeline.api.models import LastBatch, Reading, Sensor, SensorMetadata
+from iot_pipeline.contracts.metadata import metadata_pattern
 from iot_pipeline.errors import PermanentStoreError
 from iot_pipeline.indices import readings_pattern, sensors_index
-from iot_pipeline.processing.metadata import metadata_pattern
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import AsyncSearchStore
 from iot_pipeline.storage.base import is_missing_index

@@ -11,10 +11,10 @@ import redis
 import redis.asyncio
 from confluent_kafka import Consumer, KafkaException
 
+from iot_pipeline.contracts.positions import PartitionPosition, group_positions
+from iot_pipeline.contracts.run_state import RunState, parse_answers, state_commands
 from iot_pipeline.errors import KafkaUnavailable, OffsetsError, RedisUnavailable
 from iot_pipeline.kafka_config import consumer_config
-from iot_pipeline.orchestration.offsets import PartitionPosition, group_positions
-from iot_pipeline.orchestration.run_state import RunState, parse_answers, state_commands
 from iot_pipeline.settings import Settings, split_host_port
 
 RECENT_QUARANTINES = 20  # quarantine entries shown by /pipeline/status

@@ -1,5 +1,5 @@
 """What an operator declared of a sensor, and what it does to the sensor's readings at
-cleaning time. Pure logic; storing and loading declarations is `processing.metadata`.
+cleaning time. Pure logic; storing and loading declarations is `contracts.metadata`.
 
 A declaration applies to readings cleaned after it was made, never retroactively: the
 stored readings keep what they were cleaned with (their `calibration_offset`, `interval_s`).

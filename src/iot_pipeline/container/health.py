@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
+from iot_pipeline.contracts.probes import Health, api_health, heartbeat_health, worker_health
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.probes import Health, api_health, heartbeat_health, worker_health
 
 
 def generator_health(settings: Settings) -> Health:

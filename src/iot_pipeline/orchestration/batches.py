@@ -31,9 +31,9 @@ from celery import Celery
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.tasks import PROCESS_RANGE, PROCESSING_QUEUE
 from iot_pipeline.errors import StoreRefused, TransientError
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
-from iot_pipeline.worker.app import PROCESS_RANGE, PROCESSING_QUEUE
 
 T = TypeVar("T")
 

@@ -21,6 +21,18 @@ from typing import Any
 
 import redis
 
+from iot_pipeline.contracts.positions import positions
+from iot_pipeline.contracts.ranges import OffsetRange
+from iot_pipeline.contracts.run_state import (
+    note_committed,
+    note_lost,
+    note_planned,
+    note_range_failed,
+    note_refusal,
+    note_replayed,
+    note_run,
+    pending_quarantines,
+)
 from iot_pipeline.errors import BatchFailed, DataError
 from iot_pipeline.orchestration.batches import (
     REFUSED,
@@ -33,25 +45,13 @@ from iot_pipeline.orchestration.batches import (
 from iot_pipeline.orchestration.handoffs import BatchPlan, ReplayRequest, RunReport
 from iot_pipeline.orchestration.offsets import (
     commit_ranges,
-    positions,
     ranges_for_times,
     ranges_from,
     rewind_to_log_start,
     split_ranges,
 )
 from iot_pipeline.orchestration.quarantine import mark_stored, quarantine_range
-from iot_pipeline.orchestration.run_state import (
-    note_committed,
-    note_lost,
-    note_planned,
-    note_range_failed,
-    note_refusal,
-    note_replayed,
-    note_run,
-    pending_quarantines,
-)
 from iot_pipeline.orchestration.topic_identity import check_identity, topic_id
-from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
 
     Never raises for a failed range: the summary's `done` says what each partition may
     commit, `failures` and `quarantined` what went wrong (the verdict task fails the run)."""
-    from iot_pipeline.worker.app import create_app
+    from iot_pipeline.contracts.tasks import create_app
 
     ingest_time = plan.ingest_time
     tasks = range_tasks(plan.batch_id, ingest_time, plan.ranges)
@@ -213,7 +213,7 @@ def process_replay(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
     to the records that make it fail, and the rest of it is processed; then, if anything
     failed, BatchFailed names exactly that (the poison records, or the ranges no record is
     to blame for, which a later replay retries)."""
-    from iot_pipeline.worker.app import REPLAY_QUEUE, create_app
+    from iot_pipeline.contracts.tasks import REPLAY_QUEUE, create_app
 
     app = create_app(settings)
     timeout = settings.etl_task_timeout_seconds

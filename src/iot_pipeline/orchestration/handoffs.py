@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from iot_pipeline.processing.ranges import OffsetRange
+from iot_pipeline.contracts.ranges import OffsetRange
 
 
 class _Handoff(BaseModel):

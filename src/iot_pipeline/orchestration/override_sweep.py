@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 
+from iot_pipeline.contracts.tasks import create_app, send_settle
 from iot_pipeline.processing.overrides import unsettled
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
-from iot_pipeline.worker.app import create_app, send_settle
 
 log = logging.getLogger(__name__)
 

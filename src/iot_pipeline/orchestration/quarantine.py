@@ -18,15 +18,15 @@ from datetime import datetime
 import redis
 
 from iot_pipeline.cleaning import DeadLetter
+from iot_pipeline.contracts.ranges import OffsetRange
+from iot_pipeline.contracts.run_state import Quarantine, note_quarantined
 from iot_pipeline.indices import readings_pattern
-from iot_pipeline.orchestration.run_state import Quarantine, note_quarantined
 from iot_pipeline.processing.dead_letters import (
     not_yet_sent,
     notes_lifetime,
     remember_sent,
     send_dead_letters,
 )
-from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.processing.reader import read_pieces
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import IndexAction, index_all, make_store, refuse_rejections

@@ -21,8 +21,8 @@ from iot_pipeline.cleaning.cross_metric_rule import (
     cross_metric_violations,
 )
 from iot_pipeline.cleaning.overrides import VERDICT_FIELDS, rejudged, stored_screened
+from iot_pipeline.contracts.readings import reading_id
 from iot_pipeline.indices import readings_index, readings_pattern
-from iot_pipeline.processing.documents import reading_id
 from iot_pipeline.storage import IndexAction, SearchStore
 from iot_pipeline.storage.base import search_all
 from iot_pipeline.vocabulary import CROSS_METRIC

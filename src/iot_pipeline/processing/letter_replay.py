@@ -21,8 +21,8 @@ import redis
 
 from iot_pipeline.cleaning import BatchResult, CleaningPolicy, RawRecord, SensorState, clean_batch
 from iot_pipeline.cleaning.metadata import Declaration
+from iot_pipeline.contracts.ranges import OffsetRange
 from iot_pipeline.errors import KafkaReadError
-from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.processing.reader import log_start, read_pieces
 from iot_pipeline.processing.state_store import WARM_UP_LIMIT, load_replay_states
 from iot_pipeline.settings import Settings

@@ -26,6 +26,7 @@ from iot_pipeline.aggregation import recompute_windows
 from iot_pipeline.aggregation.windows import Window, windows_of
 from iot_pipeline.cleaning import qc_verdict
 from iot_pipeline.cleaning.overrides import Override, covering, override_verdict, verdict_fields
+from iot_pipeline.contracts.overrides import generation_key
 from iot_pipeline.errors import PermanentStoreError, TransientStoreError
 from iot_pipeline.indices import overrides_index, readings_pattern
 from iot_pipeline.schema import format_event_time
@@ -41,7 +42,6 @@ from iot_pipeline.vocabulary import (
     QC_ACCEPTED,
     QC_BLACKLISTED,
     QC_REJECTED,
-    OverrideAction,
     Qc,
 )
 
@@ -54,29 +54,6 @@ ctx._source.qc = params.qc; ctx._source.valid = params.valid;
 if (params.override == null) { ctx._source.remove('override'); ctx._source.remove('auto_qc'); }
 else { ctx._source.override = params.override; ctx._source.auto_qc = params.auto_qc; }
 """.strip()
-
-
-def override_document(
-    override_id: str,
-    sensor_id: str,
-    start: datetime,
-    end: datetime,
-    action: OverrideAction,
-    reason: str,
-    created_at: datetime,
-) -> dict[str, Any]:
-    """A new override as stored: pending until a worker settled it on the stored readings."""
-    return {
-        "id": override_id,
-        "sensor_id": sensor_id,
-        "start": format_event_time(start),
-        "end": format_event_time(end),
-        "action": action,
-        "reason": reason,
-        "status": OVERRIDE_PENDING,
-        "created_at": format_event_time(created_at),
-        "attempts": 0,
-    }
 
 
 def _epoch(stamp: str) -> float:
@@ -93,12 +70,6 @@ def _anywhere(prefix: str) -> str:
     """The override index as a pattern: before the first override there is no index, and a
     pattern matching nothing is an empty answer, not an error (nor a warning in the logs)."""
     return f"{overrides_index(prefix)}*"
-
-
-def generation_key(prefix: str) -> str:
-    """Redis counter the API moves on every override created or deleted: a range that saw
-    it move while in flight settles the new overrides on its own readings."""
-    return f"{prefix}:qc-overrides:generation"
 
 
 def generation(client: redis.Redis, prefix: str) -> int:

@@ -27,20 +27,20 @@ from iot_pipeline.cleaning.metadata import Declaration
 from iot_pipeline.cleaning.overrides import Override, apply_overrides
 from iot_pipeline.cleaning.plateau_rule import Plateau
 from iot_pipeline.cleaning.state import frozen_by_neighbours
+from iot_pipeline.contracts.live import publish_stored
+from iot_pipeline.contracts.metadata import load_declarations
+from iot_pipeline.contracts.ranges import RangeTask
+from iot_pipeline.contracts.readings import reading_actions, reading_id
 from iot_pipeline.errors import PermanentError
 from iot_pipeline.indices import readings_index
 from iot_pipeline.processing.buddy_check import buddy_updates
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import deliver, index_rejections
-from iot_pipeline.processing.documents import reading_actions, reading_id
 from iot_pipeline.processing.hindsight import hindsight_updates
 from iot_pipeline.processing.letter_replay import SourceStates
-from iot_pipeline.processing.live_feed import publish_stored
-from iot_pipeline.processing.metadata import load_declarations
 from iot_pipeline.processing.overrides import generation as overrides_generation
 from iot_pipeline.processing.overrides import load_active, settle_in_flight
 from iot_pipeline.processing.plateau_check import frozen_plateaus
-from iot_pipeline.processing.ranges import RangeTask
 from iot_pipeline.processing.reader import log_start, read_pieces, read_range
 from iot_pipeline.processing.registry import registry_actions
 from iot_pipeline.processing.state_store import (

@@ -17,9 +17,9 @@ from confluent_kafka import (
 )
 
 from iot_pipeline.cleaning import RawRecord
+from iot_pipeline.contracts.ranges import OffsetRange
 from iot_pipeline.errors import KafkaReadError
 from iot_pipeline.kafka_config import consumer_config
-from iot_pipeline.processing.ranges import OffsetRange
 from iot_pipeline.settings import Settings
 
 # Headers a dead letter keeps of its source record, restored when the dead-letter topic is

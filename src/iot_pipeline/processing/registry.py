@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from iot_pipeline.cleaning import CleanReading
+from iot_pipeline.contracts.readings import reading_id
 from iot_pipeline.indices import readings_index, readings_pattern, sensors_index
-from iot_pipeline.processing.documents import reading_id
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.storage import IndexAction, SearchStore, index_all, refuse_rejections
 

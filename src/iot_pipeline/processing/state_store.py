@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from iot_pipeline.cleaning import SensorState
-from iot_pipeline.processing.ranges import OffsetRange
+from iot_pipeline.contracts.ranges import OffsetRange
 
 Sensors = dict[str, SensorState]
 RING_EVERY = 20_000  # offsets between two checkpoints of the ring

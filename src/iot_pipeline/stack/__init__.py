@@ -5,8 +5,8 @@ bind where the settings point the clients (`KAFKA_BROKERS`, `SEARCH_URL`, `REDIS
 loopback only; data, logs, jars and run files live under `STACK_DIR` (default `.stack/`).
 """
 
+from iot_pipeline.contracts.probes import Health
 from iot_pipeline.stack.model import Service, StackPaths
-from iot_pipeline.stack.probes import Health
 from iot_pipeline.stack.services import native_services
 
 __all__ = ["Health", "Service", "StackPaths", "native_services"]

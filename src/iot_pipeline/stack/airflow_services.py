@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from iot_pipeline.contracts.probes import Health, local_json
 from iot_pipeline.settings import Settings, child_environment
 from iot_pipeline.stack.model import Service, StackError, StackPaths
-from iot_pipeline.stack.probes import Health, local_json
 
 ADMIN_USER = "admin"
 

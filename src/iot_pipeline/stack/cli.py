@@ -11,11 +11,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from iot_pipeline.contracts.probes import Health, port_open
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack import pipeline_report
 from iot_pipeline.stack.airflow_services import ADMIN_USER, admin_password, password_file
 from iot_pipeline.stack.model import Service, StackError, StackPaths
-from iot_pipeline.stack.probes import Health, port_open
 from iot_pipeline.stack.services import native_services
 from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor, render_config
 from iot_pipeline.topics import ensure_topics

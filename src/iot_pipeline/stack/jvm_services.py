@@ -7,9 +7,9 @@ import shutil
 import subprocess
 import uuid
 
+from iot_pipeline.contracts.probes import kafka_health, search_health
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.model import Service, StackError, StackPaths, require_loopback
-from iot_pipeline.stack.probes import kafka_health, search_health
 
 
 def java_executable(settings: Settings) -> str:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iot_pipeline.contracts.probes import Health
 from iot_pipeline.errors import ConfigurationError
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.probes import Health
 
 
 class StackError(ConfigurationError):

@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from iot_pipeline.contracts.probes import port_open
+from iot_pipeline.contracts.run_state import RunState, partition_health
 from iot_pipeline.errors import OffsetsError
-from iot_pipeline.orchestration.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
-from iot_pipeline.stack.probes import port_open
 
 QUARANTINES_SHOWN = 3
 ERROR_WIDTH = 70
@@ -39,7 +39,7 @@ class PipelineReport:
 
 
 def _lags(settings: Settings) -> tuple[dict[int, int] | None, str]:
-    from iot_pipeline.orchestration.offsets import positions
+    from iot_pipeline.contracts.positions import positions
 
     host, port = settings.kafka_bootstrap
     if not port_open(host, port):  # else the client waits for its metadata timeout
@@ -54,7 +54,7 @@ def _lags(settings: Settings) -> tuple[dict[int, int] | None, str]:
 def _state(settings: Settings) -> tuple[RunState | None, str]:
     import redis
 
-    from iot_pipeline.orchestration.run_state import read_state
+    from iot_pipeline.contracts.run_state import read_state
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from iot_pipeline.settings import Settings
-from iot_pipeline.stack.model import Service, StackPaths
-from iot_pipeline.stack.probes import (
+from iot_pipeline.contracts.probes import (
     WORKER_NODE,
     Health,
     api_health,
     heartbeat_health,
     worker_health,
 )
+from iot_pipeline.settings import Settings
+from iot_pipeline.stack.model import Service, StackPaths
 
 
 def generator_service(settings: Settings, paths: StackPaths, workdir: Path) -> Service:

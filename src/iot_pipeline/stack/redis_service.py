@@ -9,9 +9,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from iot_pipeline.contracts.probes import redis_health
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.model import Service, StackError, StackPaths, require_loopback
-from iot_pipeline.stack.probes import redis_health
 
 
 def redis_service(settings: Settings, paths: StackPaths) -> Service:

@@ -17,6 +17,8 @@ from celery.exceptions import Retry
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from pydantic import ValidationError
 
+from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.tasks import PROCESS_RANGE, SETTLE_OVERRIDE, send_settle
 from iot_pipeline.errors import (
     PartitionBusy,
     RangeFailed,
@@ -30,10 +32,9 @@ from iot_pipeline.errors import (
 from iot_pipeline.logs import bind, unbind
 from iot_pipeline.processing import overrides, registry
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.processing.ranges import OffsetRange, RangeTask
 from iot_pipeline.settings import Settings, get_settings
 from iot_pipeline.storage import SearchStore, load_templates, make_store
-from iot_pipeline.worker.app import PROCESS_RANGE, SETTLE_OVERRIDE, app, send_settle
+from iot_pipeline.worker.app import app
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from iot_pipeline.api.models import (
     store_refusal,
 )
 from iot_pipeline.api.upstream import read_run_state
-from iot_pipeline.orchestration.run_state import partition_health
+from iot_pipeline.contracts.run_state import partition_health
 
 router = APIRouter(tags=["health"])
 

@@ -33,9 +33,9 @@ from iot_pipeline.api.models import (
     QcOverrideRequest,
     problem_schema,
 )
+from iot_pipeline.contracts.overrides import generation_key, override_document
 from iot_pipeline.errors import StoreConflict
 from iot_pipeline.indices import overrides_index
-from iot_pipeline.processing.overrides import generation_key, override_document
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 from iot_pipeline.vocabulary import (
@@ -94,7 +94,7 @@ async def _send(request: Request, override_id: str, status: str) -> None:
     readings: processing.pipeline), then ask a worker to settle the override; when the broker
     cannot take it, the override stays as it is and the sweep sends it again
     (orchestration.override_sweep)."""
-    from iot_pipeline.worker.app import create_app, send_settle  # Celery only when writing
+    from iot_pipeline.contracts.tasks import create_app, send_settle  # Celery only when writing
 
     settings: Settings = request.app.state.settings
     try:

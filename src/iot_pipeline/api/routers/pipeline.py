@@ -19,8 +19,8 @@ from iot_pipeline.api.models import (
     store_refusal,
 )
 from iot_pipeline.api.upstream import KafkaPositions, read_run_state
-from iot_pipeline.orchestration.offsets import PartitionPosition
-from iot_pipeline.orchestration.run_state import RunState, partition_health
+from iot_pipeline.contracts.positions import PartitionPosition
+from iot_pipeline.contracts.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
 
 router = APIRouter(

@@ -21,8 +21,8 @@ from iot_pipeline.api.models import (
     problem_schema,
 )
 from iot_pipeline.api.routers.readings import Districts, Metrics
+from iot_pipeline.contracts.metadata import metadata_document
 from iot_pipeline.indices import sensor_metadata_index
-from iot_pipeline.processing.metadata import metadata_document
 from iot_pipeline.settings import Settings
 
 router = APIRouter(

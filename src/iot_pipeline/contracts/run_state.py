@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from iot_pipeline.processing.ranges import OffsetRange
+from iot_pipeline.contracts.ranges import OffsetRange
 
 QUARANTINE_KEPT = 200  # entries of the quarantine log kept in Redis
 

@@ -119,7 +119,7 @@ WORKER_NODE = "worker@%h"  # the native stack's Celery node name (%h: this host'
 def worker_health(settings: Settings, timeout: float = 2.0) -> Health:
     """This host's Celery worker (`worker@<hostname>`) answers a ping through the broker, so
     it consumes tasks."""
-    from iot_pipeline.worker.app import create_app
+    from iot_pipeline.contracts.tasks import create_app
 
     node = WORKER_NODE.replace("%h", socket.gethostname())
     app = create_app(settings)
