@@ -64,7 +64,8 @@ def start_worker(
 
 def wait_ready(client: Celery, name: str, timeout: float = 60) -> None:
     def answering() -> bool:  # a ping waits a second for the replies
-        return any(name in host for reply in client.control.ping(timeout=1.0) for host in reply)
+        replies = client.control.ping(timeout=1.0) or []
+        return any(name in host for reply in replies for host in reply)
 
     eventually(answering, timeout, f"worker {name} up", interval=0)
 
