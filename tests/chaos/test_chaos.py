@@ -58,6 +58,7 @@ from iot_pipeline.storage import SearchStore, make_store
 
 from support.ground_truth import assert_windows_equal, document_id
 from support.recovery_log import RESULTS
+from support.waiting import eventually
 
 SENSORS = 24  # half temperature, half humidity
 PER_SENSOR = 1000  # one reading every CADENCE: 24,000 readings over 83 minutes
@@ -344,13 +345,6 @@ def in_progress_or_done(
     return backlog_in_progress(app, settings, before) or committed_past(settings, targets)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f}s"
-        time.sleep(poll)
-
-
 # --- the faults ----------------------------------------------------------------------------
 
 
@@ -388,8 +382,11 @@ def test_the_pipeline_recovers_by_itself_and_loses_nothing(
     chaos_tags: list[str],
 ) -> None:
     settings = base_settings
-    wait_for(
-        lambda: not unhealthy(settings, supervisor), 120, "the stack healthy before the fault", 1
+    eventually(
+        lambda: not unhealthy(settings, supervisor),
+        120,
+        "the stack healthy before the fault",
+        interval=1,
     )
     dlq_before = highs(settings, settings.dead_letter_topic)
     restarts_before = supervisor.restarts()
@@ -402,11 +399,11 @@ def test_the_pipeline_recovers_by_itself_and_loses_nothing(
         targets = highs(settings, settings.kafka_sensor_data_topic)
 
         # a scheduled run is processing a range of the backlog (or already drained it)
-        wait_for(
+        eventually(
             functools.partial(in_progress_or_done, celery, settings, before, targets),
             180,
             "the backlog in progress",
-            0,
+            interval=0,  # an inspection waits half a second for the replies
         )
         if not committed_past(settings, targets):
             break
@@ -435,7 +432,7 @@ def test_the_pipeline_recovers_by_itself_and_loses_nothing(
         return progress["stored"] == len(readings)
 
     try:
-        wait_for(recovered, RECOVERY_DEADLINE, f"recovery from {fault}", poll=1.0)
+        eventually(recovered, RECOVERY_DEADLINE, f"recovery from {fault}", interval=1.0)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last seen: {progress}") from None
     recovery = time.monotonic() - started

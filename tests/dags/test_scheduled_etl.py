@@ -3,14 +3,14 @@ simulator: whatever was in the topic at some instant is committed within two int
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from iot_pipeline.contracts.positions import positions
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
+
+from support.waiting import eventually
 
 INTERVAL = 60.0  # the default schedule, "* * * * *"
 
@@ -32,18 +32,31 @@ def test_scheduled_runs_keep_the_lag_within_two_intervals(base_settings: Setting
         pytest.skip(f"measured for the default schedule, not {base_settings.etl_schedule!r}")
 
     # The first scheduled run may still be ahead (the DAG is parsed at start-up).
-    deadline = time.monotonic() + 4 * INTERVAL
-    while not all(c > 0 for c, _ in _group(base_settings).values()):
-        assert time.monotonic() < deadline, f"no run committed anything: {_group(base_settings)}"
-        time.sleep(2)
+    def committed_anything() -> bool:
+        group = _group(base_settings)
+        assert all(c > 0 for c, _ in group.values()), f"no run committed anything: {group}"
+        return True
+
+    eventually(
+        committed_anything,
+        4 * INTERVAL,
+        "a first scheduled run",
+        interval=2,
+        ignoring=(AssertionError,),
+    )
 
     target = {p: high for p, (_, high) in _group(base_settings).items()}
-    started = time.monotonic()
-    while True:
+
+    def caught_up() -> bool:
         now = _group(base_settings)
         behind = {p: target[p] - c for p, (c, _) in now.items() if c < target[p]}
-        if not behind:
-            break
-        waited = time.monotonic() - started
-        assert waited < 2 * INTERVAL, f"still behind after {waited:.0f}s: {behind}"
-        time.sleep(2)
+        assert not behind, f"still behind: {behind}"
+        return True
+
+    eventually(
+        caught_up,
+        2 * INTERVAL,
+        "the topic's content of an instant committed",
+        interval=2,
+        ignoring=(AssertionError,),
+    )

@@ -4,7 +4,6 @@ windows, and a DELETE is reverted the same way."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from support.isolation import own_pipeline
 from support.kafka_io import produce_readings
 from support.processing import process_pending
 from support.readings import sample_reading
+from support.waiting import eventually
 from support.workers import start_worker, stop, wait_ready
 
 KEY = "override-worker-test-key"
@@ -82,13 +82,13 @@ def api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def _until(api: httpx.Client, override_id: str, status: str) -> dict[str, Any]:
     """The override once the worker brought it to `status` (waits on the condition)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def brought() -> dict[str, Any]:
         doc: dict[str, Any] = api.get(f"/qc/overrides/{override_id}").json()
-        if doc["status"] == status:
-            return doc
-        time.sleep(0.2)
-    raise AssertionError(f"override {override_id} not {status} in 60 s: {doc}")
+        assert doc["status"] == status, doc
+        return doc
+
+    return eventually(brought, 60, f"override {override_id} {status}", ignoring=(AssertionError,))
 
 
 def _verdicts(api: httpx.Client) -> list[str]:
@@ -106,13 +106,24 @@ def _hour(api: httpx.Client) -> dict[str, Any]:
         "start": _at(0),
         "end": _at(60),
     }
-    deadline = time.monotonic() + 30  # windows are written without a refresh
-    while True:
-        items = api.get("/aggregates", params=params).json()["items"]
-        if items or time.monotonic() > deadline:
-            (item,) = items
-            return dict(item)
-        time.sleep(0.2)
+    items = eventually(  # windows are written without a refresh
+        lambda: api.get("/aggregates", params=params).json()["items"], 30, "the hour's window"
+    )
+    (item,) = items
+    return dict(item)
+
+
+def _hour_counting(api: httpx.Client, count: int) -> dict[str, Any]:
+    """The hour's window once it counts `count` readings (waits on the condition)."""
+
+    def counted() -> dict[str, Any]:
+        hour = _hour(api)
+        assert hour["count"] == count, hour
+        return hour
+
+    return eventually(
+        counted, 30, f"the hour's window counting {count}", ignoring=(AssertionError,)
+    )
 
 
 def test_the_worker_settles_an_override_and_its_removal(api: httpx.Client) -> None:
@@ -133,18 +144,14 @@ def test_the_worker_settles_an_override_and_its_removal(api: httpx.Client) -> No
     assert applied["readings_changed"] == 4
     verdicts = _verdicts(api)
     assert [n for n, qc in enumerate(verdicts) if qc == "B"] == [3, 4, 5, 6]
-    deadline = time.monotonic() + 30
-    while (after := _hour(api))["count"] != 8 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    after = _hour_counting(api, 8)
     assert (after["count"], after["revision"]) == (8, before["revision"] + 1)
 
     assert api.delete(f"/qc/overrides/{override_id}").status_code == 202
     removed = _until(api, override_id, "removed")
     assert removed["readings_reverted"] == 4
     assert "B" not in _verdicts(api)
-    deadline = time.monotonic() + 30
-    while (again := _hour(api))["count"] != 12 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    again = _hour_counting(api, 12)
     assert (again["count"], again["revision"]) == (12, before["revision"] + 2)
 
 

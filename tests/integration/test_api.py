@@ -24,6 +24,7 @@ from support.isolation import own_pipeline
 from support.kafka_io import consume_all
 from support.processing import process_pending
 from support.tcp_proxy import TcpProxy
+from support.waiting import eventually
 from support.workers import backfill
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -395,10 +396,12 @@ def test_store_down_gives_503_and_recovers_without_restart(
             _problem(down, 503)
             assert down.headers["retry-after"] == "5"
             proxy.start()
-            deadline = time.monotonic() + 20
-            while client.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline, "no recovery after the store came back"
-                time.sleep(0.5)
+            eventually(
+                lambda: client.get("/ready").status_code == 200,
+                20,
+                "recovery after the store came back",
+                interval=0.5,
+            )
             assert len(client.get("/readings", params={"limit": 5}).json()["items"]) == 5
     finally:
         stop_api(process)

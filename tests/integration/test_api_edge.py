@@ -17,6 +17,7 @@ import pytest
 from iot_pipeline.settings import Settings
 
 from support.api_process import start_api, stop_api
+from support.waiting import eventually
 
 KEY = "edge-probe-key-0123456789"
 LIMIT = 40  # connections the server serves at once (API_LIMIT_CONCURRENCY)
@@ -92,13 +93,6 @@ class ReadyWatch:
         self._thread.join(10)
 
 
-def _until(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def test_idle_sockets_are_closed_and_never_starve_the_routes(url: str) -> None:
     with ReadyWatch(url) as ready:
         idle = [socket.create_connection(_address(url)) for _ in range(LIMIT + 10)]
@@ -113,7 +107,9 @@ def test_idle_sockets_are_closed_and_never_starve_the_routes(url: str) -> None:
             except ConnectionResetError:
                 return True
 
-        _until(lambda: all(closed(s) for s in [*idle, slow]))
+        eventually(
+            lambda: all(closed(s) for s in [*idle, slow]), 30, "idle sockets closed", interval=0.1
+        )
         for sock in [*idle, slow]:
             sock.close()
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200
@@ -191,11 +187,14 @@ def test_stream_cap_holds_under_a_burst_and_odd_event_ids_are_ignored(url: str) 
         sock.close()
     assert statuses == [200] * STREAMS + [429] * 3
     # the slots come back once those clients are gone
-    _until(
+    eventually(
         lambda: (
             httpx.get(f"{url}/metrics", headers={"X-API-Key": KEY}).status_code == 200
             and _open_streams(url) == 0
-        )
+        ),
+        30,
+        "the stream slots free again",
+        interval=0.1,
     )
 
 

@@ -25,6 +25,7 @@ from iot_pipeline.storage import make_store
 
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
+from support.waiting import eventually
 from support.workers import ROOT, backfill, settings_env, start_worker, stop, wait_ready
 
 pytestmark = pytest.mark.usefixtures("stack_ready")
@@ -209,9 +210,7 @@ def test_simulator_health_follows_its_heartbeat_and_logs_json(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not beat.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually(beat.exists, 30, "the generator's first heartbeat")
         healthy = _health("generator", env)
         assert healthy.returncode == 0, healthy.stdout
         stdout, stderr = process.communicate(timeout=60)

@@ -6,7 +6,6 @@ backwards, and the store keeps one copy of an event whatever the cleaner remembe
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +30,7 @@ from support.ground_truth import document_id, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
 from support.readings import sample_reading
+from support.waiting import eventually
 
 
 @pytest.fixture
@@ -82,16 +82,13 @@ def _recreate(settings: Settings) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
     topic = settings.kafka_sensor_data_topic
     admin.delete_topics([topic])[topic].result(30)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            new = NewTopic(topic, num_partitions=6, replication_factor=1)
-            admin.create_topics([new])[topic].result(30)
-            return
-        except KafkaException:  # still being deleted
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+
+    def created() -> bool:
+        new = NewTopic(topic, num_partitions=6, replication_factor=1)
+        admin.create_topics([new])[topic].result(30)  # KafkaException: still being deleted
+        return True
+
+    eventually(created, 60, f"{topic} created again", interval=0.5, ignoring=(KafkaException,))
 
 
 def _state(settings: Settings) -> object:

@@ -2,7 +2,6 @@
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import redis
 
 from iot_pipeline.settings import Settings
 from iot_pipeline.stack.redis_service import snapshot_to_aof
+
+from support.waiting import eventually
 
 
 @pytest.fixture
@@ -51,14 +52,10 @@ def _own_redis(data: Path, sock: Path, *options: str) -> subprocess.Popen[bytes]
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(unix_socket_path=str(sock))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.ping()
-            return process
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+    eventually(
+        client.ping, 30, "redis-server's start", interval=0.05, ignoring=(redis.ConnectionError,)
+    )
+    return process
 
 
 def test_a_snapshot_of_an_older_version_survives_the_switch_to_aof(tmp_path: Path) -> None:

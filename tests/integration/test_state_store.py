@@ -22,6 +22,8 @@ from iot_pipeline.processing.state_store import (
 )
 from iot_pipeline.settings import Settings
 
+from support.waiting import eventually
+
 
 @pytest.fixture
 def client(test_settings: Settings) -> Iterator[redis.Redis]:
@@ -126,10 +128,7 @@ def test_a_range_lock_is_kept_alive_while_held_and_frees_itself_when_its_holder_
         assert again
     # a holder that dies without releasing: the lock expires by itself
     client.lock(name, timeout=1).acquire(blocking=False)
-    deadline = time.monotonic() + 5
-    while client.exists(name):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    eventually(lambda: not client.exists(name), 5, "the dead holder's lock expired", interval=0.1)
 
 
 def _letter(offset: int) -> DeadLetter:

@@ -8,7 +8,6 @@ import json
 import math
 import signal
 import statistics
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from support.clock import day, minute_stamp
 from support.ground_truth import aggregates, document_id, expected_ids, offline_windows, snapshot
 from support.isolation import own_pipeline
 from support.kafka_io import consume_all
+from support.waiting import eventually
 from support.workers import backfill, start_worker, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,10 +245,7 @@ def test_worker_killed_mid_task_then_rerun_loses_and_duplicates_nothing(
     try:
         wait_ready(celery_app, "proc-c")
         pending = celery_app.send_task(PROCESS_RANGE, args=[largest.model_dump(mode="json")])
-        deadline = time.monotonic() + 60
-        while pending.state != "STARTED" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert pending.state == "STARTED"
+        eventually(lambda: pending.state == "STARTED", 60, "the task's start", interval=0.02)
         stop(worker, signal.SIGKILL)  # mid-task: reading, cleaning or indexing
     finally:
         stop(worker, signal.SIGKILL)

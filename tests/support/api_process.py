@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +12,7 @@ import httpx
 
 from iot_pipeline.settings import Settings
 
+from support.waiting import eventually
 from support.workers import ROOT, settings_env
 
 
@@ -42,15 +42,13 @@ def start_api(settings: Settings, **extra_env: str) -> tuple[subprocess.Popen[by
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         assert process.poll() is None, "the API exited at start"
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise AssertionError("the API did not start in 60s")
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+
+    eventually(healthy, 60, "the API's start", ignoring=(httpx.HTTPError,))
+    return process, url
 
 
 def stop_api(process: subprocess.Popen[bytes]) -> None:
@@ -72,10 +70,12 @@ def metric_value(url: str, name: str, headers: dict[str, str] | None = None) -> 
 def wait_live(url: str, headers: dict[str, str] | None = None) -> None:
     """Until the API's live hub reads Kafka from its end and listens on Redis (both
     upstreams): from then on, nothing produced reaches the stream late or never."""
-    deadline = time.monotonic() + 30
-    while metric_value(url, "iot_api_live_upstreams", headers) < 2:
-        assert time.monotonic() < deadline, "the live path did not start"
-        time.sleep(0.1)
+    eventually(
+        lambda: metric_value(url, "iot_api_live_upstreams", headers) >= 2,
+        30,
+        "the live path's start",
+        interval=0.1,
+    )
 
 
 @contextmanager

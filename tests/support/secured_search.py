@@ -14,7 +14,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,8 @@ import bcrypt
 import httpx
 
 from iot_pipeline.settings import Settings
+
+from support.waiting import eventually
 
 HERE = Path(__file__).parent
 PLUGIN = "opensearch-security-2.19.1.0.zip"
@@ -196,22 +197,19 @@ def secured_node(settings: Settings, base: Path) -> Iterator[SecuredNode]:
         stderr=subprocess.STDOUT,
     )
     node = SecuredNode(f"http://127.0.0.1:{port}", password)
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(
+                "the secured node exited:\n" + (base / "node.log").read_text()[-4000:]
+            )
+        answer = httpx.get(f"{node.url}/_cluster/health", auth=node.admin, timeout=5)
+        return answer.status_code == 200
+
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    "the secured node exited:\n" + (base / "node.log").read_text()[-4000:]
-                )
-            try:
-                answer = httpx.get(f"{node.url}/_cluster/health", auth=node.admin, timeout=5)
-                if answer.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("the secured node did not answer in 180 s")
-            time.sleep(1.0)
+        eventually(
+            answering, 180, "the secured node's answer", interval=1.0, ignoring=(httpx.HTTPError,)
+        )
         yield node
     finally:
         process.terminate()

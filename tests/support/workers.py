@@ -6,13 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
 from celery import Celery
 
 from iot_pipeline.settings import Settings
+
+from support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,12 +63,11 @@ def start_worker(
 
 
 def wait_ready(client: Celery, name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        replies = client.control.ping(timeout=1.0)
-        if any(name in host for reply in replies for host in reply):
-            return
-    raise AssertionError(f"worker {name} did not come up in {timeout}s")
+    def answering() -> bool:  # a ping waits a second for the replies
+        replies = client.control.ping(timeout=1.0) or []
+        return any(name in host for reply in replies for host in reply)
+
+    eventually(answering, timeout, f"worker {name} up", interval=0)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

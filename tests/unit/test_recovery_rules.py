@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from iot_pipeline.stack import launch
 from iot_pipeline.worker.recovery import is_orphan
+
+from support.waiting import eventually
 
 ME = "worker@a"
 
@@ -53,10 +54,12 @@ def test_the_launcher_ends_what_a_killed_start_left_and_execs(tmp_path: os.PathL
         ],
         start_new_session=True,
     )
-    deadline = time.monotonic() + 30
-    while not os.path.exists(marker) or len(_group(program.pid)) < 2:
-        assert time.monotonic() < deadline, "the launched program did not start"
-        time.sleep(0.05)
+    eventually(
+        lambda: os.path.exists(marker) and len(_group(program.pid)) >= 2,
+        30,
+        "the launched program's start",
+        interval=0.05,
+    )
     assert psutil.Process(program.pid).cmdline()[:2] == ["sleep", "301"]  # exec'd in place
     os.kill(program.pid, signal.SIGKILL)  # the main process dies; its helper lives on
     program.wait(10)
@@ -68,10 +71,12 @@ def test_the_launcher_ends_what_a_killed_start_left_and_execs(tmp_path: os.PathL
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while _marked(marker) != again.pid:  # written once the leftovers are gone
-            assert time.monotonic() < deadline, "the second start did not record its group"
-            time.sleep(0.05)
+        eventually(  # the group is written once the leftovers are gone
+            lambda: _marked(marker) == again.pid,
+            30,
+            "the second start's group recorded",
+            interval=0.05,
+        )
         assert not psutil.pid_exists(helper) or psutil.Process(helper).status() == "zombie"
     finally:
         again.kill()
