@@ -51,7 +51,7 @@ def _summary_of(plan: dict[str, Any]) -> dict[str, Any]:
     from iot_pipeline.orchestration.etl import process_replay
     from iot_pipeline.orchestration.handoffs import BatchPlan
 
-    return process_replay(get_settings(), BatchPlan.model_validate(plan))
+    return process_replay(get_settings(), BatchPlan.model_validate(plan)).totals()
 
 
 @dag(

@@ -71,20 +71,23 @@ def iot_sensor_etl() -> None:
         from iot_pipeline.orchestration.etl import process_batch
         from iot_pipeline.orchestration.handoffs import BatchPlan
 
-        return process_batch(get_settings(), BatchPlan.model_validate(plan))
+        return process_batch(get_settings(), BatchPlan.model_validate(plan)).to_xcom()
 
     @task
     def commit(summary: dict[str, Any]) -> int:
+        from iot_pipeline.contracts.reports import BatchSummary
         from iot_pipeline.orchestration.etl import commit_batch
 
-        return commit_batch(get_settings(), summary)
+        return commit_batch(get_settings(), BatchSummary.model_validate(summary))
 
     @task
     def report(plan: dict[str, Any], summary: dict[str, Any], committed: int) -> dict[str, Any]:
+        from iot_pipeline.contracts.reports import BatchSummary
         from iot_pipeline.orchestration.etl import report_batch
         from iot_pipeline.orchestration.handoffs import BatchPlan
 
-        return report_batch(get_settings(), BatchPlan.model_validate(plan), summary).to_xcom()
+        batch = BatchSummary.model_validate(summary)
+        return report_batch(get_settings(), BatchPlan.model_validate(plan), batch).to_xcom()
 
     @task(retries=0)
     def verdict(report: dict[str, Any]) -> str:

@@ -48,7 +48,7 @@ def _etl_until_drained(settings: Settings, tag: str) -> None:
         if not plan.ranges:
             return
         summary = process_batch(settings, plan)
-        assert summary["failures"] == [], summary
+        assert summary.failures == [], summary
         commit_batch(settings, summary)
     raise AssertionError("the ETL did not drain the topic in 20 runs")
 

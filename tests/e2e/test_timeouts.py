@@ -87,10 +87,10 @@ def test_a_range_that_times_out_is_held_never_quarantined(
         for worker in workers:
             stop(worker)
     for summary in summaries:
-        assert summary["quarantined"] == []
-        assert [f["kind"] for f in summary["failures"]] == ["timed_out"], summary["failures"]
-        assert [d["partition"] for d in summary["done"]] in ([1], [])  # the small one went on
-    assert summaries[0]["done"]  # not every range failed: quarantine was possible
-    assert final["failures"] == []
+        assert summary.quarantined == []
+        assert [f.kind for f in summary.failures] == ["timed_out"], summary.failures
+        assert [d.partition for d in summary.done] in ([1], [])  # the small one went on
+    assert summaries[0].done  # not every range failed: quarantine was possible
+    assert final.failures == []
     assert consume_all(settings, settings.dead_letter_topic, 10**9, idle_seconds=3) == []
     assert_stored_once_and_exact(settings, windows_at_least=11)

@@ -236,7 +236,7 @@ def test_a_reading_beyond_retention_is_dead_lettered_and_changes_no_window(
     finally:
         state.close()
         store.close()
-    assert [r["dead_letters"] for r in (x.as_dict() for x in reports)] == [1]
+    assert [r.dead_letters for r in reports] == [1]
     assert dict(letters[0].headers())["dlq.reason"] == b"beyond_retention"
     assert after == before
 

@@ -16,9 +16,10 @@ from confluent_kafka import Producer
 from iot_pipeline.cleaning import RawRecord, clean_batch
 from iot_pipeline.cleaning.batch import DeadLetter
 from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.reports import RangeReport
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.processing.dead_letters import send_dead_letters
-from iot_pipeline.processing.pipeline import RangeReport, cleaning_policy, process_range
+from iot_pipeline.processing.pipeline import cleaning_policy, process_range
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 from iot_pipeline.vocabulary import SPIKE

@@ -17,11 +17,12 @@ from confluent_kafka.cimpl import KafkaException, NewTopic
 from iot_pipeline.cleaning.state import SEEN_IDS
 from iot_pipeline.contracts.positions import positions
 from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.reports import BatchSummary, RangeReport
 from iot_pipeline.contracts.run_state import read_state
 from iot_pipeline.kafka_config import producer_config
 from iot_pipeline.orchestration.etl import commit_batch, plan_batch
 from iot_pipeline.orchestration.offsets import commit_ranges
-from iot_pipeline.processing.pipeline import RangeReport, process_range
+from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
@@ -70,9 +71,7 @@ def _batch(settings: Settings, name: str) -> list[RangeReport]:
     finally:
         state.close()
         store.close()
-    commit_batch(
-        settings, {"batch_id": plan.batch_id, "done": [r.model_dump() for r in plan.ranges]}
-    )
+    commit_batch(settings, BatchSummary(batch_id=plan.batch_id, done=plan.ranges))
     return reports
 
 

@@ -66,7 +66,12 @@ def _ranges(*spans: tuple[int, int, int]) -> list[OffsetRange]:
 
 def _report(task: RangeTask, end: int | None = None) -> dict[str, Any]:
     r = task.range
-    return {"range": str(r), "end": r.end if end is None else end, "records": r.size}
+    return {
+        "batch_id": task.batch_id,
+        "range": str(r),
+        "end": r.end if end is None else end,
+        "records": r.size,
+    }
 
 
 def test_partitions_run_in_order_and_a_failure_stops_only_its_own() -> None:
@@ -143,7 +148,8 @@ def test_the_verdict_fails_the_run_with_the_reason() -> None:
 
 
 def test_a_failing_range_is_narrowed_to_the_records_that_fail() -> None:
-    from iot_pipeline.orchestration.batches import BatchSummary, RangeFailure, narrow_failure
+    from iot_pipeline.contracts.reports import BatchSummary, RangeFailure
+    from iot_pipeline.orchestration.batches import narrow_failure
 
     poison = {37, 80}
 
@@ -154,8 +160,8 @@ def test_a_failing_range_is_narrowed_to_the_records_that_fail() -> None:
         return _report(task)
 
     app = _App(work)
-    summary = BatchSummary("b")
-    failed = RangeFailure(_ranges((4, 0, 100))[0], "ValueError: poison")
+    summary = BatchSummary(batch_id="b")
+    failed = RangeFailure(range=_ranges((4, 0, 100))[0], error="ValueError: poison")
     culprits = narrow_failure(app, failed, "b", NOW, 60, summary)  # type: ignore[arg-type]
     assert [(c.range.start, c.range.end) for c in culprits] == [(37, 38), (80, 81)]
     succeeded = [t.range for t in app.sent if not isinstance(work(t), Exception)]
@@ -167,25 +173,28 @@ def test_a_failing_range_is_narrowed_to_the_records_that_fail() -> None:
 def test_a_range_no_record_is_to_blame_for_is_not_bisected() -> None:
     """Timed out, refused by the engine, a dependency down: halves would fail as well, and
     quarantining them would dead-letter good readings."""
-    from iot_pipeline.orchestration.batches import (
+    from iot_pipeline.contracts.reports import (
         REFUSED,
         TIMED_OUT,
         UNAVAILABLE,
         BatchSummary,
         RangeFailure,
-        narrow_failure,
     )
+    from iot_pipeline.orchestration.batches import narrow_failure
 
     app = _App(_report)
     for kind in (TIMED_OUT, REFUSED, UNAVAILABLE):
-        failed = RangeFailure(_ranges((0, 0, 100))[0], "Timeout: not done after 900s", kind)
+        failed = RangeFailure(
+            range=_ranges((0, 0, 100))[0], error="Timeout: not done after 900s", kind=kind
+        )
         assert not failed.records_to_blame
-        assert narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b")) == [failed]  # type: ignore[arg-type]
+        assert narrow_failure(app, failed, "b", NOW, 60, BatchSummary(batch_id="b")) == [failed]  # type: ignore[arg-type]
     assert app.sent == []
 
 
 def test_a_replay_is_narrowed_on_the_replay_queue_as_a_replay() -> None:
-    from iot_pipeline.orchestration.batches import BatchSummary, RangeFailure, narrow_failure
+    from iot_pipeline.contracts.reports import BatchSummary, RangeFailure
+    from iot_pipeline.orchestration.batches import narrow_failure
 
     queues: list[str] = []
     app = _App(lambda t: ValueError("poison") if t.range.start <= 3 < t.range.end else _report(t))
@@ -196,22 +205,17 @@ def test_a_replay_is_narrowed_on_the_replay_queue_as_a_replay() -> None:
         return send(name, args, task_id, queue)
 
     app.send_task = on_queue  # type: ignore[method-assign]
-    failed = RangeFailure(_ranges((0, 0, 8))[0], "ValueError: poison")
-    culprits = narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b"), True, "replay")  # type: ignore[arg-type]
+    failed = RangeFailure(range=_ranges((0, 0, 8))[0], error="ValueError: poison")
+    culprits = narrow_failure(app, failed, "b", NOW, 60, BatchSummary(batch_id="b"), True, "replay")  # type: ignore[arg-type]
     assert [(c.range.start, c.range.end) for c in culprits] == [(3, 4)]
     assert all(t.replay for t in app.sent)
     assert set(queues) == {"replay"}
 
 
 def test_a_half_refused_by_the_engine_stops_the_bisection_unquarantined() -> None:
+    from iot_pipeline.contracts.reports import FAILED, REFUSED, BatchSummary, RangeFailure
     from iot_pipeline.errors import StoreRefused
-    from iot_pipeline.orchestration.batches import (
-        FAILED,
-        REFUSED,
-        BatchSummary,
-        RangeFailure,
-        narrow_failure,
-    )
+    from iot_pipeline.orchestration.batches import narrow_failure
 
     def work(task: RangeTask) -> Any:
         if task.range.start >= 50:
@@ -219,8 +223,8 @@ def test_a_half_refused_by_the_engine_stops_the_bisection_unquarantined() -> Non
         return ValueError("poison") if task.range.start <= 10 < task.range.end else _report(task)
 
     app = _App(work)
-    failed = RangeFailure(_ranges((0, 0, 100))[0], "ValueError: poison", FAILED)
-    culprits = narrow_failure(app, failed, "b", NOW, 60, BatchSummary("b"))  # type: ignore[arg-type]
+    failed = RangeFailure(range=_ranges((0, 0, 100))[0], error="ValueError: poison", kind=FAILED)
+    culprits = narrow_failure(app, failed, "b", NOW, 60, BatchSummary(batch_id="b"))  # type: ignore[arg-type]
     assert [(c.range.start, c.range.end, c.kind) for c in culprits] == [
         (10, 11, FAILED),
         (50, 100, REFUSED),

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from iot_pipeline.contracts.ranges import OffsetRange
+from iot_pipeline.contracts.reports import RENAMED, BatchSummary, RangeCounts, RangeReport
 from iot_pipeline.orchestration.handoffs import BatchPlan, ReplayRequest, RunReport
 
 
@@ -67,21 +68,65 @@ def test_a_replay_request_says_what_is_wrong(fields: dict[str, object], message:
 
 def test_the_report_says_what_the_summary_counted() -> None:
     plan = BatchPlan.now("b", [])
-    summary = {
-        "records": 10,
-        "indexed": 8,
-        "valid": 7,
-        "flagged": 1,
-        "duplicates": 1,
-        "dead_letters": 2,
-        "windows": 12,
-        "done": [{"topic": "t", "partition": 0, "start": 0, "end": 10}],
-        "failures": [{"range": {"topic": "t", "partition": 1, "start": 0, "end": 5}, "error": "x"}],
-        "quarantined": [{"range": "t[2]:0-3", "records": 3}],
-    }
+    summary = BatchSummary.model_validate(
+        _via_xcom(
+            {
+                "batch_id": "b",
+                "records": 10,
+                "indexed": 8,
+                "valid": 7,
+                "flagged": 1,
+                "duplicates": 1,
+                "dead_letters": 2,
+                "dead_letters_new": 1,
+                "still_dead": 0,
+                "retried_items": 4,
+                "windows": 12,
+                "cross_metric_changes": 3,
+                "spatial_changes": 5,
+                "done": [{"topic": "t", "partition": 0, "start": 0, "end": 10}],
+                "failures": [
+                    {"range": {"topic": "t", "partition": 1, "start": 0, "end": 5}, "error": "x"}
+                ],
+                "quarantined": [{"range": "t[2]:0-3", "records": 3}],
+            }
+        )
+    )
     report = RunReport.of(plan, summary, {0: 0, 1: 5}, consecutive_failed_runs=1)
     assert (report.records_read, report.dead_lettered, report.windows_updated) == (10, 2, 12)
+    # every count of the workers reaches the run report, under its own name or RENAMED's
+    assert (report.dead_letters_new, report.retried_items) == (1, 4)
+    assert (report.cross_metric_changes, report.spatial_changes) == (3, 5)
     assert report.failed_ranges == ["t[1]:0-5: x"]
     assert report.quarantined_ranges == ["t[2]:0-3 (3 records)"]
     assert (report.lag_after, report.partitions_committed, report.clean) == (5, 1, False)
     assert RunReport.model_validate(_via_xcom(report.to_xcom())) == report
+
+
+def test_a_batch_sums_every_count_of_its_ranges_field_by_field() -> None:
+    counts = {name: i + 1 for i, name in enumerate(RangeCounts.model_fields)}
+    report = RangeReport.model_validate(
+        _via_xcom({"batch_id": "b", "range": "t[0]:0-10", "end": 10, **counts, "newer": 1})
+    )
+    summary = BatchSummary(batch_id="b")
+    summary.add_range(report)
+    summary.add_range(report)
+    again = BatchSummary.model_validate(_via_xcom(summary.to_xcom()))
+    assert again == summary
+    assert {n: getattr(again, n) for n in RangeCounts.model_fields} == {
+        n: 2 * v for n, v in counts.items()
+    }
+    assert again.ranges == 2
+    assert again.per_range == ["t[0]:0-10: 1 records"] * 2
+    # the run report shows each of them, renamed at most once
+    fields = RunReport.model_fields
+    for name in RangeCounts.model_fields:
+        if name != "seconds":
+            assert RENAMED.get(name, name) in fields, name
+
+
+def test_a_range_report_that_is_not_one_is_refused_on_receipt() -> None:
+    with pytest.raises(ValidationError, match="records"):
+        RangeReport.model_validate({"batch_id": "b", "range": "r", "end": 1, "records": "many"})
+    with pytest.raises(ValidationError, match="end"):
+        RangeReport.model_validate({"batch_id": "b", "range": "r"})

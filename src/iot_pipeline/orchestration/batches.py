@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -32,6 +32,15 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
 from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
+from iot_pipeline.contracts.reports import (
+    FAILED,
+    REFUSED,
+    TIMED_OUT,
+    UNAVAILABLE,
+    BatchSummary,
+    RangeFailure,
+    RangeReport,
+)
 from iot_pipeline.contracts.tasks import PROCESS_RANGE, PROCESSING_QUEUE
 from iot_pipeline.errors import StoreRefused, TransientError
 
@@ -53,28 +62,6 @@ def range_tasks(
     return [RangeTask.of(batch_id, ingest_time, r, replay) for r in ranges]
 
 
-# Why a range failed, as far as quarantine goes: only a failure of the processing itself
-# (FAILED) may be the records' fault; the others hold the partition, never quarantine it.
-FAILED = "failed"  # processing raised (a record, or our code): narrowed, maybe quarantined
-REFUSED = "refused"  # the search engine refuses writes for a reason of its own
-UNAVAILABLE = "unavailable"  # a dependency stayed unreachable through the task's retries
-TIMED_OUT = "timed_out"  # not done within the run's task timeout
-
-
-@dataclass(frozen=True)
-class RangeFailure:
-    """A range that failed (or timed out): its offsets, the error and its kind."""
-
-    range: OffsetRange
-    error: str
-    kind: str = FAILED
-
-    @property
-    def records_to_blame(self) -> bool:
-        """Whether the range's records may be the reason (only then is it narrowed)."""
-        return self.kind == FAILED
-
-
 def failure_kind(exc: object) -> str:
     """The kind of failure a task's exception stands for."""
     if isinstance(exc, StoreRefused):
@@ -82,62 +69,6 @@ def failure_kind(exc: object) -> str:
     if isinstance(exc, TransientError):
         return UNAVAILABLE
     return FAILED
-
-
-# What a range's report counts, summed over a batch.
-COUNTS = (
-    "records",
-    "indexed",
-    "valid",
-    "flagged",
-    "duplicates",
-    "dead_letters",
-    "still_dead",
-    "windows",
-)
-
-
-@dataclass
-class BatchSummary:
-    """What a batch did, summed over its ranges (the run's visible result)."""
-
-    batch_id: str
-    ranges: int = 0
-    records: int = 0
-    indexed: int = 0
-    valid: int = 0
-    flagged: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    still_dead: int = 0
-    windows: int = 0
-    task_seconds: float = 0.0
-    per_range: list[str] = field(default_factory=list)
-    # per partition, the offsets processed from the planned start without a gap (committable)
-    done: list[OffsetRange] = field(default_factory=list)
-    failures: list[RangeFailure] = field(default_factory=list)
-
-    def add(self, report: dict[str, Any]) -> None:
-        self.ranges += 1
-        for name in COUNTS:
-            setattr(self, name, getattr(self, name) + int(report.get(name, 0)))
-        self.task_seconds = round(self.task_seconds + float(report.get("seconds", 0.0)), 3)
-        self.per_range.append(f"{report.get('range')}: {report.get('records')} records")
-
-    def merge(self, other: BatchSummary) -> None:
-        """Add the counts of another summary of the same batch (its ranges, not its `done`)."""
-        for name in ("ranges", *COUNTS):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.task_seconds = round(self.task_seconds + other.task_seconds, 3)
-        self.per_range += other.per_range
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["done"] = [r.model_dump() for r in self.done]
-        out["failures"] = [
-            {"range": f.range.model_dump(), "error": f.error, "kind": f.kind} for f in self.failures
-        ]
-        return out
 
 
 @dataclass
@@ -197,7 +128,7 @@ def run_tasks(
     After `budget` seconds no further range is started: each partition ends where its
     started ranges got to, and the rest is left to the next run (nothing is lost, the
     partitions commit what was done)."""
-    summary = BatchSummary(tasks[0].batch_id if tasks else "empty")
+    summary = BatchSummary(batch_id=tasks[0].batch_id if tasks else "empty")
     partitions: dict[tuple[str, int], _Partition] = {}
     for task in sorted(tasks, key=lambda t: (t.range.topic, t.range.partition, t.range.start)):
         key = (task.range.topic, task.range.partition)
@@ -222,17 +153,17 @@ def run_tasks(
                 continue
             task, result = part.running
             if result.successful():
-                report = result.get()
-                summary.add(report)
-                log.info("range %s done: %s", task.range, _short(report))
-                part.reached = int(report.get("end", task.range.end))
+                report = RangeReport.model_validate(result.get())
+                summary.add_range(report)
+                log.info("range %s done: %s", task.range, report.short())
+                part.reached = report.end
                 if part.reached < task.range.end:  # cut short by the byte cap: go on
                     rest = task.range.model_copy(update={"start": part.reached})
                     part.queue.appendleft(task.model_copy(update={"range": rest}))
             else:
                 error = f"{type(result.result).__name__}: {result.result}"[:500]
                 kind = failure_kind(result.result)
-                summary.failures.append(RangeFailure(task.range, error, kind))
+                summary.failures.append(RangeFailure(range=task.range, error=error, kind=kind))
                 part.failed = True
                 log.error("range %s failed: %s", task.range, error)
             start_next(part)
@@ -263,15 +194,10 @@ def _give_up(
         task, _ = part.running
         app.control.revoke(task.task_id, terminate=True, signal="SIGKILL")
         error = f"{TIMEOUT_PREFIX} not done after {timeout:.0f}s (task revoked)"
-        summary.failures.append(RangeFailure(task.range, error, TIMED_OUT))
+        summary.failures.append(RangeFailure(range=task.range, error=error, kind=TIMED_OUT))
         log.error("range %s: %s", task.range, error)
         part.running = None
         part.failed = True
-
-
-def _short(report: dict[str, Any]) -> str:
-    keys = ("records", "indexed", "valid", "flagged", "dead_letters", "windows", "seconds")
-    return ", ".join(f"{k}={report.get(k)}" for k in keys)
 
 
 def narrow_failure(

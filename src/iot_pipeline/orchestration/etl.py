@@ -23,6 +23,7 @@ import redis
 
 from iot_pipeline.contracts.positions import positions
 from iot_pipeline.contracts.ranges import OffsetRange
+from iot_pipeline.contracts.reports import REFUSED, BatchSummary, QuarantinedRange, RangeFailure
 from iot_pipeline.contracts.run_state import (
     note_committed,
     note_lost,
@@ -35,8 +36,6 @@ from iot_pipeline.contracts.run_state import (
 )
 from iot_pipeline.errors import BatchFailed, DataError
 from iot_pipeline.orchestration.batches import (
-    REFUSED,
-    RangeFailure,
     batch_id_for,
     narrow_failure,
     range_tasks,
@@ -101,11 +100,7 @@ def _state(settings: Settings) -> Iterator[redis.Redis]:
         client.close()
 
 
-def _ranges(items: list[dict[str, Any]]) -> list[OffsetRange]:
-    return [OffsetRange.model_validate(r) for r in items]
-
-
-def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
+def process_batch(settings: Settings, plan: BatchPlan) -> BatchSummary:
     """Run every range of the plan on the Celery workers; quarantine ranges that keep failing.
 
     Never raises for a failed range: the summary's `done` says what each partition may
@@ -121,7 +116,6 @@ def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
         timeout=settings.etl_task_timeout_seconds,
         budget=settings.etl_run_budget_seconds,
     )
-    quarantined: list[dict[str, Any]] = []
     refused: list[RangeFailure] = []
     now = time.time()
     # When every range of a run fails, the cause is the system (workers gone or broken, a
@@ -190,12 +184,12 @@ def process_batch(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
                     plan.batch_id,
                     ingest_time,
                 )
-                quarantined.append(entry.as_dict())
+                summary.quarantined.append(
+                    QuarantinedRange(range=entry.range, records=entry.records)
+                )
             summary.done = _extend(summary.done, failure.range)
         note_refusal(client, settings.search_index_prefix, refused, now)
-    result = summary.as_dict()
-    result["quarantined"] = quarantined
-    return result
+    return summary
 
 
 def _extend(done: list[OffsetRange], quarantined: OffsetRange) -> list[OffsetRange]:
@@ -208,7 +202,7 @@ def _extend(done: list[OffsetRange], quarantined: OffsetRange) -> list[OffsetRan
     return sorted(out, key=lambda r: r.partition)
 
 
-def process_replay(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
+def process_replay(settings: Settings, plan: BatchPlan) -> BatchSummary:
     """Run a replay's ranges on the replay queue. A range whose processing raised is narrowed
     to the records that make it fail, and the rest of it is processed; then, if anything
     failed, BatchFailed names exactly that (the poison records, or the ranges no record is
@@ -238,22 +232,19 @@ def process_replay(settings: Settings, plan: BatchPlan) -> dict[str, Any]:
             f"{len(failed)} ranges of the replay failed (everything else was replayed): "
             + "; ".join(f"{f.range}: {f.error}" for f in failed)
         )
-    result = summary.as_dict()
-    for name in ("per_range", "done", "failures"):
-        result.pop(name, None)
-    return result
+    return summary
 
 
-def commit_batch(settings: Settings, summary: dict[str, Any]) -> int:
+def commit_batch(settings: Settings, summary: BatchSummary) -> int:
     """Commit, per partition, the end of what was done; returns how many partitions moved."""
-    ranges = commit_ranges(settings, settings.etl_consumer_group, _ranges(summary.get("done", [])))
+    ranges = commit_ranges(settings, settings.etl_consumer_group, summary.done)
     with _state(settings) as client:
         note_committed(client, settings.search_index_prefix, ranges, time.time())
-    log.info("batch %s: committed %s", summary["batch_id"], ", ".join(map(str, ranges)) or "-")
+    log.info("batch %s: committed %s", summary.batch_id, ", ".join(map(str, ranges)) or "-")
     return len(ranges)
 
 
-def report_batch(settings: Settings, plan: BatchPlan, summary: dict[str, Any]) -> RunReport:
+def report_batch(settings: Settings, plan: BatchPlan, summary: BatchSummary) -> RunReport:
     """The run's summary: records read, valid, flagged, dead-lettered, failed and quarantined
     ranges, lag after, duration."""
     lag = {
@@ -261,9 +252,7 @@ def report_batch(settings: Settings, plan: BatchPlan, summary: dict[str, Any]) -
         for p in positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
     }
     with _state(settings) as client:
-        failed_runs = note_run(
-            client, settings.search_index_prefix, clean=not summary.get("failures")
-        )
+        failed_runs = note_run(client, settings.search_index_prefix, clean=not summary.failures)
     report = RunReport.of(plan, summary, lag, failed_runs)
     log.info("batch summary: %s", report.to_xcom())
     return report
@@ -297,7 +286,7 @@ def replay_quarantined(settings: Settings, report: RunReport) -> dict[str, Any]:
     with _state(settings) as client:
         note_replayed(client, prefix, names)
     log.info("quarantined ranges replayed now that runs are clean: %s", ", ".join(names))
-    return {"replayed": names, "records": summary.get("records", 0)}
+    return {"replayed": names, "records": summary.records}
 
 
 def needs_catch_up(settings: Settings, report: RunReport) -> bool:

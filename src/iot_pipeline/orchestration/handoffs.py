@@ -6,9 +6,8 @@ Airflow passes these between tasks through XCom as JSON (`to_xcom()`, `model_val
     ReplayRequest  the replay DAGs' parameters    what to reprocess: offsets or Kafka times
     RunReport      report -> verdict, behind     what the run did, as the Airflow UI shows it
 
-The process step's summary (`BatchSummary.as_dict()`, per-range counts and committable
-ranges) stays a plain dict: it is the workers' range reports summed, read by `commit` and
-`report` only.
+The process step's summary (`contracts.reports.BatchSummary`: the workers' range reports
+summed field by field, and the committable ranges) goes to `commit` and `report` the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from iot_pipeline.contracts.ranges import OffsetRange
+from iot_pipeline.contracts.reports import BatchSummary, run_counts
 
 
 class _Handoff(BaseModel):
@@ -99,7 +99,12 @@ class RunReport(_Handoff):
     flagged: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    dead_letters_new: int = 0
+    still_dead: int = 0
+    retried_items: int = 0
     windows_updated: int = 0
+    cross_metric_changes: int = 0
+    spatial_changes: int = 0
     partitions_committed: int = 0
     failed_ranges: list[str] = Field(default_factory=list)
     quarantined_ranges: list[str] = Field(default_factory=list)
@@ -112,30 +117,18 @@ class RunReport(_Handoff):
     def of(
         cls,
         plan: BatchPlan,
-        summary: dict[str, Any],
+        summary: BatchSummary,
         lag: dict[int, int],
         consecutive_failed_runs: int,
     ) -> RunReport:
-        """The report of a run from its plan and the process step's summary. The summary
-        keeps the workers' names (`records`, `dead_letters`, `windows`); the report says
-        what they mean to someone reading the run."""
+        """The report of a run from its plan and the process step's summary: every count,
+        under the names `contracts.reports.RENAMED` gives them."""
         return cls(
             batch_id=plan.batch_id,
-            records_read=summary.get("records", 0),
-            indexed=summary.get("indexed", 0),
-            valid=summary.get("valid", 0),
-            flagged=summary.get("flagged", 0),
-            duplicates=summary.get("duplicates", 0),
-            dead_lettered=summary.get("dead_letters", 0),
-            windows_updated=summary.get("windows", 0),
-            partitions_committed=len(summary.get("done", [])),
-            failed_ranges=[
-                f"{OffsetRange.model_validate(f['range'])}: {f['error']}"
-                for f in summary.get("failures", [])
-            ],
-            quarantined_ranges=[
-                f"{q['range']} ({q['records']} records)" for q in summary.get("quarantined", [])
-            ],
+            **run_counts(summary),
+            partitions_committed=len(summary.done),
+            failed_ranges=[f"{f.range}: {f.error}" for f in summary.failures],
+            quarantined_ranges=[f"{q.range} ({q.records} records)" for q in summary.quarantined],
             lag_after=sum(lag.values()),
             lag_per_partition=lag,
             duration_seconds=round(time.time() - plan.planned_at, 1),

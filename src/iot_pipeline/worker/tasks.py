@@ -125,7 +125,7 @@ def _process(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
         if not acquired:
             busy = PartitionBusy(f"another task is processing {r.topic}[{r.partition}]")
             raise self.retry(exc=busy, countdown=LOCK_SECONDS / 2)
-        return process_range(settings, _store(), client, range_task).as_dict()
+        return process_range(settings, _store(), client, range_task).to_json()
 
 
 LOCK_SECONDS = 30  # a dead worker's partition lock frees itself this soon
