@@ -156,7 +156,7 @@ def _load_aggregates(settings: Settings, hourly: dict[tuple[str, str, int], list
     actions = []
     for (district, metric, hour), values in hourly.items():
         start = datetime.fromtimestamp(hour, UTC)
-        doc = {
+        doc: dict[str, Any] = {
             "scope": "district",
             "key": district,
             "sensor_id": None,
@@ -292,7 +292,7 @@ async def run(settings: Settings, api_url: str, end: datetime, total: int) -> li
             _sensors_aggregation_body(registry.MAX_SENSORS),
         ),
     ]
-    rows = []
+    rows: list[tuple[str, ...]] = []
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         for name, path, index, body in cases:

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-echo "[test] lint: ruff check, ruff format --check, mypy --strict"
+echo "[test] lint: ruff check, ruff format --check, mypy (strict: src, tests, bench)"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"

@@ -57,6 +57,7 @@ from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import SearchStore, make_store
 
 from support.ground_truth import assert_windows_equal, document_id
+from support.kafka_io import coordinates
 from support.recovery_log import RESULTS
 from support.waiting import eventually
 
@@ -301,8 +302,9 @@ def dead_letters_naming(settings: Settings, since: dict[int, int], text: str) ->
             value = message.value() or b""
             if text.encode() in value:
                 found.append(value)
-            if message.offset() + 1 >= until[message.partition()]:
-                remaining.discard(message.partition())
+            partition, offset = coordinates(message)
+            if offset + 1 >= until[partition]:
+                remaining.discard(partition)
     finally:
         consumer.close()
     assert not remaining, f"could not read the dead-letter topic to its end: {remaining}"

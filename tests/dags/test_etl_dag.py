@@ -22,7 +22,7 @@ from support.clock import day, minute_stamp
 from support.dag_runs import run_airflow
 from support.ground_truth import expected_ids, snapshot
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import as_produced, consume_all
 from support.workers import backfill, settings_env, start_worker, stop, wait_ready
 
 
@@ -42,7 +42,7 @@ def _run_dag(settings: Settings, airflow_env: dict[str, str]) -> dict[str, Any]:
 
 def _produced(settings: Settings) -> list[tuple[int, int, bytes]]:
     messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
-    return [(m.partition(), m.offset(), m.value()) for m in messages]
+    return as_produced(messages)
 
 
 def _committed(settings: Settings) -> dict[int, int]:

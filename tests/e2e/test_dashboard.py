@@ -208,14 +208,16 @@ def test_the_dashboard_shows_the_city_live_and_charts_it(
     }
     assert {r.get_attribute("data-provisional") for r in feed.values()} == {"true"}
     assert feed[f"{tag}-01-temperature-impossible"].get_attribute("data-valid") == "false"
-    card = '[data-district="Anfa"] [data-role="{}"]'.format
+    anfa_card = '[data-district="Anfa"] [data-role="{}"]'.format
     expected = {
         "temperature": f"{shown['temperature']:.1f} °C",
         "humidity": f"{shown['humidity']:.1f} %",
     }
     _wait(
         browser,
-        lambda d: {m: d.find_element(By.CSS_SELECTOR, card(m)).text for m in expected} == expected,
+        lambda d: (
+            {m: d.find_element(By.CSS_SELECTOR, anfa_card(m)).text for m in expected} == expected
+        ),
         f"Anfa's card at {expected} (the impossible reading left out)",
     )
     process_pending(settings, f"batch-{tag}")
@@ -225,7 +227,8 @@ def test_the_dashboard_shows_the_city_live_and_charts_it(
     )
     assert len(browser.find_elements(By.CSS_SELECTOR, rows)) == 5  # replaced, not added
     assert (
-        browser.find_element(By.CSS_SELECTOR, card("temperature")).text == expected["temperature"]
+        browser.find_element(By.CSS_SELECTOR, anfa_card("temperature")).text
+        == expected["temperature"]
     )
 
     # the pipeline: lag and last batch (refreshed every 10 s)

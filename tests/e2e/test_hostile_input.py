@@ -23,7 +23,7 @@ from support.clock import day, event_stamp, minute_stamp
 from support.dag_runs import run_airflow
 from support.ground_truth import assert_aggregates_match, expected_ids, snapshot
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import as_produced, consume_all, headers_of, value_of
 from support.readings import sample_reading
 from support.workers import backfill, settings_env, start_worker, stop, wait_ready
 
@@ -197,13 +197,13 @@ def test_hostile_records_are_dead_lettered_once_and_the_rest_flows(
     reasons: dict[tuple[int, int], str] = {}
     truncated: dict[tuple[int, int], int] = {}
     for letter in letters:
-        headers = {k: v.decode(errors="replace") for k, v in letter.headers() or []}
+        headers = {k: v.decode(errors="replace") for k, v in headers_of(letter).items()}
         source = (int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
         by_source[source] += 1
         reasons[source] = headers["dlq.reason"]
         if "dlq.truncated" in headers:
             truncated[source] = int(headers["dlq.truncated"])
-            assert len(letter.value()) < TRUNCATED_SIZE
+            assert len(value_of(letter)) < TRUNCATED_SIZE
     assert max(by_source.values()) == 1  # one letter per source record
     missing = [label for source, label in hostile.items() if source not in by_source]
     assert missing == []
@@ -220,11 +220,7 @@ def test_hostile_records_are_dead_lettered_once_and_the_rest_flows(
 
     # every valid reading is indexed once; nothing else is
     produced = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=5)
-    valid = [
-        (m.partition(), m.offset(), m.value() or b"")
-        for m in produced
-        if (m.partition(), m.offset()) not in hostile
-    ]
+    valid = [(p, o, value) for p, o, value in as_produced(produced) if (p, o) not in hostile]
     store = make_store(settings)
     try:
         stored = snapshot(store, settings.search_index_prefix)

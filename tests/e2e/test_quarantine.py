@@ -25,7 +25,7 @@ from support.clock import day, event_stamp, minute_stamp
 from support.dag_runs import run_airflow
 from support.ground_truth import assert_aggregates_match, document_id, expected_ids, snapshot
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import as_produced, consume_all, coordinates, headers_of
 from support.readings import sample_reading
 from support.workers import backfill, settings_env, start_worker, stop, wait_ready
 
@@ -74,7 +74,7 @@ def _marked_reading(settings: Settings) -> tuple[dict[str, object], int]:
         json.dumps(reading).encode(),
         b"casa-drill-01-pm25",
         partition=BAD_PARTITION,
-        on_delivery=lambda err, msg: offsets.append(msg.offset()),
+        on_delivery=lambda err, msg: offsets.append(coordinates(msg)[1]),
     )
     assert producer.flush(30) == 0
     return reading, offsets[0]
@@ -130,12 +130,12 @@ def test_a_failing_range_is_quarantined_and_replayed_back_once_fixed(
     quarantined = [
         m
         for m in letters
-        if dict(m.headers() or [])["dlq.reason"] == b"range_failed"
-        and dict(m.headers() or [])["dlq.source.partition"] == str(BAD_PARTITION).encode()
+        if headers_of(m)["dlq.reason"] == b"range_failed"
+        and headers_of(m)["dlq.source.partition"] == str(BAD_PARTITION).encode()
     ]
-    assert [int(dict(m.headers() or [])["dlq.source.offset"]) for m in quarantined] == [marked]
+    assert [int(headers_of(m)["dlq.source.offset"]) for m in quarantined] == [marked]
     produced = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
-    expected = expected_ids([(m.partition(), m.offset(), m.value() or b"") for m in produced])
+    expected = expected_ids(as_produced(produced))
     marked_id = document_id(str(reading["sensor_id"]), str(reading["event_id"]))
     store = make_store(settings)
     try:  # everything else of the failing range is indexed already

@@ -25,7 +25,7 @@ from support.dag_runs import run_airflow
 from support.ground_truth import document_id, snapshot
 from support.hindsight import with_hindsight
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import consume_all, coordinates
 from support.workers import backfill, settings_env, start_worker, stop, wait_ready
 
 CAP = 300  # records per range: several ranges and checkpoints per partition
@@ -57,10 +57,12 @@ def _offline_flags(settings: Settings) -> dict[str, list[str]]:
     """Flags of one pass of the cleaner over each partition, in order, from empty state."""
     messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
     by_partition: dict[int, list[RawRecord]] = {}
-    for m in sorted(messages, key=lambda m: (m.partition(), m.offset())):
+    for m in sorted(messages, key=coordinates):
+        partition, offset = coordinates(m)
         stamp = m.timestamp()[1] / 1000.0
-        record = RawRecord(m.value() or b"", m.topic(), m.partition(), m.offset(), m.key(), stamp)
-        by_partition.setdefault(m.partition(), []).append(record)
+        topic = settings.kafka_sensor_data_topic
+        record = RawRecord(m.value() or b"", topic, partition, offset, m.key(), stamp)
+        by_partition.setdefault(partition, []).append(record)
     policy = cleaning_policy(settings)
     flags: dict[str, list[str]] = {}
     for records in by_partition.values():
@@ -82,7 +84,12 @@ def _live_checkpoints(settings: Settings) -> dict[str, bytes]:
         pattern = (
             f"{settings.search_index_prefix}:cleaner-state:{settings.kafka_sensor_data_topic}:*"
         )
-        return {k.decode(): celery_app.get(k) or b"" for k in celery_app.scan_iter(pattern)}
+        checkpoints: dict[str, bytes] = {}
+        for key in celery_app.scan_iter(pattern):
+            checkpoint = celery_app.get(key) or b""
+            assert isinstance(checkpoint, bytes)  # the client does not decode
+            checkpoints[key.decode()] = checkpoint
+        return checkpoints
     finally:
         celery_app.close()
 

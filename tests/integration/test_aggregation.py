@@ -26,7 +26,7 @@ from iot_pipeline.storage import make_store
 from support.clock import day, event_stamp
 from support.ground_truth import aggregates, assert_aggregates_match, snapshot
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all, produce_readings
+from support.kafka_io import consume_all, headers_of, produce_readings, value_of
 from support.processing import process_pending
 from support.readings import sample_reading
 from support.workers import backfill, start_worker, stop, wait_ready
@@ -221,7 +221,7 @@ def test_a_reading_beyond_retention_is_dead_lettered_and_changes_no_window(
                 process_range(settings, store, state, task)
         before = aggregates(store, settings.search_index_prefix)
         message = consume_all(settings, settings.kafka_sensor_data_topic, 1, idle_seconds=3)[0]
-        doc = {**json.loads(message.value()), "event_id": "too-old", "value": 1.0}
+        doc = {**json.loads(value_of(message)), "event_id": "too-old", "value": 1.0}
         producer = Producer(producer_config(settings))
         producer.produce(settings.kafka_sensor_data_topic, json.dumps(doc).encode(), message.key())
         assert producer.flush(30) == 0
@@ -237,7 +237,7 @@ def test_a_reading_beyond_retention_is_dead_lettered_and_changes_no_window(
         state.close()
         store.close()
     assert [r.dead_letters for r in reports] == [1]
-    assert dict(letters[0].headers())["dlq.reason"] == b"beyond_retention"
+    assert headers_of(letters[0])["dlq.reason"] == b"beyond_retention"
     assert after == before
 
 

@@ -21,7 +21,7 @@ from iot_pipeline.storage import IndexAction, make_store
 from support.api_process import start_api, stop_api
 from support.ground_truth import document_id, expected_ids, snapshot
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import as_produced, consume_all
 from support.processing import process_pending
 from support.tcp_proxy import TcpProxy
 from support.waiting import eventually
@@ -59,7 +59,7 @@ def stored(settings: Settings) -> dict[str, Any]:
     docs = snapshot(store, settings.search_index_prefix)
     store.close()
     messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
-    assert set(docs) == expected_ids([(m.partition(), m.offset(), m.value()) for m in messages])
+    assert set(docs) == expected_ids(as_produced(messages))
     return docs
 
 
@@ -204,7 +204,7 @@ def test_bad_parameters_are_422_naming_them(api: httpx.Client) -> None:
 def test_pagination_neither_skips_nor_repeats_while_data_arrives(
     settings: Settings, api: httpx.Client, stored: dict[str, Any]
 ) -> None:
-    params = {"metric": "humidity", "limit": 50}
+    params: dict[str, str | int] = {"metric": "humidity", "limit": 50}
     before = {i for i, d in stored.items() if d["metric"] == "humidity"}
     first = api.get("/readings", params=params).json()
     seen = [_id(r) for r in first["items"]]

@@ -24,7 +24,7 @@ from iot_pipeline.settings import Settings
 from iot_pipeline.storage import make_store
 
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import consume_all, coordinates
 from support.waiting import eventually
 from support.workers import ROOT, backfill, settings_env, start_worker, stop, wait_ready
 
@@ -147,7 +147,8 @@ def test_worker_logs_one_json_object_per_line_with_the_batch(
     messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**6, idle_seconds=3)
     ends: dict[int, int] = {}
     for message in messages:
-        ends[message.partition()] = max(ends.get(message.partition(), 0), message.offset() + 1)
+        partition, offset = coordinates(message)
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
     client: Celery = create_app(settings)
     try:
         tasks = [

@@ -205,7 +205,7 @@ def test_readings_days_apart_fetch_only_the_partners_of_their_own_slots(
     )
     spy = _CountingStore(make_store(settings))
     try:
-        process_pending(settings, "far-2", store=spy)  # type: ignore[arg-type]
+        process_pending(settings, "far-2", store=spy)
     finally:
         spy.store.close()
     assert spy.partner_hits == 1  # the PM10 reading in the first one's slot, none in between

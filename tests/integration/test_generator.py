@@ -11,15 +11,17 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from iot_pipeline.schema import SensorReading
 from iot_pipeline.settings import Settings
 
-from support.kafka_io import consume_all
+from support.kafka_io import consume_all, coordinates, key_of, value_of
 from support.partitioning import kafka_murmur2_partition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +47,13 @@ def _summary(stdout: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", line))
 
 
-def _labels(path: Path) -> list[dict]:  # type: ignore[type-arg]
+def _labels(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_backfill_round_trip(test_settings: Settings, make_topic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_backfill_round_trip(
+    test_settings: Settings, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
     topic = make_topic()
     labels_path = tmp_path / "labels.jsonl"
     start, end = "2026-11-01T00:00:00Z", "2026-11-01T06:00:00Z"
@@ -80,7 +84,7 @@ def test_backfill_round_trip(test_settings: Settings, make_topic, tmp_path: Path
     faults_by_digest: dict[str, set[str]] = defaultdict(set)
     for label in _labels(labels_path):
         faults_by_digest[label["sha1"]].update(label["faults"])
-    digests = {hashlib.sha1(m.value(), usedforsecurity=False).hexdigest() for m in messages}
+    digests = {hashlib.sha1(value_of(m), usedforsecurity=False).hexdigest() for m in messages}
     assert set(faults_by_digest) <= digests, "every label names a message that was produced"
 
     lo = datetime.fromisoformat(start).timestamp()
@@ -88,18 +92,17 @@ def test_backfill_round_trip(test_settings: Settings, make_topic, tmp_path: Path
     partitions: dict[bytes, set[int]] = defaultdict(set)
     valid = 0
     for message in messages:
-        partitions[message.key()].add(message.partition())
-        faults = faults_by_digest.get(
-            hashlib.sha1(message.value(), usedforsecurity=False).hexdigest(), set()
-        )
+        key, value = key_of(message), value_of(message)
+        partitions[key].add(coordinates(message)[0])
+        faults = faults_by_digest.get(hashlib.sha1(value, usedforsecurity=False).hexdigest(), set())
         try:
-            reading = SensorReading.model_validate_json(message.value())
+            reading = SensorReading.model_validate_json(value)
         except ValidationError:
-            assert faults & STRUCTURAL, message.value()[:200]
+            assert faults & STRUCTURAL, value[:200]
             continue
         assert not faults & STRUCTURAL
         valid += 1
-        assert message.key() == reading.sensor_id.encode()
+        assert key == reading.sensor_id.encode()
         moment = reading.event_time.timestamp()
         if "clock_skew" in faults:
             assert moment > time.time()
@@ -110,7 +113,7 @@ def test_backfill_round_trip(test_settings: Settings, make_topic, tmp_path: Path
         assert seen == {kafka_murmur2_partition(key, 6)}, key
 
 
-def test_same_seed_same_stream(test_settings: Settings, make_topic) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_same_stream(test_settings: Settings, make_topic: Callable[..., str]) -> None:
     streams = []
     for suffix in ("a", "b"):
         topic = make_topic(suffix)
@@ -133,14 +136,14 @@ def test_same_seed_same_stream(test_settings: Settings, make_topic) -> None:  # 
         sent = int(_summary(result.stdout)["sent"])
         per_partition: dict[int, list[bytes]] = defaultdict(list)
         for message in consume_all(test_settings, topic, sent):
-            per_partition[message.partition()].append(message.value())
+            per_partition[coordinates(message)[0]].append(value_of(message))
         streams.append(per_partition)
     assert streams[0] == streams[1]
 
 
 def test_sigterm_flushes_and_loses_nothing_acknowledged(
-    test_settings: Settings, make_topic
-) -> None:  # type: ignore[no-untyped-def]
+    test_settings: Settings, make_topic: Callable[..., str]
+) -> None:
     topic = make_topic()
     env = {**os.environ, "KAFKA_BROKERS": test_settings.kafka_brokers}
     process = subprocess.Popen(

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -15,7 +15,7 @@ from iot_pipeline.kafka_config import consumer_config, producer_config
 from iot_pipeline.settings import Settings
 from iot_pipeline.topics import ensure_topics
 
-from support.kafka_io import consume_all
+from support.kafka_io import consume_all, coordinates, key_of, value_of
 from support.partitioning import kafka_murmur2, kafka_murmur2_partition
 
 PARTITIONS = 6
@@ -61,7 +61,7 @@ def test_keyed_messages_land_on_the_java_partition_and_keep_order(
         if err is not None:
             failures.append(str(err))
         else:
-            delivered[msg.key().decode()].add(msg.partition())
+            delivered[key_of(msg).decode()].add(coordinates(msg)[0])
 
     producer = Producer(producer_config(test_settings))
     for seq in range(per_sensor):
@@ -81,9 +81,9 @@ def test_keyed_messages_land_on_the_java_partition_and_keep_order(
     assert len(received) == len(sensors) * per_sensor
     sequences: dict[str, list[int]] = defaultdict(list)
     for message in received:
-        sensor, seq = message.value().decode().split(":")
-        assert message.key().decode() == sensor
-        sequences[sensor].append(int(seq))
+        sensor, number = value_of(message).decode().split(":")
+        assert key_of(message).decode() == sensor
+        sequences[sensor].append(int(number))
     assert all(seqs == list(range(per_sensor)) for seqs in sequences.values())
 
 
@@ -102,13 +102,14 @@ def test_committed_offsets_resume_where_the_group_left_off(
     consumer.close()
 
     rest = consume_all(test_settings, topic, 4, idle_seconds=5, group=group)
-    assert [int(m.value()) for m in rest] == [6, 7, 8, 9]
+    assert [int(value_of(m)) for m in rest] == [6, 7, 8, 9]
 
 
-def _next_offset(message: Message) -> object:
-    from confluent_kafka import TopicPartition
-
-    return TopicPartition(message.topic(), message.partition(), message.offset() + 1)
+def _next_offset(message: Message) -> TopicPartition:
+    topic = message.topic()
+    assert topic is not None
+    partition, offset = coordinates(message)
+    return TopicPartition(topic, partition, offset + 1)
 
 
 def test_pipeline_topics_are_created_idempotently(test_settings: Settings) -> None:

@@ -29,7 +29,7 @@ from iot_pipeline.storage import make_store
 from support.clock import day, event_stamp
 from support.ground_truth import document_id, snapshot
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import consume_all, value_of
 from support.readings import sample_reading
 from support.waiting import eventually
 
@@ -121,7 +121,10 @@ def test_a_topic_deleted_and_recreated_starts_clean_and_loses_no_new_record(
         stored
     )
     letters = consume_all(own, own.dead_letter_topic, 10**9, idle_seconds=3)
-    assert sorted(m.value() for m in letters) == [b"not json (new topic)", b"not json (old topic)"]
+    assert sorted(value_of(m) for m in letters) == [
+        b"not json (new topic)",
+        b"not json (old topic)",
+    ]
     state = _state(own)
     assert state.topic_recreations == 1  # type: ignore[attr-defined]
     committed = {

@@ -123,9 +123,9 @@ def test_a_plateau_is_stuck_when_the_neighbours_move_and_calm_when_they_do_not(
     assert len(plateau_hours) == 6
     assert all(h["_source"]["count"] == 0 for h in plateau_hours), plateau_hours
     # the calm plateaus wait for neighbours stored later; the stuck one waits no more
-    state = redis.Redis.from_url(settings.redis_url)
+    state = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        waiting = {k.decode() for k in state.hkeys(waiting_key(settings.search_index_prefix))}
+        waiting = set(state.hkeys(waiting_key(settings.search_index_prefix)))
     finally:
         state.close()
     assert waiting == {"plateau-calm-00-temperature", "plateau-alone-00-temperature"}

@@ -352,10 +352,15 @@ def test_an_override_the_workers_never_heard_of_is_swept_up(
     assert override_id in sent
     broker = redis.Redis.from_url(settings.redis_url)
     try:  # the message is there for a worker; taken back so no other test's worker sees it
-        queued = [m for m in broker.lrange("processing", 0, -1) if override_id.encode() in m]
+        queued = [
+            m
+            for m in broker.lrange("processing", 0, -1)
+            if isinstance(m, bytes) and override_id.encode() in m
+        ]
         assert queued
         for message in queued:
-            broker.lrem("processing", 1, message)
+            # redis-py types LREM's value as str; the element as read (bytes) is what it matches
+            broker.lrem("processing", 1, message)  # type: ignore[arg-type]
     finally:
         broker.close()
     assert _settle(store, settings, override_id)["status"] == "applied"
@@ -458,7 +463,7 @@ def test_an_override_created_while_a_range_is_in_flight_reaches_its_readings(
         settings,
         [_reading(sensor, 100 + n, 20.0 + n / 10, minute=30 + n) for n in range(5)],
     )
-    real_load = pipeline.load_active
+    real_load = pipeline.load_active  # type: ignore[attr-defined]  # imported there, not exported
     created: list[str] = []
 
     def load_then_race(*args: Any, **kwargs: Any) -> Any:

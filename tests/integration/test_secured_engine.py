@@ -119,7 +119,7 @@ def test_every_api_route_works_with_the_api_login(
     start, end = event_stamp(day(1, 8)), event_stamp(day(1, 9))
     try:
         with api_client(api_settings, API_KEY=KEY) as api:
-            reads = [
+            reads: list[tuple[str, dict[str, str | int]]] = [
                 ("/health", {}),
                 ("/ready", {}),
                 ("/health/pipeline", {}),

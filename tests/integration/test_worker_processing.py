@@ -26,7 +26,7 @@ from iot_pipeline.storage import make_store
 from support.clock import day, minute_stamp
 from support.ground_truth import aggregates, document_id, expected_ids, offline_windows, snapshot
 from support.isolation import own_pipeline
-from support.kafka_io import consume_all
+from support.kafka_io import as_produced, consume_all, headers_of, value_of
 from support.waiting import eventually
 from support.workers import backfill, start_worker, stop, wait_ready
 
@@ -53,7 +53,7 @@ def produced(settings: Settings) -> list[tuple[int, int, bytes]]:
         faults=("clock_skew=0.01", "malformed_json=0.01"),
     )
     messages = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
-    return [(m.partition(), m.offset(), m.value()) for m in messages]
+    return as_produced(messages)
 
 
 def _tasks(settings: Settings, produced: list[tuple[int, int, bytes]]) -> list[RangeTask]:
@@ -106,12 +106,12 @@ def test_ranges_are_indexed_and_rejects_dead_lettered(
     assert len(letters) == sum(r["dead_letters"] for r in reports) > 0
     by_coordinates = {(p, o): v for p, o, v in produced}
     for letter in letters:
-        headers = {k: v.decode() for k, v in letter.headers() or []}
+        headers = {k: v.decode() for k, v in headers_of(letter).items()}
         assert headers["dlq.reason"] in {"malformed_json", "schema_invalid"}
         assert headers["dlq.stage"] in {"parse", "schema"}
         assert headers["dlq.source.topic"] == settings.kafka_sensor_data_topic
         source = (int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
-        assert letter.value() == by_coordinates[source]
+        assert value_of(letter) == by_coordinates[source]
         assert headers["dlq.batch_id"] == "batch-1"
 
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -49,10 +50,16 @@ def chromium(width: int = 1400, height: int = 1700) -> Iterator[webdriver.Chrome
         driver.quit()
 
 
+def _log(driver: webdriver.Chrome, kind: str) -> list[dict[str, Any]]:
+    """The entries of one of the browser's logs since the last read (read empties it)."""
+    entries: list[dict[str, Any]] = driver.get_log(kind)  # type: ignore[no-untyped-call]
+    return entries
+
+
 def requested_urls(driver: webdriver.Chrome) -> list[str]:
     """The URLs the page requested since the last call (the performance log empties as read)."""
     urls = []
-    for entry in driver.get_log("performance"):
+    for entry in _log(driver, "performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
@@ -71,4 +78,4 @@ def off_loopback(urls: list[str]) -> list[str]:
 
 def console_errors(driver: webdriver.Chrome) -> list[str]:
     """The console's errors since the last call (CSP violations among them)."""
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    return [e["message"] for e in _log(driver, "browser") if e["level"] == "SEVERE"]

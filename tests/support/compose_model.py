@@ -36,7 +36,7 @@ class Override:
     value: Any
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no types here (no stubs)
     pass
 
 
@@ -45,7 +45,7 @@ def _override(loader: yaml.SafeLoader, node: yaml.Node) -> Override:
         return Override(loader.construct_mapping(node, deep=True))
     if isinstance(node, yaml.SequenceNode):
         return Override(loader.construct_sequence(node, deep=True))
-    return Override(loader.construct_scalar(node))  # type: ignore[arg-type]
+    return Override(loader.construct_scalar(node))
 
 
 _Loader.add_constructor("!override", _override)

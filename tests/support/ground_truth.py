@@ -95,7 +95,7 @@ def assert_aggregates_match(store: SearchStore, prefix: str) -> int:
     """Every window with valid readings equals the offline computation over the stored valid
     readings, and no other window has values; returns how many windows were compared."""
     truth = offline_windows(snapshot(store, prefix))
-    with_values = {
+    with_values: dict[tuple[str, ...], Any] = {
         (a["scope"], a["key"], a["metric"], a["resolution"], a["window_start"]): a
         for a in aggregates(store, prefix).values()
         if a["count"] > 0
@@ -125,15 +125,13 @@ def assert_stored_once_and_exact(settings: Settings, windows_at_least: int = 1) 
     `expected_ids` says of the records), and every window equals an offline computation."""
     from iot_pipeline.storage import make_store
 
-    from support.kafka_io import consume_all
+    from support.kafka_io import as_produced, consume_all
 
     produced = consume_all(settings, settings.kafka_sensor_data_topic, 10**9, idle_seconds=3)
     store = make_store(settings)
     try:
         stored = snapshot(store, settings.search_index_prefix)
-        assert set(stored) == expected_ids(
-            [(m.partition(), m.offset(), m.value() or b"") for m in produced]
-        )
+        assert set(stored) == expected_ids(as_produced(produced))
         assert assert_aggregates_match(store, settings.search_index_prefix) >= windows_at_least
     finally:
         store.close()

@@ -57,3 +57,46 @@ def consume_all(
     finally:
         consumer.close()
     return received
+
+
+# A consumed message has a topic, a partition and an offset, and its headers as (name, bytes)
+# pairs; the client's types allow None (and a produced message's shapes) everywhere.
+
+
+def coordinates(message: Message) -> tuple[int, int]:
+    """(partition, offset) of a consumed message."""
+    partition, offset = message.partition(), message.offset()
+    assert partition is not None, message
+    assert offset is not None, message
+    return partition, offset
+
+
+def value_of(message: Message) -> bytes:
+    """The value of a consumed message, which must have one (no tombstones in our topics)."""
+    value = message.value()
+    assert value is not None, coordinates(message)
+    return value
+
+
+def key_of(message: Message) -> bytes:
+    """The key of a consumed message, which must have one."""
+    key = message.key()
+    assert key is not None, coordinates(message)
+    return key
+
+
+def headers_of(message: Message) -> dict[str, bytes]:
+    """The headers of a consumed message by name (the last one of a name; no value is b"")."""
+    pairs = message.headers() or []
+    assert isinstance(pairs, list), pairs
+    found: dict[str, bytes] = {}
+    for name, value in pairs:
+        assert not isinstance(value, str), (name, value)
+        found[name] = value or b""
+    return found
+
+
+def as_produced(messages: Iterable[Message]) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, value) of each message, as `ground_truth.expected_ids` reads them
+    (no value is b"", which is no reading)."""
+    return [(*coordinates(m), m.value() or b"") for m in messages]

@@ -64,7 +64,7 @@ def start_worker(
 
 def wait_ready(client: Celery, name: str, timeout: float = 60) -> None:
     def answering() -> bool:  # a ping waits a second for the replies
-        replies = client.control.ping(timeout=1.0) or []
+        replies = client.control.ping(timeout=1.0) or []  # None only when no reply is asked
         return any(name in host for reply in replies for host in reply)
 
     eventually(answering, timeout, f"worker {name} up", interval=0)
@@ -122,8 +122,12 @@ def drop_queued(settings: Settings, task: str, queue: str = "processing") -> int
     broker = redis.Redis.from_url(settings.redis_url)
     try:
         name = f'"{task}"'.encode()
-        queued = [m for m in broker.lrange(queue, 0, -1) if name in m]
-        return sum(int(broker.lrem(queue, 1, m)) for m in queued)
+        queued = [m for m in broker.lrange(queue, 0, -1) if isinstance(m, bytes) and name in m]
+        removed = 0
+        for message in queued:
+            # redis-py types LREM's value as str; the element as read (bytes) is what it matches
+            removed += broker.lrem(queue, 1, message)  # type: ignore[arg-type]
+        return removed
     finally:
         broker.close()
 

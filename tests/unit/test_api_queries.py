@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 
@@ -12,10 +13,12 @@ from iot_pipeline.api import queries
 
 def test_cursor_round_trip_and_refusals() -> None:
     cursor = queries.encode_cursor([1_764_000_000_000, "e-1"])
+    # crafted by hand: encode_cursor takes a list
+    not_a_list = base64.urlsafe_b64encode(json.dumps({"a": 1}).encode()).decode().rstrip("=")
     assert queries.decode_cursor(cursor, queries.READING_SORT_SHAPE) == [1_764_000_000_000, "e-1"]
     for bad in ("%%%", "bm90IGpzb24", queries.encode_cursor(["x", "y"]),
                 queries.encode_cursor([1, "a", 2]), queries.encode_cursor([True, "a"]),
-                queries.encode_cursor({"a": 1})):  # fmt: skip
+                not_a_list):  # fmt: skip
         with pytest.raises(queries.BadCursor):
             queries.decode_cursor(bad, queries.READING_SORT_SHAPE)
 

@@ -276,11 +276,13 @@ def test_only_a_clean_run_with_a_backlog_triggers_the_next_at_once(
 
 
 def test_a_redis_restart_is_waited_out_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
     import redis
 
     from iot_pipeline.orchestration import batches
 
-    monkeypatch.setattr(batches.time, "sleep", lambda _: None)
+    monkeypatch.setattr(time, "sleep", lambda _: None)  # the `time` module batches waits with
     answers: list[object] = [redis.ConnectionError("restarting"), redis.ConnectionError("x"), 7]
 
     def call() -> object:

@@ -62,7 +62,8 @@ def _services(model: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _is_job(service: dict[str, Any]) -> bool:
-    return service.get("restart", "no") == "no"
+    restart: str = service.get("restart", "no")
+    return restart == "no"
 
 
 def _schema() -> dict[str, Any]:

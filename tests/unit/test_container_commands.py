@@ -81,7 +81,7 @@ def _normalise(command: list[str]) -> list[str]:
 )
 def test_container_runs_the_native_command(container: str, native: str) -> None:
     """The tests exercise the native stack's commands; the containers run the same ones."""
-    services = {s.name: s for s in native_services(Settings(_env_file=None))}  # type: ignore[call-arg]
+    services = {s.name: s for s in native_services(Settings(_env_file=None))}
     assert _normalise(_image_command(_built_services()[container])) == _normalise(
         services[native].command
     )

@@ -4,6 +4,7 @@ published directly)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -108,9 +109,9 @@ def test_a_stream_whose_client_stops_reading_ends_and_frees_its_slot(spec: str) 
             await asyncio.sleep(3600)
             return {"type": "http.disconnect"}
 
-        sent: list[dict[str, Any]] = []
+        sent: list[MutableMapping[str, Any]] = []
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:  # an ASGI send
             sent.append(message)
             if message["type"] == "http.response.body":
                 await asyncio.sleep(3600)  # the client's window is full: never drains

@@ -58,8 +58,12 @@ def test_only_failed_items_are_retried_with_growing_jittered_delays() -> None:
     store = ScriptedStore({"d1": [429, 503], "d3": [400]})
     delays: list[float] = []
     report = index_all(
-        store, _actions(5), BulkPolicy(base_delay=1.0), sleep=delays.append, jitter=lambda: 1.0
-    )  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        _actions(5),
+        BulkPolicy(base_delay=1.0),
+        sleep=delays.append,
+        jitter=lambda: 1.0,
+    )
     assert store.requests == [["d0", "d1", "d2", "d3", "d4"], ["d1"], ["d1"]]
     assert delays == [1.0, 2.0]
     assert report.indexed == 4
