@@ -4,14 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m iot_pipeline.stack
 
-.PHONY: help setup up down status test bench lint format logs clean secrets
+.PHONY: help setup up down status check test chaos bench lint format logs clean secrets
 
 help:
 	@echo "make setup   install everything (virtualenv, Kafka and OpenSearch jars, redis-server)"
 	@echo "make up      start the native stack and wait until it is ready"
 	@echo "make status  show each service's state, health and memory"
 	@echo "make down    stop what 'make up' started"
-	@echo "make test    lint + unit + integration tests (starts the stack if needed)"
+	@echo "make check   the fast tier: lint, types, unit tests; no stack (about 2 minutes)"
+	@echo "make test    everything CI runs: make check, then every tier on the stack"
+	@echo "make chaos   the fault tests alone (starts the stack if needed)"
 	@echo "make bench   benchmarks with their baselines (starts the stack if needed)"
 	@echo "make logs    follow the stack's logs"
 	@echo "make secrets generate the container deployment's secrets into secrets/ (once)"
@@ -28,8 +30,14 @@ down:
 status:
 	@$(STACK) status
 
+check: setup
+	@bash scripts/check.sh
+
 test: setup
 	@bash scripts/with-stack.sh bash scripts/test.sh
+
+chaos: setup
+	@bash scripts/with-stack.sh $(PY) -m pytest tests/chaos -m chaos
 
 bench: setup
 	@bash scripts/with-stack.sh bash -c '$(PY) bench/bench_generator.py && $(PY) bench/bench_processing.py && $(PY) bench/bench_freshness.py && $(PY) bench/bench_live.py && $(PY) bench/bench_sustained.py && $(PY) bench/bench_api.py && $(PY) bench/bench_state_memory.py'
