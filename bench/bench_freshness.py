@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import make_store
@@ -25,7 +25,7 @@ INTERVAL = 60.0
 
 
 def _new_batches(
-    store: Any, settings: Settings, since_ms: int, until_ms: int, seen: set[str]
+    store: Any, settings: StackSettings, since_ms: int, until_ms: int, seen: set[str]
 ) -> dict[str, Any]:
     body = {
         "size": 0,
@@ -72,7 +72,7 @@ def main() -> int:
         "--minutes", type=float, default=5.0, help="readings produced in the first N-2 minutes"
     )
     args = parser.parse_args()
-    settings = Settings()
+    settings = StackSettings()
     supervisor = Supervisor(StackPaths.from_settings(settings))
     states = {n: supervisor.state(n) for n in ("airflow-scheduler", "generator", "worker")}
     if any(state != "RUNNING" for state in states.values()):

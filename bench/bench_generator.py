@@ -24,7 +24,7 @@ from confluent_kafka.cimpl import NewTopic
 from iot_pipeline.generator.faults import FaultRates
 from iot_pipeline.generator.network import build_network
 from iot_pipeline.generator.stream import ReadingStream
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.jvm_services import java_executable
 from iot_pipeline.stack.model import StackPaths
 
@@ -89,7 +89,7 @@ def run_generator(topic: str, count: int) -> tuple[float, int, int]:
     return sent / float(fields["elapsed"].rstrip("s")), sent, int(fields["bytes"])
 
 
-def run_perf_tool(settings: Settings, topic: str, count: int, size: int) -> float:
+def run_perf_tool(settings: StackSettings, topic: str, count: int, size: int) -> float:
     """records/s reported by org.apache.kafka.tools.ProducerPerformance."""
     lib = StackPaths.from_settings(settings).lib / "kafka"
     props = [f"bootstrap.servers={settings.kafka_brokers}"] + [
@@ -129,7 +129,7 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    settings = Settings()
+    settings = StackSettings()
     admin = AdminClient({"bootstrap.servers": settings.kafka_brokers})
     run = uuid.uuid4().hex[:8]
     topics: list[str] = []

@@ -37,7 +37,7 @@ from iot_pipeline.contracts.tasks import create_app
 from iot_pipeline.kafka_config import consumer_config
 from iot_pipeline.processing import dead_letters
 from iot_pipeline.processing.pipeline import ACROSS_READINGS, process_range
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
 from iot_pipeline.storage import BulkPolicy, load_templates, make_store
@@ -73,7 +73,7 @@ def backfill(topic: str, start: datetime, count: int, seed: int, *extra: str) ->
     )
 
 
-def _produce(settings: Settings, count: int) -> dict[int, int]:
+def _produce(settings: StackSettings, count: int) -> dict[int, int]:
     day = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0)
     backfill(settings.kafka_sensor_data_topic, day, count, 3, "--interval", "5")
     consumer = Consumer(consumer_config(settings, "bench.watermarks"))
@@ -86,7 +86,7 @@ def _produce(settings: Settings, count: int) -> dict[int, int]:
     return ends
 
 
-def _ranges(settings: Settings, ends: dict[int, int], per_task: int) -> list[RangeTask]:
+def _ranges(settings: StackSettings, ends: dict[int, int], per_task: int) -> list[RangeTask]:
     now = datetime.now(UTC)
     return [
         RangeTask.of(
@@ -104,7 +104,7 @@ def _ranges(settings: Settings, ends: dict[int, int], per_task: int) -> list[Ran
     ]
 
 
-def _reset(settings: Settings, state: redis.Redis) -> None:
+def _reset(settings: StackSettings, state: redis.Redis) -> None:
     store = make_store(settings)
     store.delete_indices(store.list_indices(f"{settings.search_index_prefix}-*"))
     store.ensure_templates(load_templates(ROOT / "elasticsearch", settings.search_index_prefix))
@@ -112,7 +112,7 @@ def _reset(settings: Settings, state: redis.Redis) -> None:
     state.flushdb()
 
 
-def raw_bulk_load(settings: Settings, ends: dict[int, int]) -> tuple[float, int]:
+def raw_bulk_load(settings: StackSettings, ends: dict[int, int]) -> tuple[float, int]:
     """Build the pipeline's documents untimed, then time only the bulk HTTP requests."""
     from iot_pipeline.processing.reader import read_range
 
@@ -144,7 +144,7 @@ def raw_bulk_load(settings: Settings, ends: dict[int, int]) -> tuple[float, int]
 
 
 def in_process(
-    settings: Settings,
+    settings: StackSettings,
     ends: dict[int, int],
     per_task: int,
     state: redis.Redis,
@@ -165,7 +165,7 @@ def in_process(
     return elapsed, records, stages
 
 
-def _wait_for_leader(settings: Settings, topic: str) -> None:
+def _wait_for_leader(settings: StackSettings, topic: str) -> None:
     """A new topic has no leader for a moment; the first dead letter must not pay for it."""
     producer = dead_letters.dead_letter_producer(settings)  # the pipeline's own producer
     for _ in range(100):
@@ -177,7 +177,7 @@ def _wait_for_leader(settings: Settings, topic: str) -> None:
 
 
 def via_celery(
-    settings: Settings, ends: dict[int, int], per_task: int, processes: int
+    settings: StackSettings, ends: dict[int, int], per_task: int, processes: int
 ) -> tuple[float, float, int]:
     """(wall seconds, seconds inside tasks, records) through a Celery worker of `processes`
     processes, dispatched as the orchestrator does (a partition's ranges in order,
@@ -224,7 +224,7 @@ def via_celery(
 
 
 def old_reading_cost(
-    settings: Settings, state: redis.Redis, rounds: int = 3
+    settings: StackSettings, state: redis.Redis, rounds: int = 3
 ) -> tuple[float, float]:
     """Median seconds of the aggregate stage for a range of 20,000 fresh readings, and for the
     same range plus one reading 29 days old (a batch's time span must not drive the cost)."""
@@ -284,8 +284,8 @@ def old_reading_cost(
             future.result(30)
 
 
-def bench_pipeline(base: Settings) -> tuple[Settings, AdminClient, list[str]]:
-    """Settings of a pipeline of the benchmark's own (topics, index prefix, Redis db 14),
+def bench_pipeline(base: StackSettings) -> tuple[StackSettings, AdminClient, list[str]]:
+    """StackSettings of a pipeline of the benchmark's own (topics, index prefix, Redis db 14),
     with its data topic (6 partitions) and dead-letter topic created."""
     run = uuid.uuid4().hex[:8]
     host, port = base.redis_address
@@ -313,7 +313,7 @@ class _Cpu:
     """CPU seconds of this process (the pipeline, in process) and of the search engine (the
     native stack's node) over one measured call."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StackSettings) -> None:
         engine = Supervisor(StackPaths.from_settings(settings)).pid("opensearch")
         self.meter = CpuMeter({"engine": [engine]}) if engine else None
         self.rows: list[tuple[str, float | None, float | None]] = []
@@ -342,7 +342,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=120_000)
     args = parser.parse_args()
-    settings, admin, topics = bench_pipeline(Settings())
+    settings, admin, topics = bench_pipeline(StackSettings())
     state = redis.Redis.from_url(settings.redis_url)
     rows: list[tuple[str, float, str]] = []
     cpu = _Cpu(settings)

@@ -30,7 +30,7 @@ import redis
 from iot_pipeline.cleaning import RawRecord, SensorState, clean_batch
 from iot_pipeline.contracts.ranges import OffsetRange
 from iot_pipeline.processing import state_store
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 
 PARTITIONS = 6
 UNITS = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
@@ -86,7 +86,7 @@ def _states(sensors: int) -> list[dict[str, SensorState]]:
     return parts
 
 
-def _maxmemory(client: redis.Redis, settings: Settings) -> int:
+def _maxmemory(client: redis.Redis, settings: StackSettings) -> int:
     configured = int(client.config_get("maxmemory").get("maxmemory") or 0)
     if configured:
         return configured
@@ -98,7 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sensors", type=int, default=5000)
     args = parser.parse_args()
-    settings = Settings()
+    settings = StackSettings()
     client = redis.Redis.from_url(settings.redis_url)
     prefix = f"bench-mem-{uuid.uuid4().hex[:8]}"
     topic = "bench.iot_sensor_data"

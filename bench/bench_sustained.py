@@ -51,7 +51,7 @@ from cpu_budget import (  # noqa: E402
 
 from iot_pipeline.indices import readings_index, readings_pattern  # noqa: E402
 from iot_pipeline.kafka_config import consumer_config  # noqa: E402
-from iot_pipeline.settings import Settings  # noqa: E402
+from iot_pipeline.settings import StackSettings  # noqa: E402
 from iot_pipeline.stack.airflow_services import admin_password  # noqa: E402
 from iot_pipeline.stack.model import StackPaths  # noqa: E402
 from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor  # noqa: E402
@@ -65,7 +65,7 @@ BACKLOG = 1_000_000
 class Airflow:
     """The stack's Airflow REST API (token from the generated admin password)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StackSettings) -> None:
         self.base = f"http://127.0.0.1:{settings.airflow_port}"
         password = admin_password(settings.stack_dir)
         if password is None:
@@ -102,7 +102,7 @@ class Airflow:
 class Offsets:
     """High watermarks and the ETL group's committed offsets of the data topic."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StackSettings) -> None:
         self.topic = settings.kafka_sensor_data_topic
         self.consumer = Consumer(consumer_config(settings, settings.etl_consumer_group))
         meta = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic]
@@ -142,7 +142,7 @@ def simulator_stopped(supervisor: Supervisor) -> Iterator[None]:
             supervisor.start("generator")
 
 
-def produce_live(settings: Settings, rate: float, seconds: float) -> subprocess.Popen[bytes]:
+def produce_live(settings: StackSettings, rate: float, seconds: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -174,7 +174,7 @@ def wait_drained(offsets: Offsets, timeout: float) -> float | None:
 
 
 def trial(
-    settings: Settings, offsets: Offsets, rate: float, seconds: float, store: Any = None
+    settings: StackSettings, offsets: Offsets, rate: float, seconds: float, store: Any = None
 ) -> dict[str, Any]:
     """Produce at `rate` for `seconds`; sample the lag every 10 s (and freshness)."""
     start_high, start_done = offsets.totals()
@@ -226,7 +226,7 @@ def trial(
     }
 
 
-def backlog_start(settings: Settings) -> datetime:
+def backlog_start(settings: StackSettings) -> datetime:
     """Where the backlog's event times begin: 01:00 of the most recent past day that holds no
     reading yet (a station's or an import's history), within the kept days. A drain into
     hours that earlier runs filled already would judge and aggregate each reading among
@@ -246,7 +246,7 @@ def backlog_start(settings: Settings) -> datetime:
 
 
 def drain(
-    settings: Settings, airflow: Airflow, offsets: Offsets, count: int, meter: CpuMeter
+    settings: StackSettings, airflow: Airflow, offsets: Offsets, count: int, meter: CpuMeter
 ) -> tuple[float | None, dict[str, float], list[str]]:
     """Seconds from unpausing the DAG over a `count`-record backlog to lag 0, the CPU
     seconds each group of the stack spent meanwhile, and the search node's busy time."""
@@ -275,7 +275,7 @@ def drain(
     return seconds, spent, activity_rows(busy, engine_activity(settings.search_url), count)
 
 
-def baseline(settings: Settings) -> float:
+def baseline(settings: StackSettings) -> float:
     """Raw bulk readings/s of the pipeline's own documents (bench_processing's method)."""
     import bench_processing as processing
     import redis
@@ -308,7 +308,7 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=BACKLOG)
     args = parser.parse_args()
     phases = set(args.phases.split(","))
-    settings = Settings()
+    settings = StackSettings()
     supervisor = Supervisor(StackPaths.from_settings(settings))
     needed = ("airflow-scheduler", "worker")
     if any(supervisor.state(n) != "RUNNING" for n in needed):

@@ -70,7 +70,7 @@ fi
 # --- jars from Maven Central ----------------------------------------------------------------
 # OpenSearch's security plugin (tests of the least-privilege logins), pinned by its digest
 SECURITY_PLUGIN_SHA256=94a04f12ac6033902209fac1e4e512618d45beee604bbf0e42c3ed79c55220cf
-stack_dir=$("$VENV/bin/python" -c 'from iot_pipeline.settings import Settings; print(Settings().stack_dir.resolve())')
+stack_dir=$("$VENV/bin/python" -c 'from iot_pipeline.settings import StackSettings; print(StackSettings().stack_dir.resolve())')
 for component in kafka opensearch opensearch-security; do
   pom=native/$component/pom.xml
   dest=$stack_dir/lib/$component

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -44,13 +44,13 @@ def run_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
+def base_settings() -> StackSettings:
     """The settings the stack runs with (environment and .env)."""
-    return Settings()
+    return StackSettings()
 
 
 @pytest.fixture(scope="session")
-def test_settings(base_settings: Settings, run_id: str) -> Settings:
+def test_settings(base_settings: StackSettings, run_id: str) -> StackSettings:
     """The stack's settings with names no live component uses."""
     host, port = base_settings.redis_address
     return base_settings.model_copy(
@@ -64,7 +64,7 @@ def test_settings(base_settings: Settings, run_id: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack_ready(base_settings: Settings) -> None:
+def stack_ready(base_settings: StackSettings) -> None:
     """Fail (not skip) integration tests clearly when the stack is not running."""
     from iot_pipeline.contracts.probes import kafka_health, redis_health, search_health
 
@@ -107,7 +107,7 @@ def _base_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def celery_app(settings: Settings) -> Iterator[Celery]:
+def celery_app(settings: StackSettings) -> Iterator[Celery]:
     """A Celery app on the module's own settings (its `settings` fixture), queues purged
     before and after so no task of another module runs on its workers."""
     from iot_pipeline.contracts.tasks import create_app

@@ -6,9 +6,10 @@ Every component takes its configuration from here; nothing else in the project r
 broker, search and Redis addresses are where the clients connect *and* where the native
 services bind.
 
-It is one long class on purpose: every setting, its default, its bounds and its description
-in one place, which `docs/configuration.md` and `.env` are checked against; split, the table
-would be scattered over modules.
+Two classes in one module: `Settings`, what the pipeline's processes run with, and
+`StackSettings`, the same plus the native stack's own settings (`make up` alone reads those).
+Every setting, its default, its bounds and its description stay in this one place, which
+`docs/configuration.md` and `.env` are checked against.
 """
 
 from __future__ import annotations
@@ -68,9 +69,6 @@ class Settings(BaseSettings):
     kafka_topics_file: Path = Field(
         Path("kafka/topics.json"), description="Topic definitions (partitions, retention)."
     )
-    kafka_controller_port: int = Field(
-        9093, ge=1, le=65535, description="KRaft controller port of the native broker."
-    )
 
     # Simulator
     data_generator_interval_seconds: float = Field(
@@ -78,9 +76,6 @@ class Settings(BaseSettings):
     )
     data_generator_stations_per_district: int = Field(
         2, ge=1, le=50, description="Stations per district (7 sensors each; 14 districts)."
-    )
-    data_generator_enabled: bool = Field(
-        True, description="Whether `make up` runs the simulator in live mode."
     )
     data_generator_heartbeat_file: Path | None = Field(
         None, description="File the simulator touches every round (container health); unset: none."
@@ -239,9 +234,6 @@ class Settings(BaseSettings):
     airflow_port: int = Field(
         8080, ge=1, le=65535, description="Port of the native Airflow API server and web UI."
     )
-    airflow_enabled: bool = Field(
-        True, description="Whether `make up` starts Airflow (scheduler, UI, dag-processor...)."
-    )
 
     # REST API
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the REST API.")
@@ -277,7 +269,6 @@ class Settings(BaseSettings):
         description="A connection that has not sent a complete request head this long after "
         "it opened (or after its last response) is closed.",
     )
-    api_enabled: bool = Field(True, description="Whether `make up` starts the REST API.")
     api_limit_concurrency: int = Field(
         1000,
         ge=10,
@@ -334,25 +325,6 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A sensor not heard from for this long is `offline`."
     )
 
-    # Native stack (make up)
-    stack_dir: Path = Field(
-        Path(".stack"), description="Data, logs, jars and run files of the native stack."
-    )
-    stack_ready_timeout_seconds: float = Field(
-        90.0, gt=0, description="How long `make up` waits for each service to become ready."
-    )
-    kafka_heap: str = Field("512m", description="JVM heap (-Xmx) of the native Kafka broker.")
-    redis_maxmemory: str = Field(
-        "256mb",
-        pattern=r"^[1-9][0-9]*(kb|mb|gb)$",
-        description="Memory cap of the native Redis (`maxmemory`, policy `noeviction`: a full "
-        "Redis refuses writes instead of dropping queued tasks).",
-    )
-    opensearch_heap: str = Field("512m", description="JVM heap of the native OpenSearch node.")
-    java_home: Path | None = Field(
-        None, description="JDK used by the native stack; empty means `java` on PATH."
-    )
-
     @field_validator("kafka_brokers")
     @classmethod
     def _check_brokers(cls, value: str) -> str:
@@ -386,13 +358,6 @@ class Settings(BaseSettings):
                 f"SEARCH_INDEX_PREFIX {value!r} must be lower-case letters, digits, _ or -"
             )
         return value
-
-    @field_validator("kafka_heap", "opensearch_heap")
-    @classmethod
-    def _check_heap(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+[kKmMgG]", value):
-            raise ValueError(f"JVM heap {value!r} must look like 512m or 1g")
-        return value.lower()
 
     @field_validator("search_url", "redis_url")
     @classmethod
@@ -461,6 +426,48 @@ class Settings(BaseSettings):
     def redis_address(self) -> tuple[str, int]:
         """Host and port of Redis."""
         return split_host_port(self.redis_url, 6379)
+
+
+class StackSettings(Settings):
+    """The runtime settings plus those of the native stack alone (`make up`, `make status`,
+    the benches that read its files): which services it starts, where it keeps their files,
+    their memory. No pipeline process reads these; the same environment and `.env` set them.
+    """
+
+    kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the native broker."
+    )
+    data_generator_enabled: bool = Field(
+        True, description="Whether `make up` runs the simulator in live mode."
+    )
+    airflow_enabled: bool = Field(
+        True, description="Whether `make up` starts Airflow (scheduler, UI, dag-processor...)."
+    )
+    api_enabled: bool = Field(True, description="Whether `make up` starts the REST API.")
+    stack_dir: Path = Field(
+        Path(".stack"), description="Data, logs, jars and run files of the native stack."
+    )
+    stack_ready_timeout_seconds: float = Field(
+        90.0, gt=0, description="How long `make up` waits for each service to become ready."
+    )
+    kafka_heap: str = Field("512m", description="JVM heap (-Xmx) of the native Kafka broker.")
+    redis_maxmemory: str = Field(
+        "256mb",
+        pattern=r"^[1-9][0-9]*(kb|mb|gb)$",
+        description="Memory cap of the native Redis (`maxmemory`, policy `noeviction`: a full "
+        "Redis refuses writes instead of dropping queued tasks).",
+    )
+    opensearch_heap: str = Field("512m", description="JVM heap of the native OpenSearch node.")
+    java_home: Path | None = Field(
+        None, description="JDK used by the native stack; empty means `java` on PATH."
+    )
+
+    @field_validator("kafka_heap", "opensearch_heap")
+    @classmethod
+    def _check_heap(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kKmMgG]", value):
+            raise ValueError(f"JVM heap {value!r} must look like 512m or 1g")
+        return value.lower()
 
 
 @lru_cache(maxsize=1)

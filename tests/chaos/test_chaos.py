@@ -50,7 +50,7 @@ from iot_pipeline.contracts.probes import (
 from iot_pipeline.contracts.tasks import create_app
 from iot_pipeline.errors import OffsetsError, TransientStoreError
 from iot_pipeline.kafka_config import consumer_config, producer_config
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.airflow_services import component_health
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
@@ -67,7 +67,7 @@ CADENCE = timedelta(seconds=5)
 RECOVERY_DEADLINE = 600.0  # seconds from the fault until everything must be back
 SEARCH_OUTAGE = 30.0
 
-PROBES: dict[str, Callable[[Settings], Health]] = {
+PROBES: dict[str, Callable[[StackSettings], Health]] = {
     "redis": redis_health,
     "kafka": kafka_health,
     "opensearch": search_health,
@@ -80,7 +80,7 @@ PROBES: dict[str, Callable[[Settings], Health]] = {
 
 
 @pytest.fixture(scope="module")
-def supervisor(base_settings: Settings) -> Supervisor:
+def supervisor(base_settings: StackSettings) -> Supervisor:
     supervisor = Supervisor(StackPaths.from_settings(base_settings))
     if not supervisor.is_running():
         pytest.skip("chaos needs the stack started by `make up` (no supervisord here)")
@@ -92,7 +92,7 @@ def supervisor(base_settings: Settings) -> Supervisor:
 
 
 @pytest.fixture(scope="module")
-def celery(base_settings: Settings) -> Iterator[Celery]:
+def celery(base_settings: StackSettings) -> Iterator[Celery]:
     """A client of the live pipeline's broker (to see which ranges the worker holds)."""
     app = create_app(base_settings)
     yield app
@@ -100,14 +100,14 @@ def celery(base_settings: Settings) -> Iterator[Celery]:
 
 
 @pytest.fixture(scope="module")
-def store(base_settings: Settings) -> Iterator[SearchStore]:
+def store(base_settings: StackSettings) -> Iterator[SearchStore]:
     store = make_store(base_settings)
     yield store
     store.close()
 
 
 @pytest.fixture(scope="module")
-def chaos_tags(base_settings: Settings) -> Iterator[list[str]]:
+def chaos_tags(base_settings: StackSettings) -> Iterator[list[str]]:
     """The backlogs' tags; their readings and windows are deleted from the live indices at
     the end, so the live API never lists the test districts."""
     tags: list[str] = []
@@ -116,7 +116,7 @@ def chaos_tags(base_settings: Settings) -> Iterator[list[str]]:
         delete_backlog(base_settings, tag)
 
 
-def delete_backlog(settings: Settings, tag: str) -> None:
+def delete_backlog(settings: StackSettings, tag: str) -> None:
     prefix = settings.search_index_prefix
     for index, query in (
         (f"{prefix}-readings-*", {"term": {"district": f"Chaos-{tag}"}}),
@@ -142,7 +142,7 @@ def delete_backlog(settings: Settings, tag: str) -> None:
             response.read()
 
 
-def _auth(settings: Settings) -> dict[str, str]:
+def _auth(settings: StackSettings) -> dict[str, str]:
     if not settings.search_username:
         return {}
     token = f"{settings.search_username}:{settings.search_password.get_secret_value()}"
@@ -187,7 +187,7 @@ def backlog(tag: str, end: datetime) -> list[dict[str, Any]]:
     return readings
 
 
-def produce(settings: Settings, readings: list[dict[str, Any]]) -> None:
+def produce(settings: StackSettings, readings: list[dict[str, Any]]) -> None:
     producer = Producer(producer_config(settings))
     for reading in readings:
         while True:
@@ -264,7 +264,7 @@ def stored_windows(store: SearchStore, prefix: str, tag: str) -> dict[tuple[str,
     return {tuple(h["_source"][f] for f in fields): h["_source"] for h in hits}
 
 
-def committed_past(settings: Settings, targets: dict[int, int]) -> bool:
+def committed_past(settings: StackSettings, targets: dict[int, int]) -> bool:
     try:
         group = positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
     except OffsetsError:
@@ -273,7 +273,7 @@ def committed_past(settings: Settings, targets: dict[int, int]) -> bool:
     return all(done.get(p, -1) >= high for p, high in targets.items())
 
 
-def highs(settings: Settings, topic: str) -> dict[int, int]:
+def highs(settings: StackSettings, topic: str) -> dict[int, int]:
     consumer = Consumer(consumer_config(settings, f"test.chaos.{uuid.uuid4().hex[:8]}"))
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -285,7 +285,7 @@ def highs(settings: Settings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def dead_letters_naming(settings: Settings, since: dict[int, int], text: str) -> list[bytes]:
+def dead_letters_naming(settings: StackSettings, since: dict[int, int], text: str) -> list[bytes]:
     """Dead letters written after `since` (partition -> offset) that mention `text`."""
     topic = settings.dead_letter_topic
     until = highs(settings, topic)
@@ -311,7 +311,7 @@ def dead_letters_naming(settings: Settings, since: dict[int, int], text: str) ->
     return found
 
 
-def unhealthy(settings: Settings, supervisor: Supervisor) -> dict[str, str]:
+def unhealthy(settings: StackSettings, supervisor: Supervisor) -> dict[str, str]:
     """Every supervised process that is not RUNNING or whose probe fails, and why."""
     bad = {}
     for name, probe in PROBES.items():
@@ -327,7 +327,7 @@ def unhealthy(settings: Settings, supervisor: Supervisor) -> dict[str, str]:
     return bad
 
 
-def backlog_in_progress(app: Celery, settings: Settings, before: dict[int, int]) -> bool:
+def backlog_in_progress(app: Celery, settings: StackSettings, before: dict[int, int]) -> bool:
     """Whether a worker is processing a range of the backlog (offsets from `before` on) now."""
     active = app.control.inspect(timeout=0.5).active() or {}
     for tasks in active.values():
@@ -342,7 +342,7 @@ def backlog_in_progress(app: Celery, settings: Settings, before: dict[int, int])
 
 
 def in_progress_or_done(
-    app: Celery, settings: Settings, before: dict[int, int], targets: dict[int, int]
+    app: Celery, settings: StackSettings, before: dict[int, int], targets: dict[int, int]
 ) -> bool:
     return backlog_in_progress(app, settings, before) or committed_past(settings, targets)
 
@@ -377,7 +377,7 @@ FAULTS: dict[str, Callable[[Supervisor], None]] = {
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_the_pipeline_recovers_by_itself_and_loses_nothing(
     fault: str,
-    base_settings: Settings,
+    base_settings: StackSettings,
     supervisor: Supervisor,
     store: SearchStore,
     celery: Celery,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from iot_pipeline.contracts.probes import api_health, local_json, worker_health
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.airflow_services import component_health
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
@@ -20,7 +20,7 @@ from support.waiting import eventually
 BACK_WITHIN = 30.0
 
 
-def _scheduler_beat(settings: Settings) -> datetime | None:
+def _scheduler_beat(settings: StackSettings) -> datetime | None:
     body, failed = local_json(settings.airflow_port, "/api/v2/monitor/health", "Airflow")
     beat = None if failed else (body.get("scheduler") or {}).get("latest_scheduler_heartbeat")
     return datetime.fromisoformat(beat) if beat else None
@@ -28,7 +28,7 @@ def _scheduler_beat(settings: Settings) -> datetime | None:
 
 @pytest.mark.parametrize("name", ["worker", "api", "airflow-scheduler"])
 def test_a_crashed_process_is_back_and_healthy_within_30_s(
-    name: str, base_settings: Settings
+    name: str, base_settings: StackSettings
 ) -> None:
     supervisor = Supervisor(StackPaths.from_settings(base_settings))
     if not supervisor.is_running() or supervisor.state(name) != "RUNNING":

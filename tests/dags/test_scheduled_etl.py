@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from iot_pipeline.contracts.positions import positions
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
 
@@ -15,7 +15,7 @@ from support.waiting import eventually
 INTERVAL = 60.0  # the default schedule, "* * * * *"
 
 
-def _group(settings: Settings) -> dict[int, tuple[int, int]]:
+def _group(settings: StackSettings) -> dict[int, tuple[int, int]]:
     """partition -> (committed, high watermark) of the live ETL group."""
     return {
         p.partition: (p.committed, p.high)
@@ -23,7 +23,7 @@ def _group(settings: Settings) -> dict[int, tuple[int, int]]:
     }
 
 
-def test_scheduled_runs_keep_the_lag_within_two_intervals(base_settings: Settings) -> None:
+def test_scheduled_runs_keep_the_lag_within_two_intervals(base_settings: StackSettings) -> None:
     supervisor = Supervisor(StackPaths.from_settings(base_settings))
     states = {n: supervisor.state(n) for n in ("airflow-scheduler", "generator")}
     if any(state != "RUNNING" for state in states.values()):

@@ -24,7 +24,7 @@ from iot_pipeline.contracts.tasks import SETTLE_OVERRIDE
 from iot_pipeline.errors import StoreRefused
 from iot_pipeline.orchestration.offsets import plan_ranges
 from iot_pipeline.processing.pipeline import process_range
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import Settings, StackSettings
 from iot_pipeline.storage import make_store
 
 from support.api_process import api_client
@@ -52,7 +52,7 @@ SUFFIX = "secured"
 
 @pytest.fixture(scope="module")
 def node(
-    test_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    test_settings: StackSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecuredNode]:
     with secured_node(test_settings, Path(tmp_path_factory.mktemp("secured"))) as started:
         yield started

@@ -8,7 +8,7 @@ import sys
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.topics import load_topic_specs
 
@@ -38,7 +38,7 @@ def _non_loopback_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
-def test_services_are_not_reachable_from_other_interfaces(base_settings: Settings) -> None:
+def test_services_are_not_reachable_from_other_interfaces(base_settings: StackSettings) -> None:
     address = _non_loopback_address()
     if address is None:
         pytest.skip("this machine has no non-loopback IPv4 address to try")
@@ -54,7 +54,7 @@ def test_services_are_not_reachable_from_other_interfaces(base_settings: Setting
             assert sock.connect_ex((address, port)) != 0, f"port {port} is open on {address}"
 
 
-def test_no_stack_process_listens_beyond_loopback(base_settings: Settings) -> None:
+def test_no_stack_process_listens_beyond_loopback(base_settings: StackSettings) -> None:
     """Every socket any process of the stack listens on (Airflow's helpers included)."""
     import psutil
 
@@ -77,7 +77,7 @@ def _is_loopback(ip: str) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-def test_pipeline_topics_exist(base_settings: Settings) -> None:
+def test_pipeline_topics_exist(base_settings: StackSettings) -> None:
     specs = {s.role: s for s in load_topic_specs(base_settings.kafka_topics_file)}
     topics = (
         AdminClient({"bootstrap.servers": base_settings.kafka_brokers})

@@ -23,7 +23,7 @@ from pathlib import Path
 import bcrypt
 import httpx
 
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 
 from support.waiting import eventually
 
@@ -129,7 +129,7 @@ def _security_config(folder: Path, admin_password: str) -> None:
 
 
 @contextmanager
-def secured_node(settings: Settings, base: Path) -> Iterator[SecuredNode]:
+def secured_node(settings: StackSettings, base: Path) -> Iterator[SecuredNode]:
     """Start the node in `base` (a fresh directory), wait until security answers, stop it."""
     lib = settings.stack_dir / "lib" / "opensearch"
     zip_path = settings.stack_dir / "lib" / "opensearch-security" / PLUGIN

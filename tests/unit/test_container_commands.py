@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.services import native_services
 
 from support.compose_model import COMPOSE, ROOT, compose, dockerfile
@@ -81,7 +81,7 @@ def _normalise(command: list[str]) -> list[str]:
 )
 def test_container_runs_the_native_command(container: str, native: str) -> None:
     """The tests exercise the native stack's commands; the containers run the same ones."""
-    services = {s.name: s for s in native_services(Settings(_env_file=None))}
+    services = {s.name: s for s in native_services(StackSettings(_env_file=None))}
     assert _normalise(_image_command(_built_services()[container])) == _normalise(
         services[native].command
     )

@@ -54,10 +54,10 @@ def test_only_settings_reads_the_environment() -> None:
 
 
 def test_every_setting_is_documented_in_the_configuration_table() -> None:
-    from iot_pipeline.settings import Settings
+    from iot_pipeline.settings import StackSettings
 
     table = (ROOT / "docs" / "configuration.md").read_text()
-    missing = [n.upper() for n in Settings.model_fields if f"`{n.upper()}`" not in table]
+    missing = [n.upper() for n in StackSettings.model_fields if f"`{n.upper()}`" not in table]
     assert missing == [], "add these to docs/configuration.md's configuration table"
 
 

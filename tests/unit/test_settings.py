@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from iot_pipeline.settings import Settings, split_host_port
+from iot_pipeline.settings import Settings, StackSettings, split_host_port
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No .env and no pipeline variables: the built-in defaults apply."""
     monkeypatch.chdir(tmp_path)
-    for name in list(Settings.model_fields):
+    for name in list(StackSettings.model_fields):
         monkeypatch.delenv(name.upper(), raising=False)
     return tmp_path
 
@@ -59,7 +59,7 @@ def test_bad_values_are_refused_with_a_clear_message(
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=message):
-        Settings()
+        StackSettings()  # the runtime settings and the native stack's
 
 
 def test_placeholder_secret_refused_outside_local(
@@ -97,3 +97,18 @@ def test_the_api_refuses_to_start_open_outside_local(env: str) -> None:
         create_app(Settings(app_env=env, api_key=""))
     assert create_app(Settings(app_env=env, api_key="k" * 32)).title  # a key: it starts
     assert create_app(Settings(app_env="local", api_key="")).title  # a laptop may stay open
+
+
+def test_the_native_stack_settings_are_not_the_pipelines() -> None:
+    """The pipeline's processes run with `Settings`; what only `make up` needs is added by
+    `StackSettings`, and the configuration table marks each of those."""
+    from pathlib import Path
+
+    own = set(StackSettings.model_fields) - set(Settings.model_fields)
+    assert {"stack_dir", "kafka_heap", "java_home", "api_enabled"} <= own
+    table = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    rows = {
+        line.split("`")[1].lower(): line for line in table.splitlines() if line.startswith("| `")
+    }
+    assert sorted(n for n in own if "*Native stack.*" not in rows[n]) == []
+    assert sorted(n for n, row in rows.items() if "*Native stack.*" in row and n not in own) == []

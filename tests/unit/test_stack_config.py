@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.airflow_services import (
     admin_password,
     password_file,
@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(stack_dir=tmp_path / "stack", kafka_topics_file=ROOT / "kafka/topics.json")
+def settings(tmp_path: Path) -> StackSettings:
+    return StackSettings(stack_dir=tmp_path / "stack", kafka_topics_file=ROOT / "kafka/topics.json")
 
 
-def test_every_service_is_supervised_and_started_on_demand(settings: Settings) -> None:
+def test_every_service_is_supervised_and_started_on_demand(settings: StackSettings) -> None:
     services = native_services(settings)
     assert [s.name for s in services] == [
         "redis",
@@ -51,7 +51,7 @@ def test_every_service_is_supervised_and_started_on_demand(settings: Settings) -
     assert config.count("stopasgroup=true") == len(services)
 
 
-def test_services_bind_where_the_settings_point(settings: Settings) -> None:
+def test_services_bind_where_the_settings_point(settings: StackSettings) -> None:
     custom = settings.model_copy(
         update={
             "kafka_brokers": "127.0.0.1:19092",
@@ -80,14 +80,14 @@ def test_services_bind_where_the_settings_point(settings: Settings) -> None:
     ],
 )
 def test_native_stack_refuses_non_loopback_addresses(
-    settings: Settings, field: str, value: str
+    settings: StackSettings, field: str, value: str
 ) -> None:
     with pytest.raises(StackError, match="loopback"):
         native_services(settings.model_copy(update={field: value}))
 
 
 def test_percent_signs_in_commands_are_escaped_for_supervisor(
-    settings: Settings, tmp_path: Path
+    settings: StackSettings, tmp_path: Path
 ) -> None:
     odd = tmp_path / "100%"
     services = native_services(settings.model_copy(update={"stack_dir": odd}))
@@ -95,7 +95,7 @@ def test_percent_signs_in_commands_are_escaped_for_supervisor(
     assert f"{tmp_path}/100%%" in config.split("[program:redis]")[1]
 
 
-def test_topic_definitions(settings: Settings) -> None:
+def test_topic_definitions(settings: StackSettings) -> None:
     specs = {spec.role: spec for spec in load_topic_specs(settings.kafka_topics_file)}
     assert specs["sensor_data"].partitions == 6
     assert specs["dead_letter"].partitions >= 1
@@ -110,7 +110,7 @@ def test_missing_topic_file_says_what_to_do(tmp_path: Path) -> None:
         load_topic_specs(tmp_path / "nope.json")
 
 
-def test_airflow_gets_generated_secrets_loopback_and_our_dags(settings: Settings) -> None:
+def test_airflow_gets_generated_secrets_loopback_and_our_dags(settings: StackSettings) -> None:
     services = {s.name: s for s in native_services(settings)}
     env = services["airflow-scheduler"].environment
     assert env == services["airflow-api"].environment  # one JWT secret for all components
@@ -130,7 +130,7 @@ def test_airflow_gets_generated_secrets_loopback_and_our_dags(settings: Settings
     assert config.count("AIRFLOW__API_AUTH__JWT_SECRET") == 4
 
 
-def test_every_program_restarts_with_backoff_and_a_bound(settings: Settings) -> None:
+def test_every_program_restarts_with_backoff_and_a_bound(settings: StackSettings) -> None:
     services = native_services(settings)
     config = render_config(StackPaths.from_settings(settings), services, Path("/work"))
     assert config.count("autorestart=true") == len(services)
@@ -144,18 +144,18 @@ def test_every_program_restarts_with_backoff_and_a_bound(settings: Settings) -> 
     assert "airflow-scheduler.pgid -- " in scheduler
 
 
-def test_redis_is_durable_and_bounded(settings: Settings) -> None:
+def test_redis_is_durable_and_bounded(settings: StackSettings) -> None:
     command = {s.name: s for s in native_services(settings)}["redis"].command
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--appendfsync") + 1] == "everysec"
     assert command[command.index("--maxmemory") + 1] == settings.redis_maxmemory
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     with pytest.raises(ValidationError, match="redis_maxmemory"):
-        Settings(redis_maxmemory="lots")
+        StackSettings(redis_maxmemory="lots")
 
 
 def test_the_admin_password_is_ours_private_and_never_printed(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+    settings: StackSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     native_services(settings)  # builds the Airflow environment
     path = password_file(settings.stack_dir.resolve())
@@ -193,7 +193,7 @@ def test_restarts_are_counted_from_supervisords_log(tmp_path: Path) -> None:
     assert Supervisor(StackPaths(tmp_path / "none")).restarts() == {}
 
 
-def test_a_password_printed_in_a_log_is_replaced(settings: Settings, tmp_path: Path) -> None:
+def test_a_password_printed_in_a_log_is_replaced(settings: StackSettings, tmp_path: Path) -> None:
     native_services(settings)
     root = settings.stack_dir.resolve()
     old = admin_password(root)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iot_pipeline.contracts.probes import Health, local_json
-from iot_pipeline.settings import Settings, child_environment
+from iot_pipeline.settings import StackSettings, child_environment
 from iot_pipeline.stack.model import Service, StackError, StackPaths
 
 ADMIN_USER = "admin"
@@ -82,7 +82,7 @@ def retire_leaked_password(stack_root: Path, log: Path) -> bool:
     return True
 
 
-def airflow_environment(settings: Settings, stack_root: Path, workdir: Path) -> dict[str, str]:
+def airflow_environment(settings: StackSettings, stack_root: Path, workdir: Path) -> dict[str, str]:
     """What every Airflow process of the native stack runs with."""
     home = airflow_home(stack_root)
     keys = _secrets(home)
@@ -119,7 +119,7 @@ def airflow_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "airflow"), *args]
 
 
-def migrate(settings: Settings, stack_root: Path, workdir: Path) -> None:
+def migrate(settings: StackSettings, stack_root: Path, workdir: Path) -> None:
     """Create or upgrade the metadata DB (idempotent, a few seconds)."""
     env = child_environment(airflow_environment(settings, stack_root, workdir))
     result = subprocess.run(
@@ -144,7 +144,7 @@ def admin_password(stack_root: Path) -> str | None:
     return passwords.get(ADMIN_USER)
 
 
-def airflow_health(settings: Settings) -> Health:
+def airflow_health(settings: StackSettings) -> Health:
     """The API server's own health report (metadata DB, scheduler, triggerer, dag-processor)."""
     body, failed = local_json(settings.airflow_port, "/api/v2/monitor/health", "Airflow")
     if failed is not None:
@@ -156,11 +156,11 @@ def airflow_health(settings: Settings) -> Health:
     return Health(True, f"http://127.0.0.1:{settings.airflow_port} ({detail})")
 
 
-def component_health(component: str) -> Callable[[Settings], Health]:
+def component_health(component: str) -> Callable[[StackSettings], Health]:
     """A probe for one Airflow component (`scheduler`, `triggerer`, `dag_processor`): healthy
     while the API server reports its heartbeat as fresh."""
 
-    def probe(settings: Settings) -> Health:
+    def probe(settings: StackSettings) -> Health:
         body, failed = local_json(settings.airflow_port, "/api/v2/monitor/health", "Airflow")
         if failed is not None:
             return Health(False, f"no heartbeat known: the API server is down ({failed.detail})")
@@ -178,7 +178,9 @@ def component_health(component: str) -> Callable[[Settings], Health]:
 NO_LOG_SERVER = ("--skip-serve-logs",)
 
 
-def native_airflow_services(settings: Settings, paths: StackPaths, workdir: Path) -> list[Service]:
+def native_airflow_services(
+    settings: StackSettings, paths: StackPaths, workdir: Path
+) -> list[Service]:
     """The API server (web UI), scheduler, dag-processor and triggerer, on loopback."""
     env = airflow_environment(settings, paths.root, workdir)
 

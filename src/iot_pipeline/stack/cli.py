@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from iot_pipeline.contracts.probes import Health, port_open
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack import pipeline_report
 from iot_pipeline.stack.airflow_services import ADMIN_USER, admin_password, password_file
 from iot_pipeline.stack.model import Service, StackError, StackPaths
@@ -50,7 +50,7 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _supervisor_for(settings: Settings, services: Sequence[Service]) -> Supervisor:
+def _supervisor_for(settings: StackSettings, services: Sequence[Service]) -> Supervisor:
     paths = StackPaths.from_settings(settings)
     supervisor = Supervisor(paths)
     changed = supervisor.write_config(render_config(paths, services, Path.cwd()))
@@ -62,7 +62,7 @@ def _supervisor_for(settings: Settings, services: Sequence[Service]) -> Supervis
     return supervisor
 
 
-def _health(service: Service, settings: Settings, supervisor: Supervisor) -> Health:
+def _health(service: Service, settings: StackSettings, supervisor: Supervisor) -> Health:
     """A backing service's own probe; for the pipeline's processes, supervisord's view."""
     if service.probe is not None:
         return service.probe(settings)
@@ -74,7 +74,7 @@ def _health(service: Service, settings: Settings, supervisor: Supervisor) -> Hea
 
 
 def _start_phase(
-    settings: Settings, supervisor: Supervisor, services: Sequence[Service]
+    settings: StackSettings, supervisor: Supervisor, services: Sequence[Service]
 ) -> dict[str, Service]:
     """Start what is not running yet; returns the services to wait for."""
     waiting: dict[str, Service] = {}
@@ -104,7 +104,7 @@ def _start_phase(
 
 
 def _wait_ready(
-    settings: Settings, supervisor: Supervisor, waiting: dict[str, Service], started_at: float
+    settings: StackSettings, supervisor: Supervisor, waiting: dict[str, Service], started_at: float
 ) -> bool:
     """Poll until every service is ready; on failure print its log tail and return False."""
     deadline = time.monotonic() + settings.stack_ready_timeout_seconds
@@ -136,7 +136,7 @@ def _wait_ready(
     return True
 
 
-def up(settings: Settings) -> int:
+def up(settings: StackSettings) -> int:
     """Start what is not running yet, phase by phase, and wait until everything is ready."""
     started_at = time.monotonic()
     _private(StackPaths.from_settings(settings))
@@ -159,7 +159,7 @@ def up(settings: Settings) -> int:
     return 0
 
 
-def _print_airflow_login(settings: Settings, paths: StackPaths) -> None:
+def _print_airflow_login(settings: StackSettings, paths: StackPaths) -> None:
     """Where to log in. The password is shown on a terminal only: output that goes to a file
     or a CI log names the file that holds it instead."""
     if not settings.airflow_enabled:
@@ -178,7 +178,7 @@ def _private(paths: StackPaths) -> None:
         folder.chmod(0o700)
 
 
-def down(settings: Settings) -> int:
+def down(settings: StackSettings) -> int:
     """Stop what `up` started (and nothing else); safe to run twice."""
     supervisor = Supervisor(StackPaths.from_settings(settings))
     if not supervisor.is_running():
@@ -193,7 +193,7 @@ def down(settings: Settings) -> int:
     return 0
 
 
-def status(settings: Settings) -> int:
+def status(settings: StackSettings) -> int:
     """Print each service's process state, health and memory, then the pipeline's lag, stalls
     and quarantines; exit 0 only if all are ready and no partition is stalled."""
     import psutil
@@ -235,7 +235,7 @@ def status(settings: Settings) -> int:
     return 0 if all_ok and not report.stalled(now) else 3
 
 
-def is_up(settings: Settings) -> int:
+def is_up(settings: StackSettings) -> int:
     """Exit 0 when every service answers (whoever runs it), 1 otherwise; prints nothing."""
     services = native_services(settings)
     supervisor = Supervisor(StackPaths.from_settings(settings))
@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(0o077)  # what the stack writes (configs, secrets, data) is its owner's only
     try:
-        settings = Settings()
+        settings = StackSettings()
         return COMMANDS[args.command](settings)
     except ValidationError as exc:
         print(f"invalid configuration (environment or .env):\n{exc}", file=sys.stderr)

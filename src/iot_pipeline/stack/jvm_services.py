@@ -8,11 +8,11 @@ import subprocess
 import uuid
 
 from iot_pipeline.contracts.probes import kafka_health, search_health
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import Service, StackError, StackPaths, require_loopback
 
 
-def java_executable(settings: Settings) -> str:
+def java_executable(settings: StackSettings) -> str:
     """The `java` binary of JAVA_HOME, or the one on PATH."""
     if settings.java_home is not None:
         candidate = settings.java_home / "bin" / "java"
@@ -65,7 +65,7 @@ rootLogger.appenderRef.console.ref = console
 """
 
 
-def kafka_service(settings: Settings, paths: StackPaths, java: str) -> Service:
+def kafka_service(settings: StackSettings, paths: StackPaths, java: str) -> Service:
     host, port = settings.kafka_bootstrap
     require_loopback("KAFKA_BROKERS", host)
     controller = f"{host}:{settings.kafka_controller_port}"
@@ -148,7 +148,7 @@ def kafka_service(settings: Settings, paths: StackPaths, java: str) -> Service:
     return Service("kafka", (host, port), command, kafka_health, prepare)
 
 
-def opensearch_service(settings: Settings, paths: StackPaths, java: str) -> Service:
+def opensearch_service(settings: StackSettings, paths: StackPaths, java: str) -> Service:
     host, port = settings.search_address
     require_loopback("SEARCH_URL", host)
     conf_dir = paths.run / "opensearch" / "config"

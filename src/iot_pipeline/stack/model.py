@@ -9,7 +9,7 @@ from pathlib import Path
 
 from iot_pipeline.contracts.probes import Health
 from iot_pipeline.errors import ConfigurationError
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 
 
 class StackError(ConfigurationError):
@@ -23,7 +23,7 @@ class StackPaths:
     root: Path
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> StackPaths:
+    def from_settings(cls, settings: StackSettings) -> StackPaths:
         return cls(settings.stack_dir.resolve())
 
     @property
@@ -59,7 +59,7 @@ class Service:
     name: str
     address: tuple[str, int] | None
     command: list[str]
-    probe: Callable[[Settings], Health] | None
+    probe: Callable[[StackSettings], Health] | None
     prepare: Callable[[], None] = field(default=lambda: None)
     phase: int = 0
     environment: dict[str, str] = field(default_factory=dict)

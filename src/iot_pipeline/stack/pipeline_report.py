@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from iot_pipeline.contracts.probes import port_open
 from iot_pipeline.contracts.run_state import RunState, partition_health
 from iot_pipeline.errors import OffsetsError
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 
 QUARANTINES_SHOWN = 3
 ERROR_WIDTH = 70
@@ -38,7 +38,7 @@ class PipelineReport:
         )
 
 
-def _lags(settings: Settings) -> tuple[dict[int, int] | None, str]:
+def _lags(settings: StackSettings) -> tuple[dict[int, int] | None, str]:
     from iot_pipeline.contracts.positions import positions
 
     host, port = settings.kafka_bootstrap
@@ -51,7 +51,7 @@ def _lags(settings: Settings) -> tuple[dict[int, int] | None, str]:
     return {p.partition: p.lag for p in group}, ""
 
 
-def _state(settings: Settings) -> tuple[RunState | None, str]:
+def _state(settings: StackSettings) -> tuple[RunState | None, str]:
     import redis
 
     from iot_pipeline.contracts.run_state import read_state
@@ -71,7 +71,7 @@ def _state(settings: Settings) -> tuple[RunState | None, str]:
     return state, ""
 
 
-def gather(settings: Settings) -> PipelineReport:
+def gather(settings: StackSettings) -> PipelineReport:
     """Read the lag from Kafka and the run state from Redis; an outage is reported, not raised."""
     lags, kafka_error = _lags(settings)
     state, redis_error = _state(settings)

@@ -12,11 +12,11 @@ from iot_pipeline.contracts.probes import (
     heartbeat_health,
     worker_health,
 )
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import Service, StackPaths
 
 
-def generator_service(settings: Settings, paths: StackPaths, workdir: Path) -> Service:
+def generator_service(settings: StackSettings, paths: StackPaths, workdir: Path) -> Service:
     command = [
         sys.executable,
         str(workdir / "data_generator" / "producer.py"),
@@ -26,14 +26,14 @@ def generator_service(settings: Settings, paths: StackPaths, workdir: Path) -> S
     ]
     beat = paths.run / "generator.heartbeat"  # touched every round: proof that it produces
 
-    def probe(s: Settings) -> Health:
+    def probe(s: StackSettings) -> Health:
         return heartbeat_health(beat, s.data_generator_interval_seconds)
 
     environment = {"DATA_GENERATOR_HEARTBEAT_FILE": str(beat)}
     return Service("generator", None, command, probe, phase=1, environment=environment)
 
 
-def worker_service(settings: Settings, workdir: Path) -> Service:
+def worker_service(settings: StackSettings, workdir: Path) -> Service:
     command = [
         sys.executable,
         str(workdir / "celery" / "tasks" / "worker.py"),
@@ -45,7 +45,7 @@ def worker_service(settings: Settings, workdir: Path) -> Service:
     return Service("worker", None, command, worker_health, phase=1)
 
 
-def api_service(settings: Settings) -> Service:
+def api_service(settings: StackSettings) -> Service:
     # the server with the API's edge: head size and deadline, keep-alive, concurrency bound
     command = [
         sys.executable,

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 from iot_pipeline.contracts.probes import redis_health
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import Service, StackError, StackPaths, require_loopback
 
 
-def redis_service(settings: Settings, paths: StackPaths) -> Service:
+def redis_service(settings: StackSettings, paths: StackPaths) -> Service:
     host, port = settings.redis_address
     require_loopback("REDIS_URL", host)
     data_dir = paths.data / "redis"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iot_pipeline.settings import Settings
+from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.airflow_services import native_airflow_services
 from iot_pipeline.stack.jvm_services import java_executable, kafka_service, opensearch_service
 from iot_pipeline.stack.model import Service, StackPaths
@@ -15,7 +15,7 @@ from iot_pipeline.stack.python_services import api_service, generator_service, w
 from iot_pipeline.stack.redis_service import redis_service
 
 
-def native_services(settings: Settings) -> list[Service]:
+def native_services(settings: StackSettings) -> list[Service]:
     """The services of the native stack, in start order."""
     paths = StackPaths.from_settings(settings)
     java = java_executable(settings)
