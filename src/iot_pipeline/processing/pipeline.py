@@ -60,7 +60,14 @@ from iot_pipeline.processing.reader import read_range
 from iot_pipeline.processing.registry import registry_actions
 from iot_pipeline.processing.state_store import load_states, save_replay_states, save_states
 from iot_pipeline.settings import Settings
-from iot_pipeline.storage import BulkPolicy, IndexReport, SearchStore, index_all, refuse_rejections
+from iot_pipeline.storage import (
+    BulkPolicy,
+    IndexAction,
+    IndexReport,
+    SearchStore,
+    index_all,
+    refuse_rejections,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,14 @@ class RangeContext:
     @property
     def prefix(self) -> str:
         return self.settings.search_index_prefix
+
+    def write_flags(self, updates: list[IndexAction], touched: set[Window], what: str) -> int:
+        """Write a rule's flag updates (searchable at once: the next rule reads them), and
+        note the windows they touch; returns how many readings changed."""
+        if updates:
+            refuse_rejections(index_all(self.store, updates, self.bulk, refresh=True), what)
+        self.touched |= touched
+        return len(updates)
 
     def report(self, seconds: float) -> RangeReport:
         delivery = self.delivery or Delivery(0, 0, 0)
@@ -237,10 +252,7 @@ def _hindsight(ctx: RangeContext) -> None:
     frozen = frozen_plateaus(ctx.store, ctx.prefix, ctx.stored, ctx.state_client, source)
     stuck = [(run.sensor_id, run.stuck()) for run in frozen]
     late, reached = hindsight_updates(ctx.store, ctx.prefix, ctx.stored, stuck)
-    if late:
-        written = index_all(ctx.store, late, ctx.bulk, refresh=True)
-        refuse_rejections(written, "hindsight flag updates")
-    ctx.touched |= reached
+    ctx.write_flags(late, reached, "hindsight flag updates")
     for run in frozen:
         if run.sensor_id in ctx.states:
             frozen_by_neighbours(ctx.states[run.sensor_id], run.start, run.end, run.value)
@@ -251,22 +263,14 @@ def _cross_metric(ctx: RangeContext) -> None:
         return
     interval = ctx.settings.sensor_sample_interval_seconds
     flags, changed = cross_metric_updates(ctx.store, ctx.prefix, ctx.stored, interval)
-    if flags:
-        written = index_all(ctx.store, flags, ctx.bulk, refresh=True)
-        refuse_rejections(written, "cross-metric flag updates")
-    ctx.touched |= changed
-    ctx.cross_metric_changes = len(flags)
+    ctx.cross_metric_changes = ctx.write_flags(flags, changed, "cross-metric flag updates")
 
 
 def _buddy(ctx: RangeContext) -> None:
     if not ctx.stored:
         return
     spatial, moved = buddy_updates(ctx.store, ctx.prefix, ctx.stored)
-    if spatial:
-        written = index_all(ctx.store, spatial, ctx.bulk, refresh=True)
-        refuse_rejections(written, "spatial flag updates")
-    ctx.touched |= moved
-    ctx.spatial_changes = len(spatial)
+    ctx.spatial_changes = ctx.write_flags(spatial, moved, "spatial flag updates")
 
 
 def _windows(ctx: RangeContext) -> None:
