@@ -15,4 +15,4 @@ if [ $# -gt 0 ]; then
 fi
 bash scripts/check.sh
 echo "[test] the tiers on the stack: integration, dags, e2e, chaos"
-"$VENV/bin/python" -m pytest -m "not unit"
+"$VENV/bin/python" -m pytest -m "not unit" --durations=25
