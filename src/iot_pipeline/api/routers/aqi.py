@@ -12,12 +12,13 @@ from iot_pipeline import aqi
 from iot_pipeline.api import registry
 from iot_pipeline.api.deps import Conf, Store, check_values, invalid
 from iot_pipeline.api.models import AqiHour, AqiPage, AqiSubIndex, problem_schema
-from iot_pipeline.api.routers.readings import End, Start
+from iot_pipeline.api.params import End, Start
 from iot_pipeline.indices import aggregates_pattern
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import AsyncSearchStore
 
 router = APIRouter(
+    prefix="/aqi",
     tags=["aqi"],
     responses={
         422: {"description": "A parameter is invalid", **problem_schema()},
@@ -38,7 +39,7 @@ def _hour(moment: datetime) -> int:
 
 
 @router.get(
-    "/aqi",
+    "",
     response_model=AqiPage,
     summary="Hourly air-quality index per district or station (US EPA AQI)",
     description=(

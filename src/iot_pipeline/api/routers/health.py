@@ -19,7 +19,8 @@ from iot_pipeline.api.models import (
 from iot_pipeline.api.upstream import read_run_state
 from iot_pipeline.contracts.run_state import partition_health
 
-router = APIRouter(tags=["health"])
+# the probes share no prefix: `/health`, `/ready`, `/health/pipeline` (in this order)
+router = APIRouter(prefix="", tags=["health"])
 
 
 @router.get(

@@ -24,6 +24,7 @@ from iot_pipeline.contracts.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
 
 router = APIRouter(
+    prefix="/pipeline",
     tags=["pipeline"],
     responses={
         503: {"description": "Kafka, Redis or the search store is down", **problem_schema()}
@@ -87,7 +88,7 @@ def _quarantines(state: RunState) -> list[QuarantineEntry]:
 
 
 @router.get(
-    "/pipeline/status",
+    "/status",
     response_model=PipelineStatus,
     summary="Lag and stalls, last batch, dead letters, failing and quarantined ranges",
     description="Bounded whatever the load: the run state is one Redis round trip, Kafka's "
