@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from iot_pipeline.api import queries
 from iot_pipeline.api.deps import Conf, Store, check_limit, check_range, check_values
-from iot_pipeline.api.models import Aggregate, AggregatePage, problem_schema
+from iot_pipeline.api.models.aggregates import Aggregate, AggregatePage
+from iot_pipeline.api.models.problems import problem_schema
 from iot_pipeline.api.params import End, Start
 from iot_pipeline.indices import aggregates_pattern
 from iot_pipeline.vocabulary import Metric, Resolution, Scope

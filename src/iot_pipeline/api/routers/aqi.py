@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query
 from iot_pipeline import aqi
 from iot_pipeline.api import registry
 from iot_pipeline.api.deps import Conf, Store, check_values, invalid
-from iot_pipeline.api.models import AqiHour, AqiPage, AqiSubIndex, problem_schema
+from iot_pipeline.api.models.aqi import AqiHour, AqiPage, AqiSubIndex
+from iot_pipeline.api.models.problems import problem_schema
 from iot_pipeline.api.params import End, Start
 from iot_pipeline.indices import aggregates_pattern
 from iot_pipeline.settings import Settings

@@ -26,13 +26,13 @@ from iot_pipeline.api.deps import (
     key_required,
     not_found,
 )
-from iot_pipeline.api.models import (
+from iot_pipeline.api.models.overrides import (
     MAX_OVERRIDE_SPAN,
     QcOverride,
     QcOverrideList,
     QcOverrideRequest,
-    problem_schema,
 )
+from iot_pipeline.api.models.problems import problem_schema
 from iot_pipeline.api.params import SensorIds
 from iot_pipeline.contracts.overrides import generation_key, override_document
 from iot_pipeline.errors import StoreConflict

@@ -10,14 +10,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from iot_pipeline.api import registry
 from iot_pipeline.api.deps import Conf, Kafka, StateClient, Store
-from iot_pipeline.api.models import (
+from iot_pipeline.api.models.pipeline import (
     FailingRange,
     PartitionLag,
     PipelineStatus,
     QuarantineEntry,
-    problem_schema,
     store_refusal,
 )
+from iot_pipeline.api.models.problems import problem_schema
 from iot_pipeline.api.upstream import KafkaPositions, read_run_state
 from iot_pipeline.contracts.positions import PartitionPosition
 from iot_pipeline.contracts.run_state import RunState, partition_health

@@ -17,7 +17,8 @@ from iot_pipeline.api.deps import (
     readings_pattern,
     source,
 )
-from iot_pipeline.api.models import LatestReadings, Reading, ReadingPage, problem_schema
+from iot_pipeline.api.models.problems import problem_schema
+from iot_pipeline.api.models.readings import LatestReadings, Reading, ReadingPage
 from iot_pipeline.api.params import Cursor, Districts, End, Limit, Metrics, SensorIds, Start
 from iot_pipeline.vocabulary import Flag, Qc
 

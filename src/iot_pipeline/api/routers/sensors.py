@@ -13,12 +13,12 @@ from fastapi.exceptions import RequestValidationError
 
 from iot_pipeline.api import registry
 from iot_pipeline.api.deps import Conf, Store, check_values, key_required, not_found
-from iot_pipeline.api.models import (
+from iot_pipeline.api.models.problems import problem_schema
+from iot_pipeline.api.models.sensors import (
     Sensor,
     SensorList,
     SensorMetadata,
     SensorMetadataRequest,
-    problem_schema,
 )
 from iot_pipeline.api.params import Districts, Metrics
 from iot_pipeline.contracts.metadata import metadata_document

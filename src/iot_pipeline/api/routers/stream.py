@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from iot_pipeline.api import live, queries
 from iot_pipeline.api.deps import check_values
-from iot_pipeline.api.models import problem_schema
+from iot_pipeline.api.models.problems import problem_schema
 from iot_pipeline.api.params import Districts, Metrics, SensorIds
 from iot_pipeline.api.problems import problem
 
