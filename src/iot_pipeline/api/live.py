@@ -43,7 +43,7 @@ from iot_pipeline.cleaning import CleaningPolicy, RawRecord, clean_batch
 from iot_pipeline.contracts.live import live_channel
 from iot_pipeline.contracts.readings import reading_document, reading_id
 from iot_pipeline.errors import TransientError
-from iot_pipeline.kafka_config import consumer_config
+from iot_pipeline.kafka_config import open_consumer
 from iot_pipeline.schema import format_event_time
 from iot_pipeline.settings import Settings
 
@@ -255,12 +255,10 @@ class LiveHub:
         while not self._stop.is_set():
             try:
                 if consumer is None:
-                    consumer = Consumer(
-                        consumer_config(
-                            settings,
-                            f"{settings.etl_consumer_group}.live.{self.epoch}",
-                            **{"auto.offset.reset": "latest", "log_level": 3},
-                        )
+                    consumer = open_consumer(
+                        settings,
+                        f"{settings.etl_consumer_group}.live.{self.epoch}",
+                        **{"auto.offset.reset": "latest"},
                     )
                     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
                     if not partitions:
