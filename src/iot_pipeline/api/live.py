@@ -40,7 +40,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from iot_pipeline.cleaning import CleaningPolicy, RawRecord, clean_batch
-from iot_pipeline.contracts.live import live_channel
+from iot_pipeline.contracts.live import decode_stored, live_channel, stored_count
 from iot_pipeline.contracts.readings import reading_document, reading_id
 from iot_pipeline.errors import TransientError
 from iot_pipeline.kafka_config import open_consumer
@@ -327,9 +327,9 @@ class LiveHub:
                     async for message in pubsub.listen():
                         data = message.get("data")
                         if self.idle() and isinstance(data, bytes | str):
-                            self.skip(len(data.splitlines()))
+                            self.skip(stored_count(data))
                             continue
-                        docs = _documents(data)
+                        docs = decode_stored(data)
                         if docs:
                             self.publish(docs, provisional=False)
                 finally:
@@ -347,20 +347,6 @@ class LiveHub:
     def _note(self, error: str) -> None:
         log.warning("live path: %s", error[:500])
         self.stats.errors += 1
-
-
-def _documents(data: object) -> list[dict[str, Any]]:
-    """A worker's message: stored documents, one JSON object per line."""
-    if not isinstance(data, bytes | str):
-        return []
-    lines = data.splitlines() if isinstance(data, bytes) else data.encode().splitlines()
-    out = []
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            doc = json.loads(line)
-            if isinstance(doc, dict) and {"sensor_id", "event_id", "district"} <= doc.keys():
-                out.append(doc)
-    return out
 
 
 def _end(consumer: Consumer, partition: TopicPartition) -> int:
