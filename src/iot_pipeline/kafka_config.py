@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from confluent_kafka import Consumer
+
 from iot_pipeline.settings import Settings
 
 
@@ -33,3 +35,10 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     }
     config.update(overrides)
     return config
+
+
+def open_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
+    """A consumer of `group_id` with `consumer_config` (and `overrides`), logging librdkafka's
+    errors only (`log_level` 3): its callers report an outage themselves. The one place the
+    positions readers (orchestrator and API) and the API's live path open Kafka."""
+    return Consumer(consumer_config(settings, group_id, **{"log_level": 3, **overrides}))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from iot_pipeline.api.live import Filter, LiveHub
+from iot_pipeline.api.live.hub import Filter, LiveHub
 from iot_pipeline.settings import Settings
 
 
@@ -96,7 +96,7 @@ def test_an_idle_limit_of_zero_never_lets_a_reading_go() -> None:
 def test_a_stream_whose_client_stops_reading_ends_and_frees_its_slot(spec: str) -> None:
     """Each write of an event stream gets the send timeout: a client that stopped reading
     (the write never completes) ends the response, and its slot is released."""
-    from iot_pipeline.api.live import EventStream
+    from iot_pipeline.api.live.sse import EventStream
 
     released: list[bool] = []
 

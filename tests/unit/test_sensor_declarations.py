@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from iot_pipeline import vocabulary
-from iot_pipeline.api.models import SensorMetadataRequest
+from iot_pipeline.api.models.sensors import SensorMetadataRequest
 from iot_pipeline.cleaning import CleaningPolicy, CleanReading, RawRecord, SensorState, clean_batch
 from iot_pipeline.cleaning.metadata import Declaration, activity_flags, calibrated
 from iot_pipeline.contracts.metadata import declaration_of, metadata_document

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaException
 from iot_pipeline.contracts.positions import PartitionPosition, group_positions
 from iot_pipeline.contracts.run_state import RunState, parse_answers, state_commands
 from iot_pipeline.errors import KafkaUnavailable, OffsetsError, RedisUnavailable
-from iot_pipeline.kafka_config import consumer_config
+from iot_pipeline.kafka_config import open_consumer
 from iot_pipeline.settings import Settings, split_host_port
 
 RECENT_QUARANTINES = 20  # quarantine entries shown by /pipeline/status
@@ -102,10 +102,7 @@ class KafkaPositions:
             )
         try:
             if self._consumer is None:
-                config = consumer_config(
-                    self.settings, self.settings.etl_consumer_group, log_level=3
-                )
-                self._consumer = Consumer(config)
+                self._consumer = open_consumer(self.settings, self.settings.etl_consumer_group)
             return group_positions(self._consumer, topic)
         except (KafkaException, OffsetsError) as exc:
             self._close()

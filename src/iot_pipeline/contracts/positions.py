@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from iot_pipeline.errors import OffsetsError
-from iot_pipeline.kafka_config import consumer_config
+from iot_pipeline.kafka_config import open_consumer
 from iot_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ TIMEOUT = 15.0
 
 @contextmanager
 def group_client(settings: Settings, group: str) -> Iterator[Consumer]:
-    consumer = Consumer(consumer_config(settings, group, log_level=3))
+    consumer = open_consumer(settings, group)
     try:
         yield consumer
     except KafkaException as exc:

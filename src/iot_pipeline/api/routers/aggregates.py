@@ -8,12 +8,14 @@ from fastapi import APIRouter, Query
 
 from iot_pipeline.api import queries
 from iot_pipeline.api.deps import Conf, Store, check_limit, check_range, check_values
-from iot_pipeline.api.models import Aggregate, AggregatePage, problem_schema
-from iot_pipeline.api.routers.readings import End, Start
+from iot_pipeline.api.models.aggregates import Aggregate, AggregatePage
+from iot_pipeline.api.models.problems import problem_schema
+from iot_pipeline.api.params import End, Start
 from iot_pipeline.indices import aggregates_pattern
 from iot_pipeline.vocabulary import Metric, Resolution, Scope
 
 router = APIRouter(
+    prefix="/aggregates",
     tags=["aggregates"],
     responses={
         422: {"description": "A parameter is invalid", **problem_schema()},
@@ -23,7 +25,7 @@ router = APIRouter(
 
 
 @router.get(
-    "/aggregates",
+    "",
     response_model=AggregatePage,
     summary="Tumbling-window statistics (count, min, max, mean, sum, std, completeness)",
     description="One search returning at most `limit` (at most API_MAX_LIMIT) windows of one "

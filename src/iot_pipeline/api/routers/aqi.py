@@ -11,13 +11,15 @@ from fastapi import APIRouter, Query
 from iot_pipeline import aqi
 from iot_pipeline.api import registry
 from iot_pipeline.api.deps import Conf, Store, check_values, invalid
-from iot_pipeline.api.models import AqiHour, AqiPage, AqiSubIndex, problem_schema
-from iot_pipeline.api.routers.readings import End, Start
+from iot_pipeline.api.models.aqi import AqiHour, AqiPage, AqiSubIndex
+from iot_pipeline.api.models.problems import problem_schema
+from iot_pipeline.api.params import End, Start
 from iot_pipeline.indices import aggregates_pattern
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import AsyncSearchStore
 
 router = APIRouter(
+    prefix="/aqi",
     tags=["aqi"],
     responses={
         422: {"description": "A parameter is invalid", **problem_schema()},
@@ -30,6 +32,7 @@ LOOK_BACK = 23  # hours before the first one asked for: the longest averaging pe
 STANDARD = "US EPA AQI, EPA-454/B-24-002 (May 2024), Table 6"
 EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+Hourly = dict[str, dict[str, dict[int, float]]]  # key -> pollutant -> hour start -> mean
 
 
 def _hour(moment: datetime) -> int:
@@ -38,7 +41,7 @@ def _hour(moment: datetime) -> int:
 
 
 @router.get(
-    "/aqi",
+    "",
     response_model=AqiPage,
     summary="Hourly air-quality index per district or station (US EPA AQI)",
     description=(
@@ -73,6 +76,26 @@ async def air_quality(
     check_values("station", station)
     if station and scope != "station":
         raise invalid("station", "only with scope=station")
+    first, last = _hours(start, end)
+    since = first - LOOK_BACK * aqi.HOUR
+    places: dict[str, str] = {}  # station -> its district
+    if scope == "district":
+        hourly = await _hourly_means(store, settings, "district", district, since, last)
+        asked = set(district or ())
+    else:
+        hourly, places = await _station_means(store, settings, district, station, since, last)
+        asked = set(station or ()) & set(places)
+    items = [
+        _aqi_hour(name if scope == "district" else places[name], scope, name, hourly, hour)
+        for name in sorted(asked | set(hourly))
+        for hour in range(first, last + 1, aqi.HOUR)
+    ]
+    return AqiPage(standard=STANDARD, scope=scope, items=items)
+
+
+def _hours(start: datetime | None, end: datetime | None) -> tuple[int, int]:
+    """The first and last hour asked for (epoch seconds of their start): those of [start,
+    end), by default the current hour."""
     for name, moment in (("start", start), ("end", end)):
         if moment is not None and not EARLIEST <= moment.astimezone(UTC) <= LATEST:
             raise invalid(name, "must be between 1970 and 9000")
@@ -83,54 +106,56 @@ async def air_quality(
         raise invalid("end", "must be after start")
     if (last - first) // aqi.HOUR + 1 > MAX_HOURS:
         raise invalid("end", f"at most {MAX_HOURS} hours per request")
-    since = first - LOOK_BACK * aqi.HOUR
-    places: dict[str, str] = {}  # station -> its district
-    if scope == "district":
-        hourly = await _hourly_means(store, settings, "district", district, since, last)
-    else:
-        found = await registry.sensors(
-            store, settings, district=district, metric=list(aqi.POLLUTANTS)
-        )
-        owners = {
-            s.sensor_id: s.station_id for s in found if not station or s.station_id in station
-        }
-        places = {s.station_id: s.district for s in found if s.sensor_id in owners}
-        hourly = defaultdict(lambda: defaultdict(dict))
-        ids = sorted(owners)
-        for at in range(0, len(ids), SENSORS_PER_SEARCH):
-            chunk = ids[at : at + SENSORS_PER_SEARCH]
-            means = await _hourly_means(store, settings, "sensor", chunk, since, last)
-            for sensor_id, by_metric in means.items():
-                hourly[owners[sensor_id]].update(by_metric)
-    items = []
-    asked = set(district or ()) if scope == "district" else set(station or ()) & set(places)
-    for name in sorted(asked | set(hourly)):
-        for hour in range(first, last + 1, aqi.HOUR):
-            result = aqi.hour_aqi(hourly.get(name, {}), hour)
-            named = result.category
-            items.append(
-                AqiHour(
-                    district=name if scope == "district" else places[name],
-                    station=None if scope == "district" else name,
-                    hour_start=datetime.fromtimestamp(hour, UTC),
-                    hour_end=datetime.fromtimestamp(hour + aqi.HOUR, UTC),
-                    aqi=result.aqi,
-                    category=named[0] if named else None,
-                    color=named[1] if named else None,
-                    dominant=result.dominant,
-                    sub_indices=[
-                        AqiSubIndex(
-                            metric=s.metric,
-                            concentration=s.concentration,
-                            unit=s.unit,
-                            averaging_hours=s.hours,
-                            index=s.index,
-                        )
-                        for s in result.sub_indices
-                    ],
-                )
+    return first, last
+
+
+async def _station_means(
+    store: AsyncSearchStore,
+    settings: Settings,
+    district: list[str] | None,
+    station: list[str] | None,
+    since: int,
+    last: int,
+) -> tuple[Hourly, dict[str, str]]:
+    """Each station's hourly means (those of its pollutant sensors, which the registry names;
+    one search per SENSORS_PER_SEARCH sensors), and its district."""
+    found = await registry.sensors(store, settings, district=district, metric=list(aqi.POLLUTANTS))
+    owners = {s.sensor_id: s.station_id for s in found if not station or s.station_id in station}
+    places = {s.station_id: s.district for s in found if s.sensor_id in owners}
+    hourly: Hourly = defaultdict(lambda: defaultdict(dict))
+    ids = sorted(owners)
+    for at in range(0, len(ids), SENSORS_PER_SEARCH):
+        chunk = ids[at : at + SENSORS_PER_SEARCH]
+        means = await _hourly_means(store, settings, "sensor", chunk, since, last)
+        for sensor_id, by_metric in means.items():
+            hourly[owners[sensor_id]].update(by_metric)
+    return hourly, places
+
+
+def _aqi_hour(district: str, scope: str, name: str, hourly: Hourly, hour: int) -> AqiHour:
+    """The AQI of one district or station (`name`) for the hour starting at `hour`."""
+    result = aqi.hour_aqi(hourly.get(name, {}), hour)
+    named = result.category
+    return AqiHour(
+        district=district,
+        station=None if scope == "district" else name,
+        hour_start=datetime.fromtimestamp(hour, UTC),
+        hour_end=datetime.fromtimestamp(hour + aqi.HOUR, UTC),
+        aqi=result.aqi,
+        category=named[0] if named else None,
+        color=named[1] if named else None,
+        dominant=result.dominant,
+        sub_indices=[
+            AqiSubIndex(
+                metric=s.metric,
+                concentration=s.concentration,
+                unit=s.unit,
+                averaging_hours=s.hours,
+                index=s.index,
             )
-    return AqiPage(standard=STANDARD, scope=scope, items=items)
+            for s in result.sub_indices
+        ],
+    )
 
 
 async def _hourly_means(
@@ -140,7 +165,7 @@ async def _hourly_means(
     keys: list[str] | None,
     since: int,
     last: int,
-) -> dict[str, dict[str, dict[int, float]]]:
+) -> Hourly:
     """key -> pollutant -> hour start -> hourly mean, from the 1-hour aggregates."""
     filters: list[dict[str, Any]] = [
         {"term": {"scope": scope}},
@@ -164,7 +189,7 @@ async def _hourly_means(
     }
     pattern = aggregates_pattern(settings.search_index_prefix, "1h")
     hits = (await store.search(pattern, body))["hits"]["hits"]
-    hourly: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    hourly: Hourly = defaultdict(lambda: defaultdict(dict))
     for hit in hits:
         doc = hit["_source"]
         if doc.get("mean") is None or not doc.get("count"):

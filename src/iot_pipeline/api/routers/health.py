@@ -8,18 +8,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from iot_pipeline.api.deps import Conf, Kafka, StateClient, Store
-from iot_pipeline.api.models import (
-    Health,
-    PipelineHealth,
-    Ready,
-    StalledPartition,
-    problem_schema,
-    store_refusal,
-)
+from iot_pipeline.api.models.health import Health, PipelineHealth, Ready, StalledPartition
+from iot_pipeline.api.models.pipeline import store_refusal
+from iot_pipeline.api.models.problems import problem_schema
 from iot_pipeline.api.upstream import read_run_state
 from iot_pipeline.contracts.run_state import partition_health
 
-router = APIRouter(tags=["health"])
+# the probes share no prefix: `/health`, `/ready`, `/health/pipeline` (in this order)
+router = APIRouter(prefix="", tags=["health"])
 
 
 @router.get(

@@ -26,13 +26,14 @@ from iot_pipeline.api.deps import (
     key_required,
     not_found,
 )
-from iot_pipeline.api.models import (
+from iot_pipeline.api.models.overrides import (
     MAX_OVERRIDE_SPAN,
     QcOverride,
     QcOverrideList,
     QcOverrideRequest,
-    problem_schema,
 )
+from iot_pipeline.api.models.problems import problem_schema
+from iot_pipeline.api.params import SensorIds
 from iot_pipeline.contracts.overrides import generation_key, override_document
 from iot_pipeline.errors import StoreConflict
 from iot_pipeline.indices import overrides_index
@@ -165,9 +166,7 @@ async def create_override(
 )
 async def list_overrides(
     *,
-    sensor_id: Annotated[
-        list[str] | None, Query(max_length=100, description="Sensor ids (repeatable).")
-    ] = None,
+    sensor_id: SensorIds = None,
     status: Annotated[
         list[OverrideStatus] | None, Query(description="Statuses (repeatable).")
     ] = None,

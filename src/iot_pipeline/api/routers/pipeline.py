@@ -10,20 +10,21 @@ from fastapi.concurrency import run_in_threadpool
 
 from iot_pipeline.api import registry
 from iot_pipeline.api.deps import Conf, Kafka, StateClient, Store
-from iot_pipeline.api.models import (
+from iot_pipeline.api.models.pipeline import (
     FailingRange,
     PartitionLag,
     PipelineStatus,
     QuarantineEntry,
-    problem_schema,
     store_refusal,
 )
+from iot_pipeline.api.models.problems import problem_schema
 from iot_pipeline.api.upstream import KafkaPositions, read_run_state
 from iot_pipeline.contracts.positions import PartitionPosition
 from iot_pipeline.contracts.run_state import RunState, partition_health
 from iot_pipeline.settings import Settings
 
 router = APIRouter(
+    prefix="/pipeline",
     tags=["pipeline"],
     responses={
         503: {"description": "Kafka, Redis or the search store is down", **problem_schema()}
@@ -87,7 +88,7 @@ def _quarantines(state: RunState) -> list[QuarantineEntry]:
 
 
 @router.get(
-    "/pipeline/status",
+    "/status",
     response_model=PipelineStatus,
     summary="Lag and stalls, last batch, dead letters, failing and quarantined ranges",
     description="Bounded whatever the load: the run state is one Redis round trip, Kafka's "

@@ -17,11 +17,13 @@ from iot_pipeline.api.deps import (
     readings_pattern,
     source,
 )
-from iot_pipeline.api.edge import Moment
-from iot_pipeline.api.models import LatestReadings, Reading, ReadingPage, problem_schema
-from iot_pipeline.vocabulary import Flag, Metric, Qc
+from iot_pipeline.api.models.problems import problem_schema
+from iot_pipeline.api.models.readings import LatestReadings, Reading, ReadingPage
+from iot_pipeline.api.params import Cursor, Districts, End, Limit, Metrics, SensorIds, Start
+from iot_pipeline.vocabulary import Flag, Qc
 
 router = APIRouter(
+    prefix="/readings",
     tags=["readings"],
     responses={
         422: {"description": "A parameter is invalid", **problem_schema()},
@@ -30,23 +32,8 @@ router = APIRouter(
 )
 
 
-SensorIds = Annotated[
-    list[str] | None, Query(max_length=100, description="Sensor ids (repeatable).")
-]
-Districts = Annotated[list[str] | None, Query(max_length=50, description="Districts (repeatable).")]
-Metrics = Annotated[list[Metric] | None, Query(description="Metrics (repeatable).")]
-Start = Annotated[
-    Moment | None,
-    Query(description="From this event time (ISO 8601, inclusive; UTC without an offset)."),
-]
-End = Annotated[
-    Moment | None,
-    Query(description="Until this event time (ISO 8601, exclusive; UTC without an offset)."),
-]
-
-
 @router.get(
-    "/readings",
+    "",
     response_model=ReadingPage,
     summary="Cleaned readings with quality flags and provenance",
     description="One search returning at most `limit` (at most API_MAX_LIMIT) readings, "
@@ -71,10 +58,8 @@ async def list_readings(
         Query(description="Only readings with these quality-control verdicts (repeatable)."),
     ] = None,
     order: Annotated[queries.Order, Query(description="By event time.")] = "desc",
-    limit: Annotated[int, Query(ge=1, description="Page size.")] = 100,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-    ] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
     store: Store,
     settings: Conf,
 ) -> ReadingPage:
@@ -97,7 +82,7 @@ async def list_readings(
 
 
 @router.get(
-    "/readings/latest",
+    "/latest",
     response_model=LatestReadings,
     summary="The latest reading of every sensor (the live view)",
     description="The sensor registry names each sensor's newest (valid) reading and one ids "

@@ -13,19 +13,20 @@ from fastapi.exceptions import RequestValidationError
 
 from iot_pipeline.api import registry
 from iot_pipeline.api.deps import Conf, Store, check_values, key_required, not_found
-from iot_pipeline.api.models import (
+from iot_pipeline.api.models.problems import problem_schema
+from iot_pipeline.api.models.sensors import (
     Sensor,
     SensorList,
     SensorMetadata,
     SensorMetadataRequest,
-    problem_schema,
 )
-from iot_pipeline.api.routers.readings import Districts, Metrics
+from iot_pipeline.api.params import Districts, Metrics
 from iot_pipeline.contracts.metadata import metadata_document
 from iot_pipeline.indices import sensor_metadata_index
 from iot_pipeline.settings import Settings
 
 router = APIRouter(
+    prefix="/sensors",
     tags=["sensors"],
     responses={
         422: {"description": "A parameter is invalid", **problem_schema()},
@@ -44,7 +45,7 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get(
-    "/sensors",
+    "",
     response_model=SensorList,
     summary="Every sensor, with its status",
     description="From the sensor registry the workers keep (one document per sensor), and one "
@@ -70,7 +71,7 @@ async def list_sensors(
 
 
 @router.get(
-    "/sensors/{sensor_id}",
+    "/{sensor_id}",
     response_model=Sensor,
     summary="One sensor",
     description="One document of the sensor registry and its declaration (`declared`): O(1). "
@@ -98,7 +99,7 @@ def _invalid_body(field: str, message: str) -> RequestValidationError:
 
 
 @router.get(
-    "/sensors/{sensor_id}/metadata",
+    "/{sensor_id}/metadata",
     response_model=SensorMetadata,
     summary="What an operator declared of one sensor",
     description="One document by id: O(1). Answers for a sensor declared before its first "
@@ -113,7 +114,7 @@ async def get_metadata(sensor_id: SensorId, store: Store, settings: Conf) -> Sen
 
 
 @router.put(
-    "/sensors/{sensor_id}/metadata",
+    "/{sensor_id}/metadata",
     response_model=SensorMetadata,
     summary="Declare a sensor's interval, calibration offset or active period",
     description="Stores the declaration (replacing the sensor's previous one whole). Readings "
@@ -145,7 +146,7 @@ async def put_metadata(
 
 
 @router.delete(
-    "/sensors/{sensor_id}/metadata",
+    "/{sensor_id}/metadata",
     status_code=204,
     response_class=Response,
     summary="Remove a sensor's declaration",

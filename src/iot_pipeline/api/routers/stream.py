@@ -14,11 +14,12 @@ from fastapi.responses import StreamingResponse
 
 from iot_pipeline.api import live, queries
 from iot_pipeline.api.deps import check_values
-from iot_pipeline.api.models import problem_schema
+from iot_pipeline.api.models.problems import problem_schema
+from iot_pipeline.api.params import Districts, Metrics, SensorIds
 from iot_pipeline.api.problems import problem
-from iot_pipeline.api.routers.readings import Districts, Metrics, SensorIds
 
 router = APIRouter(
+    prefix="/stream",
     tags=["stream"],
     responses={
         422: {"description": "A parameter is invalid", **problem_schema()},
@@ -46,7 +47,7 @@ streams (beyond: 429), no search query at all.
 
 
 @router.get(
-    "/stream/readings",
+    "/readings",
     summary="Live readings as server-sent events (filters: sensor, district, metric, quality)",
     description=STREAM_DESCRIPTION,
     response_class=StreamingResponse,
