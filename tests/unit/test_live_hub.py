@@ -123,3 +123,30 @@ def test_a_stream_whose_client_stops_reading_ends_and_frees_its_slot(spec: str) 
 
     asyncio.run(run())
     assert released == [True]
+
+
+def test_a_consumer_that_cannot_be_assigned_is_closed_and_never_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kafka up but the topic missing: the live path retries without counting an upstream
+    it never had (the gauge never goes below zero) and closes each consumer it opened."""
+    from confluent_kafka import KafkaException
+
+    from iot_pipeline.api.live import provisional
+
+    hub = LiveHub(Settings())
+    closed: list[int] = []
+
+    class Refusing:
+        def list_topics(self, topic: str, timeout: float) -> Any:
+            hub.stopping.set()  # one attempt is enough
+            raise KafkaException("unknown topic")
+
+        def close(self) -> None:
+            closed.append(1)
+
+    monkeypatch.setattr(provisional, "open_consumer", lambda *_a, **_k: Refusing())
+    provisional.consume(hub)
+    assert hub.stats.upstreams == 0
+    assert closed == [1]
+    assert hub.stats.errors == 1

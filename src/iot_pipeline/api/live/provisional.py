@@ -32,13 +32,8 @@ def consume(hub: LiveHub) -> None:
     while not hub.stopping.is_set():
         try:
             if consumer is None:
-                consumer = open_consumer(
-                    settings,
-                    f"{settings.etl_consumer_group}.live.{hub.epoch}",
-                    **{"auto.offset.reset": "latest"},
-                )
-                _assign_ends(consumer, topic)
-                hub.stats.upstreams += 1
+                consumer = _open_at_ends(hub, topic)
+                hub.stats.upstreams += 1  # counted once assigned: uncounted when closed
             messages = consumer.consume(num_messages=2000, timeout=0.2)
         except (KafkaException, KeyError) as exc:
             hub.note(f"Kafka: {exc}; retrying")
@@ -58,6 +53,21 @@ def consume(hub: LiveHub) -> None:
     if consumer is not None:
         consumer.close()
         hub.stats.upstreams -= 1
+
+
+def _open_at_ends(hub: LiveHub, topic: str) -> Consumer:
+    """A consumer of its own group, assigned to the end of every partition; closed again
+    when the assignment fails (the topic missing, Kafka down)."""
+    settings = hub.settings
+    group = f"{settings.etl_consumer_group}.live.{hub.epoch}"
+    consumer = open_consumer(settings, group, **{"auto.offset.reset": "latest"})
+    try:
+        _assign_ends(consumer, topic)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            consumer.close()
+        raise
+    return consumer
 
 
 def _assign_ends(consumer: Consumer, topic: str) -> None:
