@@ -11,9 +11,9 @@ from typing import Any
 
 from iot_pipeline.api import queries
 from iot_pipeline.api.models.pipeline import LastBatch
-from iot_pipeline.api.models.readings import Reading
 from iot_pipeline.api.models.sensors import Sensor, SensorMetadata
 from iot_pipeline.contracts.metadata import metadata_pattern
+from iot_pipeline.contracts.readings import Reading
 from iot_pipeline.errors import PermanentStoreError
 from iot_pipeline.indices import readings_pattern, sensors_index
 from iot_pipeline.settings import Settings

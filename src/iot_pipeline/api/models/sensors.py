@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from iot_pipeline.api.edge import utc_moment
-from iot_pipeline.api.models.readings import Location
+from iot_pipeline.contracts.readings import Location
 from iot_pipeline.schema import METRICS
 from iot_pipeline.vocabulary import Metric
 

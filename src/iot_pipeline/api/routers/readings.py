@@ -18,8 +18,9 @@ from iot_pipeline.api.deps import (
     source,
 )
 from iot_pipeline.api.models.problems import problem_schema
-from iot_pipeline.api.models.readings import LatestReadings, Reading, ReadingPage
+from iot_pipeline.api.models.readings import LatestReadings, ReadingPage
 from iot_pipeline.api.params import Cursor, Districts, End, Limit, Metrics, SensorIds, Start
+from iot_pipeline.contracts.readings import Reading
 from iot_pipeline.vocabulary import Flag, Qc
 
 router = APIRouter(
