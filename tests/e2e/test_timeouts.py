@@ -32,7 +32,9 @@ def settings(test_settings: Settings) -> Iterator[Settings]:
     with own_pipeline(
         test_settings,
         "timeouts",
-        etl_task_timeout_seconds=1,
+        # the run waits 3 s: the small range is done well within it even on a loaded machine
+        # (at 1 s, two polls of the results, it sometimes timed out too), the big one never
+        etl_task_timeout_seconds=3,
         etl_quarantine_after_failures=1,
         etl_range_records=BIG,
         etl_max_records_per_partition=BIG,
