@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, store: AsyncSearchStore | None 
         app.state.run_state = make_state_client(settings)
         app.state.live = live.LiveHub(settings) if settings.api_live_enabled else None
         if app.state.live is not None:
-            await app.state.live.start()
+            await live.start(app.state.live)
         try:
             yield
         finally:

@@ -22,6 +22,14 @@ response; `metrics` gives the hub's figures to /metrics.
 
 from iot_pipeline.api.live.hub import Filter, LiveHub
 from iot_pipeline.api.live.metrics import metric_families
+from iot_pipeline.api.live.provisional import consume
 from iot_pipeline.api.live.sse import EventStream, stream
+from iot_pipeline.api.live.stored import listen
 
-__all__ = ["EventStream", "Filter", "LiveHub", "metric_families", "stream"]
+
+async def start(hub: LiveHub) -> None:
+    """Start the hub on its two sources: Kafka (provisional) and Redis (durable)."""
+    await hub.start(consume, listen)
+
+
+__all__ = ["EventStream", "Filter", "LiveHub", "metric_families", "start", "stream"]

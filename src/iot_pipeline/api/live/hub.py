@@ -11,12 +11,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from iot_pipeline.api.live.provisional import consume
-from iot_pipeline.api.live.stored import listen
 from iot_pipeline.contracts.readings import reading_id
 from iot_pipeline.settings import Settings
 
@@ -99,13 +97,19 @@ class LiveHub:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(
+        self,
+        provisional: Callable[[LiveHub], None],
+        durable: Callable[[LiveHub], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Feed the hub: `provisional` in a thread of its own (a blocking Kafka consumer),
+        `durable` as a task of the event loop (the Redis subscription)."""
         self.loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
-            target=consume, args=(self,), name="live-kafka", daemon=True
+            target=provisional, args=(self,), name="live-kafka", daemon=True
         )
         self._thread.start()
-        self._tasks.append(asyncio.create_task(listen(self), name="live-redis"))
+        self._tasks.append(asyncio.create_task(durable(self), name="live-redis"))
 
     async def stop(self) -> None:
         self.stopping.set()
