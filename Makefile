@@ -34,6 +34,7 @@ check: setup
 	@bash scripts/check.sh
 
 test: setup
+	@bash scripts/check.sh
 	@bash scripts/with-stack.sh bash scripts/test.sh
 
 chaos: setup
