@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from iot_pipeline.contracts.live import (
@@ -45,7 +46,7 @@ def _action(doc: dict[str, Any]) -> IndexAction:
 
 def test_the_stored_documents_come_back_as_they_went() -> None:
     documents = [_doc(i) for i in range(5)]
-    message = encode_stored(documents)
+    message = encode_stored(orjson.dumps(d) for d in documents)
     assert decode_stored(message) == documents
     assert decode_stored(message.decode()) == documents  # a client decoding responses
     assert stored_count(message) == 5
@@ -57,7 +58,7 @@ def test_a_message_is_the_lines_the_bulk_request_carried() -> None:
     """The message is byte for byte what the worker's bulk request stored of each document."""
     actions = [_action(_doc(i)) for i in range(3)]
     lines = [a.encoded.split(b"\n", 2)[1] for a in actions if a.encoded is not None]
-    assert encode_stored(a.document for a in actions) == b"\n".join(lines)
+    assert encode_stored(orjson.dumps(a.document) for a in actions) == b"\n".join(lines)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_a_message_is_the_lines_the_bulk_request_carried() -> None:
 )
 def test_a_malformed_line_is_skipped_not_the_message(bad: bytes) -> None:
     documents = [_doc(1), _doc(2)]
-    first, second = encode_stored(documents).split(b"\n")
+    first, second = encode_stored(orjson.dumps(d) for d in documents).split(b"\n")
     assert decode_stored(b"\n".join([first, bad, second])) == documents
 
 

@@ -47,10 +47,6 @@ class RangeCounts(BaseModel):
             total = getattr(self, name) + getattr(other, name)
             setattr(self, name, round(total, 3) if name == "seconds" else total)
 
-    def counts(self) -> RangeCounts:
-        """The counts alone."""
-        return RangeCounts.model_validate({n: getattr(self, n) for n in RangeCounts.model_fields})
-
 
 class RangeReport(RangeCounts):
     """What processing one range did (the Celery task's result)."""

@@ -279,6 +279,11 @@ def encode_action(op: str, index: str, doc_id: str, document: dict[str, Any]) ->
     return meta + b"\n" + orjson.dumps(document) + b"\n"
 
 
+def encoded_document(action: IndexAction) -> bytes:
+    """The JSON of an action's document, the bytes its bulk body carries (encoded once)."""
+    return encoded_action(action).split(b"\n", 2)[1]
+
+
 def bulk_body(actions: list[IndexAction]) -> bytes:
     """The bulk API body of these actions, serialised once on our side."""
     return b"".join(encoded_action(a) for a in actions)
