@@ -1,5 +1,6 @@
 """The ETL's work done directly in the test process: everything not yet processed on the
-test's own topic, processed (cleaned, indexed, aggregated) and committed."""
+test's own topic, processed (cleaned, indexed, aggregated) as the ETL's ranges do, the run's
+work across partitions settled, and committed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import redis
 
 from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
 from iot_pipeline.orchestration.offsets import commit_ranges, plan_ranges
+from iot_pipeline.processing import across_partitions
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.settings import Settings
 from iot_pipeline.storage import SearchStore, make_store
@@ -25,8 +27,11 @@ def process_pending(
     store = store or make_store(settings)
     state = redis.Redis.from_url(settings.redis_url)
     try:
+        now = datetime.now(UTC)
         for offsets in ranges:
-            process_range(settings, store, state, RangeTask.of(batch, datetime.now(UTC), offsets))
+            process_range(settings, store, state, RangeTask.of(batch, now, offsets, per_run=True))
+        prefix, interval = settings.search_index_prefix, settings.sensor_sample_interval_seconds
+        across_partitions.settle(state, store, prefix, interval)
         commit_ranges(settings, settings.etl_consumer_group, ranges)
     finally:
         if own:

@@ -45,12 +45,22 @@ class RangeTask(BaseModel):
     range: OffsetRange
     # A replay keeps its cleaner state apart from the live pipeline's (and never commits).
     replay: bool = False
+    # What spans partitions (the district windows, the buddy check) is left to the run's
+    # settle (processing.across_partitions) rather than done by the range itself.
+    per_run: bool = False
 
     @classmethod
     def of(
-        cls, batch_id: str, ingest_time: datetime, range_: OffsetRange, replay: bool = False
+        cls,
+        batch_id: str,
+        ingest_time: datetime,
+        range_: OffsetRange,
+        replay: bool = False,
+        per_run: bool = False,
     ) -> RangeTask:
-        return cls(batch_id=batch_id, ingest_time=ingest_time, range=range_, replay=replay)
+        return cls(
+            batch_id=batch_id, ingest_time=ingest_time, range=range_, replay=replay, per_run=per_run
+        )
 
     @property
     def task_id(self) -> str:

@@ -110,6 +110,8 @@ class BatchSummary(RangeCounts):
     done: list[OffsetRange] = Field(default_factory=list)
     failures: list[RangeFailure] = Field(default_factory=list)
     quarantined: list[QuarantinedRange] = Field(default_factory=list)
+    # why the run's settle across partitions failed (its work stays pending for the next)
+    settle_error: str | None = None
 
     def add_range(self, report: RangeReport) -> None:
         self.ranges += 1
@@ -129,7 +131,7 @@ class BatchSummary(RangeCounts):
         """The counts and the number of ranges, without the per-range lists (a replay's
         result in the Airflow UI)."""
         return self.model_dump(
-            mode="json", exclude={"per_range", "done", "failures", "quarantined"}
+            mode="json", exclude={"per_range", "done", "failures", "quarantined", "settle_error"}
         )
 
 

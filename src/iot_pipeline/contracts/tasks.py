@@ -13,6 +13,8 @@ REPLAY_QUEUE = "replay"  # replays wait apart: a long replay never holds the ETL
 WORKER_QUEUES = f"{PROCESSING_QUEUE},{REPLAY_QUEUE}"
 PROCESS_RANGE = "iot.process_range"
 SETTLE_OVERRIDE = "iot.settle_override"  # apply or revert an operator's override
+# a run's work across partitions: district windows, buddy check (processing.across_partitions)
+SETTLE_RUN = "iot.settle_run"
 
 
 def create_app(settings: Settings) -> Celery:
@@ -31,6 +33,7 @@ def create_app(settings: Settings) -> Celery:
         task_routes={
             PROCESS_RANGE: {"queue": PROCESSING_QUEUE},
             SETTLE_OVERRIDE: {"queue": PROCESSING_QUEUE},
+            SETTLE_RUN: {"queue": PROCESSING_QUEUE},
         },
         # The work is idempotent (deterministic ids, checkpointed state): acknowledge after
         # it is done, one task at a time, and requeue when the worker dies mid-task.

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import redis
 from celery import Celery
+from celery.exceptions import TimeoutError as ResultTimeout
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
@@ -41,7 +42,7 @@ from iot_pipeline.contracts.reports import (
     RangeFailure,
     RangeReport,
 )
-from iot_pipeline.contracts.tasks import PROCESS_RANGE, PROCESSING_QUEUE
+from iot_pipeline.contracts.tasks import PROCESS_RANGE, PROCESSING_QUEUE, SETTLE_RUN
 from iot_pipeline.errors import StoreRefused, TransientError
 
 T = TypeVar("T")
@@ -59,7 +60,9 @@ def batch_id_for(run_id: str) -> str:
 def range_tasks(
     batch_id: str, ingest_time: datetime, ranges: list[OffsetRange], replay: bool = False
 ) -> list[RangeTask]:
-    return [RangeTask.of(batch_id, ingest_time, r, replay) for r in ranges]
+    """The tasks of these ranges. The ETL's leave what spans partitions to the run's settle
+    (`RangeTask.per_run`); a replay's do everything themselves."""
+    return [RangeTask.of(batch_id, ingest_time, r, replay, per_run=not replay) for r in ranges]
 
 
 def failure_kind(exc: object) -> str:
@@ -198,6 +201,23 @@ def _give_up(
         log.error("range %s: %s", task.range, error)
         part.running = None
         part.failed = True
+
+
+def settle_run(app: Celery, batch_id: str, timeout: float) -> tuple[dict[str, Any], str | None]:
+    """Have a worker settle what the run's ranges left across partitions (district windows,
+    buddy check); (its counts, None) or ({}, why it failed). A failure leaves the work
+    pending for the next run's settle."""
+    task_id = f"settle:{batch_id}"
+    try:
+        result = app.send_task(SETTLE_RUN, args=[batch_id], queue=PROCESSING_QUEUE, task_id=task_id)
+        outcome = result.get(timeout=timeout, disable_sync_subtasks=False)
+        result.forget()
+    except ResultTimeout:
+        app.control.revoke(task_id, terminate=True, signal="SIGKILL")
+        return {}, f"{TIMEOUT_PREFIX} settle not done after {timeout:.0f}s (task revoked)"
+    except Exception as exc:  # any failure is reported: the work stays pending
+        return {}, f"{type(exc).__name__}: {str(exc)[:1000]}"
+    return dict(outcome), None
 
 
 def narrow_failure(

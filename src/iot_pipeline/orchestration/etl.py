@@ -40,6 +40,7 @@ from iot_pipeline.orchestration.batches import (
     narrow_failure,
     range_tasks,
     run_tasks,
+    settle_run,
 )
 from iot_pipeline.orchestration.handoffs import BatchPlan, ReplayRequest, RunReport
 from iot_pipeline.orchestration.offsets import (
@@ -189,6 +190,17 @@ def process_batch(settings: Settings, plan: BatchPlan) -> BatchSummary:
                 )
             summary.done = _extend(summary.done, failure.range)
         note_refusal(client, settings.search_index_prefix, refused, now)
+    # What spans partitions, once for the whole run (processing.across_partitions); a failure
+    # fails the run visibly and leaves the work pending for the next run's settle.
+    settled, summary.settle_error = settle_run(
+        app, plan.batch_id, settings.etl_task_timeout_seconds
+    )
+    if summary.settle_error:
+        log.error(
+            "batch %s: settle across partitions failed: %s", plan.batch_id, summary.settle_error
+        )
+    summary.windows += int(settled.get("windows", 0))
+    summary.spatial_changes += int(settled.get("spatial_changes", 0))
     return summary
 
 
@@ -302,6 +314,11 @@ def needs_catch_up(settings: Settings, report: RunReport) -> bool:
 
 def verdict(report: RunReport) -> str:
     """Raise (failing the run) when a range failed or was quarantined; else say all is well."""
+    if report.settle_error and not (report.failed_ranges or report.quarantined_ranges):
+        raise BatchFailed(
+            f"the settle across partitions failed (its work waits for the next run): "
+            f"{report.settle_error}"
+        )
     if not report.clean:
         quarantined = report.quarantined_ranges
         raise BatchFailed(

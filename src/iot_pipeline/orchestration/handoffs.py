@@ -108,6 +108,8 @@ class RunReport(_Handoff):
     partitions_committed: int = 0
     failed_ranges: list[str] = Field(default_factory=list)
     quarantined_ranges: list[str] = Field(default_factory=list)
+    # the settle across partitions failed: its district windows and buddy slots wait
+    settle_error: str | None = None
     lag_after: int = 0
     lag_per_partition: dict[int, int] = Field(default_factory=dict)
     duration_seconds: float = 0.0
@@ -129,6 +131,7 @@ class RunReport(_Handoff):
             partitions_committed=len(summary.done),
             failed_ranges=[f"{f.range}: {f.error}" for f in summary.failures],
             quarantined_ranges=[f"{q.range} ({q.records} records)" for q in summary.quarantined],
+            settle_error=summary.settle_error,
             lag_after=sum(lag.values()),
             lag_per_partition=lag,
             duration_seconds=round(time.time() - plan.planned_at, 1),
@@ -137,5 +140,5 @@ class RunReport(_Handoff):
 
     @property
     def clean(self) -> bool:
-        """No range failed or was quarantined."""
-        return not (self.failed_ranges or self.quarantined_ranges)
+        """No range failed or was quarantined, and the settle across partitions succeeded."""
+        return not (self.failed_ranges or self.quarantined_ranges or self.settle_error)

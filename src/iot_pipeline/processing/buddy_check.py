@@ -120,15 +120,25 @@ def _readings(store: SearchStore, prefix: str, query: dict[str, Any]) -> list[di
     return search_all(store, readings_pattern(prefix), body, PAGE)
 
 
+def touched_slots(kept: list[CleanReading]) -> dict[str, set[int]]:
+    """The buddy slots these readings fall into, per metric."""
+    touched: dict[str, set[int]] = defaultdict(set)
+    for clean in kept:
+        touched[clean.reading.metric].add(int(clean.reading.event_time.timestamp() // BUDDY_SLOT))
+    return touched
+
+
 def buddy_updates(
     store: SearchStore, prefix: str, kept: list[CleanReading]
 ) -> tuple[list[IndexAction], set[Window]]:
     """Spatial flag updates for the slots these readings touched, and the windows they change."""
-    touched: dict[str, set[int]] = defaultdict(set)
-    for clean in kept:
-        touched[clean.reading.metric].add(int(clean.reading.event_time.timestamp() // BUDDY_SLOT))
-    if not touched:
-        return [], set()
+    return slot_updates(store, prefix, touched_slots(kept))
+
+
+def slot_updates(
+    store: SearchStore, prefix: str, touched: dict[str, set[int]]
+) -> tuple[list[IndexAction], set[Window]]:
+    """Spatial flag updates for these slots of each metric, and the windows they change."""
     actions: list[IndexAction] = []
     windows: set[Window] = set()
     for metric, slot_set in sorted(touched.items()):

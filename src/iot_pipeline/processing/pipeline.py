@@ -14,7 +14,9 @@
 
 Each stage reads what the earlier ones left in the `RangeContext` and is timed by
 `process_range` (the report's `stages`). With `aggregate=False` the four stages across
-readings (`ACROSS_READINGS`) are left to a later recomputation.
+readings (`ACROSS_READINGS`) are left to a later recomputation. A range of the ETL
+(`RangeTask.per_run`) writes only its own sensors' windows and leaves what spans partitions,
+the buddy check and the district windows, to the run's settle (`across_partitions`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from iot_pipeline.contracts.readings import reading_id
 from iot_pipeline.contracts.reports import RangeReport
 from iot_pipeline.errors import PermanentError
 from iot_pipeline.indices import readings_index
-from iot_pipeline.processing.buddy_check import buddy_updates
+from iot_pipeline.processing import across_partitions
+from iot_pipeline.processing.buddy_check import buddy_updates, touched_slots
 from iot_pipeline.processing.cross_metric import cross_metric_updates
 from iot_pipeline.processing.dead_letters import Delivery, deliver, index_rejections
 from iot_pipeline.processing.hindsight import hindsight_updates
@@ -267,17 +270,23 @@ def _cross_metric(ctx: RangeContext) -> None:
 
 
 def _buddy(ctx: RangeContext) -> None:
-    if not ctx.stored:
+    if not ctx.stored or ctx.task.per_run:  # per run: the windows stage hands the slots over
         return
     spatial, moved = buddy_updates(ctx.store, ctx.prefix, ctx.stored)
     ctx.spatial_changes = ctx.write_flags(spatial, moved, "spatial flag updates")
 
 
 def _windows(ctx: RangeContext) -> None:
-    if not ctx.touched:
+    touched = ctx.touched
+    if ctx.task.per_run:
+        # the partition's own sensors now; the districts and the buddy slots once per run
+        slots = touched_slots(ctx.stored)
+        across_partitions.defer(ctx.state_client, ctx.prefix, touched, slots)
+        touched = {w for w in touched if w.scope == "sensor"}
+    if not touched:
         return
     interval = ctx.settings.sensor_sample_interval_seconds
-    ctx.windows = recompute_windows(ctx.store, ctx.prefix, ctx.touched, interval, ctx.bulk).written
+    ctx.windows = recompute_windows(ctx.store, ctx.prefix, touched, interval, ctx.bulk).written
 
 
 def _checkpoint(ctx: RangeContext) -> None:

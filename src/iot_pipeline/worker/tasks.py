@@ -18,7 +18,7 @@ from celery.signals import task_postrun, task_prerun, worker_process_init
 from pydantic import ValidationError
 
 from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
-from iot_pipeline.contracts.tasks import PROCESS_RANGE, SETTLE_OVERRIDE, send_settle
+from iot_pipeline.contracts.tasks import PROCESS_RANGE, SETTLE_OVERRIDE, SETTLE_RUN, send_settle
 from iot_pipeline.errors import (
     PartitionBusy,
     RangeFailed,
@@ -30,7 +30,7 @@ from iot_pipeline.errors import (
     TransientStoreError,
 )
 from iot_pipeline.logs import bind, unbind
-from iot_pipeline.processing import overrides, registry
+from iot_pipeline.processing import across_partitions, overrides, registry
 from iot_pipeline.processing.pipeline import process_range
 from iot_pipeline.settings import Settings, get_settings
 from iot_pipeline.storage import SearchStore, load_templates, make_store
@@ -129,6 +129,40 @@ def _process(self: Task[Any, Any], task: dict[str, Any]) -> dict[str, object]:
 
 
 LOCK_SECONDS = 30  # a dead worker's partition lock frees itself this soon
+
+
+class SettleBusy(TransientError):
+    """Another task is settling a run's work across partitions: one at a time, each takes
+    everything pending."""
+
+
+@app.task(
+    name=SETTLE_RUN,
+    bind=True,
+    autoretry_for=(TransientError,),
+    retry_backoff=1,
+    retry_backoff_max=10,
+    retry_jitter=True,
+    max_retries=30,
+)
+def settle_run_task(self: Task[Any, Any], batch_id: str) -> dict[str, object]:
+    """Settle the work the ranges left across partitions (district windows, buddy check)."""
+    settings = get_settings()
+    client = _state_client()
+    name = f"{settings.search_index_prefix}:settle-lock"
+    try:
+        with held_lock(client, name) as acquired:
+            if not acquired:
+                raise self.retry(exc=SettleBusy("another settle is running"), countdown=1)
+            settled = across_partitions.settle(
+                client,
+                _store(),
+                settings.search_index_prefix,
+                settings.sensor_sample_interval_seconds,
+            )
+        return {"batch_id": batch_id, **settled.as_dict()}
+    except redis.ConnectionError as exc:
+        raise RedisUnavailable(f"Redis does not answer: {exc}") from exc
 
 
 class OverridesBusy(TransientError):
