@@ -28,14 +28,14 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_budget import CpuMeter
+from cpu_budget import CpuMeter, documents_rows, documents_written
 
 from iot_pipeline.cleaning import CleaningPolicy, clean_batch
 from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
 from iot_pipeline.contracts.readings import reading_actions
 from iot_pipeline.contracts.tasks import create_app
 from iot_pipeline.kafka_config import consumer_config
-from iot_pipeline.processing import dead_letters
+from iot_pipeline.processing import across_partitions, dead_letters
 from iot_pipeline.processing.pipeline import ACROSS_READINGS, process_range
 from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import StackPaths
@@ -86,7 +86,9 @@ def _produce(settings: StackSettings, count: int) -> dict[int, int]:
     return ends
 
 
-def _ranges(settings: StackSettings, ends: dict[int, int], per_task: int) -> list[RangeTask]:
+def _ranges(
+    settings: StackSettings, ends: dict[int, int], per_task: int, per_run: bool = False
+) -> list[RangeTask]:
     now = datetime.now(UTC)
     return [
         RangeTask.of(
@@ -98,6 +100,7 @@ def _ranges(settings: StackSettings, ends: dict[int, int], per_task: int) -> lis
                 start=s,
                 end=min(s + per_task, end),
             ),
+            per_run=per_run,
         )
         for p, end in ends.items()
         for s in range(0, end, per_task)
@@ -149,17 +152,24 @@ def in_process(
     per_task: int,
     state: redis.Redis,
     aggregate: bool,
+    per_run: bool = False,
 ) -> tuple[float, int, dict[str, float]]:
-    """(seconds, records, seconds per stage) of process_range called directly."""
+    """(seconds, records, seconds per stage) of process_range called directly; `per_run`:
+    as the ETL runs them (what spans partitions settled once, after every range)."""
     store = make_store(settings)
     started = time.perf_counter()
     records = 0
     stages: dict[str, float] = {}
-    for task in _ranges(settings, ends, per_task):
+    for task in _ranges(settings, ends, per_task, per_run):
         report = process_range(settings, store, state, task, aggregate=aggregate)
         records += report.records
         for stage, seconds in report.stages.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
+    if per_run:
+        lap = time.perf_counter()
+        prefix, interval = settings.search_index_prefix, settings.sensor_sample_interval_seconds
+        across_partitions.settle(state, store, prefix, interval)
+        stages["settle"] = time.perf_counter() - lap
     elapsed = time.perf_counter() - started
     store.close()
     return elapsed, records, stages
@@ -181,8 +191,8 @@ def via_celery(
 ) -> tuple[float, float, int]:
     """(wall seconds, seconds inside tasks, records) through a Celery worker of `processes`
     processes, dispatched as the orchestrator does (a partition's ranges in order,
-    partitions side by side)."""
-    from iot_pipeline.orchestration.batches import run_tasks
+    partitions side by side, then the run's settle)."""
+    from iot_pipeline.orchestration.batches import run_tasks, settle_run
 
     app = create_app(settings)
     env = {
@@ -211,12 +221,13 @@ def via_celery(
     try:
         while not app.control.ping(timeout=1.0):
             pass
-        tasks = _ranges(settings, ends, per_task)
+        tasks = _ranges(settings, ends, per_task, per_run=True)
         started = time.perf_counter()
         summary = run_tasks(app, tasks, timeout=1800, poll=0.05)
+        _, error = settle_run(app, "bench", 1800)
         wall = time.perf_counter() - started
-        if summary.failures:
-            raise RuntimeError(f"bench ranges failed: {summary.failures[:3]}")
+        if summary.failures or error:
+            raise RuntimeError(f"bench ranges failed: {summary.failures[:3]} {error or ''}")
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(60)
@@ -347,6 +358,7 @@ def main() -> int:
     rows: list[tuple[str, float, str]] = []
     cpu = _Cpu(settings)
     old_cost: tuple[float, float] | None = None
+    written: list[list[str]] = []
     try:
         ends = _produce(settings, args.records)
         print(
@@ -395,17 +407,26 @@ def main() -> int:
                 f"median of {ROUNDS}",
             )
         )
-        _reset(settings, state)
-        seconds, records, stages = cpu.measure(
-            "... + window aggregates, in process",
-            count,
-            partial(in_process, settings, ends, 5000, state, aggregate=True),
-        )
-        breakdown = ", ".join(f"{k} {v / seconds:.0%}" for k, v in stages.items())
-        rows.append(
-            ("... + window aggregates, in process, 5000/task", records / seconds, breakdown)
-        )
-        print(f"  with aggregates: {records / seconds:,.0f} readings/s ({breakdown})", flush=True)
+        # Aggregates, both ways: each range doing all its work (before issue 29), and the
+        # ETL's way, what spans partitions settled once per run.
+        for label, per_run in (("each range on its own", False), ("per run (the ETL)", True)):
+            _reset(settings, state)
+            seconds, records, stages = cpu.measure(
+                f"... + window aggregates, {label}",
+                count,
+                partial(in_process, settings, ends, 5000, state, True, per_run),
+            )
+            written.append(
+                documents_rows(
+                    {},
+                    documents_written(settings.search_url, settings.search_index_prefix),
+                    records,
+                    f"documents written per reading, {label}",
+                )
+            )
+            breakdown = ", ".join(f"{k} {v / seconds:.0%}" for k, v in stages.items())
+            rows.append((f"... + aggregates, {label}, 5000/task", records / seconds, breakdown))
+            print(f"  with aggregates, {label}: {records / seconds:,.0f} readings/s", flush=True)
         processes = settings.worker_concurrency
         for per_task, workers in ((5000, 1), (20000, 1), (settings.etl_range_records, processes)):
             _reset(settings, state)
@@ -438,6 +459,9 @@ def main() -> int:
     if cpu.rows:
         print()
         print("\n".join(cpu.table()))
+    for lines in written:
+        print()
+        print("\n".join(lines))
     if old_cost:
         fresh_s, old_s = old_cost
         print()

@@ -134,3 +134,42 @@ def activity_rows(
     for name, micros in sorted(spent.items(), key=lambda item: -item[1]):
         lines.append(f"  {name:<50} {micros:>9.1f} {micros / max(total, 1e-9):>7.0%}")
     return lines
+
+
+# What the pipeline writes, by the family of index it writes to (the part of an index name
+# after the pipeline's prefix), in the order the table prints them.
+DOCUMENT_FAMILIES = (
+    ("readings", "-readings-"),
+    ("windows 1m", "-agg-1m-"),
+    ("windows 1h", "-agg-1h-"),
+    ("windows 1d", "-agg-1d-"),
+    ("sensor registry", "-sensors"),
+)
+
+
+def documents_written(search_url: str, prefix: str) -> dict[str, int]:
+    """Index and update operations the node counted so far on the pipeline's indices (those
+    named `prefix-...`), by family; `other` for the rest (dead letters' marks, overrides)."""
+    url = f"{search_url}/{prefix}-*/_stats/indexing"
+    with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - loopback, from settings
+        indices = json.loads(r.read()).get("indices", {})
+    counts: dict[str, int] = {name: 0 for name, _ in DOCUMENT_FAMILIES} | {"other": 0}
+    for index, stats in indices.items():
+        rest = index[len(prefix) :]
+        family = next((name for name, part in DOCUMENT_FAMILIES if rest.startswith(part)), "other")
+        counts[family] += int(stats["total"]["indexing"]["index_total"])
+    return counts
+
+
+def documents_rows(
+    before: Mapping[str, int], after: Mapping[str, int], readings: int, title: str
+) -> list[str]:
+    """Documents written (created, rewritten or updated) per reading, by family."""
+    lines = [f"{title:<52} {'per reading':>11}"]
+    total = 0.0
+    for name in after:
+        per = (after[name] - before.get(name, 0)) / max(1, readings)
+        total += per
+        lines.append(f"  {name:<50} {per:>11.3f}")
+    lines.append(f"  {'total':<50} {total:>11.3f}")
+    return lines
