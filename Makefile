@@ -41,7 +41,7 @@ chaos: setup
 	@bash scripts/with-stack.sh $(PY) -m pytest tests/chaos -m chaos
 
 bench: setup
-	@bash scripts/with-stack.sh bash -c '$(PY) bench/bench_generator.py && $(PY) bench/bench_processing.py && $(PY) bench/bench_freshness.py && $(PY) bench/bench_live.py && $(PY) bench/bench_sustained.py && $(PY) bench/bench_api.py && $(PY) bench/bench_state_memory.py'
+	@bash scripts/with-stack.sh bash -c '$(PY) bench/bench_generator.py && $(PY) bench/bench_processing.py && $(PY) bench/bench_freshness.py && $(PY) bench/bench_live.py && $(PY) bench/bench_sustained.py && $(PY) bench/bench_api.py && $(PY) bench/bench_state_memory.py && bash scripts/peer-venv.sh && $(PY) bench/bench_peer.py'
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -45,6 +45,8 @@ from cpu_budget import (  # noqa: E402
     CpuMeter,
     activity_rows,
     budget_rows,
+    documents_rows,
+    documents_written,
     engine_activity,
     stack_groups,
 )
@@ -266,13 +268,20 @@ def drain(
     finally:
         first = meter.sample()
         busy = engine_activity(settings.search_url)
+        docs = documents_written(settings.search_url, settings.search_index_prefix)
         airflow.pause(False)
         # at once, not at the next tick of the schedule (up to a minute of waiting that
         # belongs to the bench's pause, not to the pipeline)
         airflow.trigger()
     seconds = wait_drained(offsets, 1800)
     spent = meter.between(first, meter.sample())
-    return seconds, spent, activity_rows(busy, engine_activity(settings.search_url), count)
+    written = documents_written(settings.search_url, settings.search_index_prefix)
+    activity = activity_rows(busy, engine_activity(settings.search_url), count)
+    return (
+        seconds,
+        spent,
+        [*activity, "", *documents_rows(docs, written, count, "documents written")],
+    )
 
 
 def baseline(settings: StackSettings) -> float:
