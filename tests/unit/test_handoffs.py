@@ -130,3 +130,20 @@ def test_a_range_report_that_is_not_one_is_refused_on_receipt() -> None:
         RangeReport.model_validate({"batch_id": "b", "range": "r", "end": 1, "records": "many"})
     with pytest.raises(ValidationError, match="end"):
         RangeReport.model_validate({"batch_id": "b", "range": "r"})
+
+
+def test_a_failed_settle_across_partitions_fails_the_run_and_says_why() -> None:
+    from iot_pipeline.errors import BatchFailed
+    from iot_pipeline.orchestration.etl import verdict
+
+    summary = BatchSummary(batch_id="b", settle_error="StoreRefused: 403 cluster_block")
+    received = BatchSummary.model_validate(_via_xcom(summary.to_xcom()))
+    assert received.settle_error == summary.settle_error
+    assert "settle_error" not in received.totals()
+    report = RunReport.of(BatchPlan.now("b", []), received, {}, consecutive_failed_runs=1)
+    assert not report.clean
+    with pytest.raises(BatchFailed, match="settle across partitions failed.*cluster_block"):
+        verdict(report)
+    settled = RunReport.of(BatchPlan.now("b", []), BatchSummary(batch_id="b"), {}, 0)
+    assert settled.clean
+    assert verdict(settled).startswith("ok")
