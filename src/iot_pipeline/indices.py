@@ -24,7 +24,13 @@ _BUCKET_FORMAT: dict[str, str] = {"1m": "%Y.%m.%d", "1h": "%Y.%m", "1d": "%Y"}
 
 def readings_index(prefix: str, event_time: datetime) -> str:
     """The daily index of raw readings for an event time (UTC)."""
-    return f"{prefix}-readings-{event_time:%Y.%m.%d}"
+    return _day_index(prefix, event_time.year, event_time.month, event_time.day)
+
+
+@lru_cache(maxsize=4096)
+def _day_index(prefix: str, year: int, month: int, day: int) -> str:
+    # asked for every reading several times; formatting a date costs more than the lookup
+    return f"{prefix}-readings-{year}.{month:02d}.{day:02d}"  # as %Y.%m.%d
 
 
 def readings_pattern(prefix: str) -> str:

@@ -215,10 +215,11 @@ def clean_batch(
             outcomes.append(unprocessable(record, step.name, exc))
     lateness = policy.allowed_lateness.total_seconds() if policy.allowed_lateness else math.inf
     waiting = [(o.epoch, n, o) for n, o in enumerate(outcomes) if isinstance(o, _Prepared)]
+    ingest_epoch = ingest_time.timestamp()
     waiting.sort(key=lambda item: item[:2])
     for _, n, prepared in waiting:
         try:
-            outcomes[n] = _judge(prepared, states, ingest_time, lateness)
+            outcomes[n] = _judge(prepared, states, ingest_epoch, lateness)
         except Exception as exc:  # the guard, as above
             outcomes[n] = unprocessable(prepared.record, "state", exc)
     result = BatchResult()
@@ -302,23 +303,24 @@ def _prepare(
     step.name = "rules"
     flags += physical_range(reading)
     flags += not_in_future(reading, reference, policy.max_clock_skew)
-    flags += activity_flags(declared, reading.event_time.timestamp())
     epoch = reading.event_time.timestamp()
+    flags += activity_flags(declared, epoch)
     return _Prepared(record, parsed, reading, flags, measured, declared, offset, epoch)
 
 
 def _judge(
     prepared: _Prepared,
     states: MutableMapping[str, SensorState],
-    ingest_time: datetime,
+    ingest_epoch: float,
     lateness: float,
 ) -> CleanReading:
-    """The rules that need the sensor's past (cleaning.state), and the reading they make."""
+    """The rules that need the sensor's past (cleaning.state), and the reading they make;
+    `ingest_epoch`: the batch's ingest time, epoch seconds."""
     reading, flags, declared = prepared.reading, prepared.flags, prepared.declared
     state = states.get(reading.sensor_id)
     if state is None:
         state = states[reading.sensor_id] = SensorState()
-    state.touched = max(state.touched, ingest_time.timestamp())
+    state.touched = max(state.touched, ingest_epoch)
     epoch = prepared.epoch
     screened = state.has_reference(epoch)
     found, hindsight = sequential_checks(

@@ -159,20 +159,22 @@ class SensorState:
     touched: float = float("-inf")  # ingest time of its newest reading (epoch seconds)
     # The same ids as a set: membership in O(1); not part of the stored state.
     _seen_index: set[int] = field(init=False, repr=False, compare=False)
-    # The history's event times and their sorted gaps, as last computed: every reading asks
+    # The history its sorted gaps were last computed from, and those gaps: every reading asks
     # for the median gap several times, and the history changes at most once in between.
-    _gap_times: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _gap_history: list[tuple[float, float]] = field(init=False, repr=False, compare=False)
     _gaps: list[float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._seen_index = set(self.seen)
-        self._gap_times, self._gaps = (), []
+        self._gap_history, self._gaps = [], []
 
     def _median_gap(self, at_least: int) -> float | None:
         """The median gap between the event times of its history, with enough gaps."""
-        times = tuple([t for t, _ in self.history])
-        if times != self._gap_times:
-            self._gap_times = times
+        # a copy of the history it was computed from: comparing two lists of tuples runs in C,
+        # and the history changes at most once between the several asks of one reading
+        if self.history != self._gap_history:
+            self._gap_history = list(self.history)
+            times = [t for t, _ in self.history]
             self._gaps = sorted([b - a for a, b in itertools.pairwise(times) if b > a])
         gaps = self._gaps
         if len(gaps) < at_least or not gaps:

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import redis
@@ -123,16 +125,42 @@ class Settled:
         }
 
 
+def _recompute(
+    store: SearchStore,
+    prefix: str,
+    windows: set[Window],
+    sample_interval: float,
+    bulk: BulkPolicy,
+    parallel: int,
+) -> int:
+    """Recompute these windows in up to `parallel` groups side by side, a key's windows in
+    one group (the wait for the engine overlaps; a window is never in two groups). Returns
+    the documents written; the first failure of a group is raised."""
+    groups: list[set[Window]] = [set() for _ in range(max(1, parallel))]
+    for window in windows:
+        groups[zlib.crc32(window.key.encode()) % len(groups)].add(window)
+    groups = [group for group in groups if group]
+    if len(groups) <= 1:
+        return recompute_windows(store, prefix, windows, sample_interval, bulk).written
+    with ThreadPoolExecutor(len(groups), thread_name_prefix="settle") as pool:
+        futures = [
+            pool.submit(recompute_windows, store, prefix, group, sample_interval, bulk)
+            for group in groups
+        ]
+        return sum(future.result().written for future in futures)
+
+
 def settle(
     client: redis.Redis,
     store: SearchStore,
     prefix: str,
     sample_interval: float,
     bulk: BulkPolicy | None = None,
+    parallel: int = 1,
 ) -> Settled:
     """Do the pending work across partitions: the buddy check over the pending slots, then
-    the pending district windows and those the verdicts changed. Raises (leaving the work
-    pending) when the store refuses."""
+    the pending district windows and those the verdicts changed, in `parallel` groups at once
+    (by district). Raises (leaving the work pending) when the store refuses."""
     started = time.monotonic()
     bulk = bulk or BulkPolicy()
     keys = [_key(prefix, DISTRICT), _key(prefix, DISTRICT, True)]
@@ -152,7 +180,7 @@ def settle(
         done.spatial_changes = len(updates)
         windows |= moved
     if windows:
-        done.windows = recompute_windows(store, prefix, windows, sample_interval, bulk).written
+        done.windows = _recompute(store, prefix, windows, sample_interval, bulk, parallel)
     client.delete(keys[1], keys[3])
     done.seconds = round(time.monotonic() - started, 3)
     log.info("settled across partitions: %s", done.as_dict())

@@ -159,6 +159,7 @@ def settle_run_task(self: Task[Any, Any], batch_id: str) -> dict[str, object]:
                 _store(),
                 settings.search_index_prefix,
                 settings.sensor_sample_interval_seconds,
+                parallel=settings.worker_concurrency,
             )
         return {"batch_id": batch_id, **settled.as_dict()}
     except redis.ConnectionError as exc:
