@@ -12,7 +12,8 @@ windows it touched (by its readings, or by the flags its rules changed) and the 
 its readings fall into. Once the run's ranges are done, `settle` takes the pending work as one
 snapshot and does it once: the buddy check over the slots (from the store, where every range
 of the run has its readings searchable by then), then every touched district window and the
-windows the buddy verdicts changed, recomputed from the store with their hours and days.
+windows the buddy verdicts changed, recomputed from the store with their hours and days, in
+groups side by side (a district's windows in one group).
 
 The pending sets survive anything: a settle that fails leaves its snapshot in Redis, and the
 next settle takes it together with what came since. Taking the snapshot is one atomic move,
