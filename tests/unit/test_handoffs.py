@@ -142,7 +142,7 @@ def test_a_failed_settle_across_partitions_fails_the_run_and_says_why() -> None:
     assert "settle_error" not in received.totals()
     report = RunReport.of(BatchPlan.now("b", []), received, {}, consecutive_failed_runs=1)
     assert not report.clean
-    with pytest.raises(BatchFailed, match="settle across partitions failed.*cluster_block"):
+    with pytest.raises(BatchFailed, match=r"settle across partitions failed.*cluster_block"):
         verdict(report)
     settled = RunReport.of(BatchPlan.now("b", []), BatchSummary(batch_id="b"), {}, 0)
     assert settled.clean
