@@ -9,7 +9,8 @@ under late data. Both run as WORKER_CONCURRENCY processes: the pipeline as a Cel
 as the ETL feeds it (ETL_RANGE_RECORDS per task, a partition's ranges in order, then the run's
 settle), the peer as that many members of one consumer group.
 
-Printed: readings/s of each, and CPU per reading of its own processes and of the search node.
+Printed, for each side's round with the median readings/s of ROUNDS (alternated): readings/s,
+and CPU per reading of its own processes and of the search node.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ PEER_PYTHON = ROOT / ".stack/peer-venv/bin/python"
 PEER_APP = ROOT / "bench/peer/quix_app.py"
 READINGS = 300_000
 IDLE = 10.0  # the peer stops after this long without a record
+ROUNDS = 3
+PIPELINE = "pipeline (whole job)"
+PEER = "peer: Quix Streams (core job)"
+
+
+def _median(found: list[dict[str, float]]) -> dict[str, float]:
+    """The round with the median readings/s (its own CPU figures with it)."""
+    ranked = sorted(found, key=lambda r: r["records"] / r["seconds"])
+    return ranked[len(ranked) // 2]
 
 
 def _engine_meter(settings: StackSettings) -> CpuMeter:
@@ -228,6 +238,7 @@ def run_pipeline(settings: StackSettings, ends: dict[int, int], processes: int) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readings", type=int, default=READINGS)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
     if not PEER_PYTHON.exists():
         print("peer: run scripts/peer-venv.sh first (make bench does)", file=sys.stderr)
@@ -241,11 +252,20 @@ def main() -> int:
         count = sum(ends.values())
         print(f"peer bench: {count:,} records in 6 partitions, {processes} processes each")
         _wait_for_leader(settings, settings.dead_letter_topic)
-        _reset(settings, state)
-        print("  the pipeline (the ETL's way: ranges, then the run's settle)", flush=True)
-        results["pipeline (whole job)"] = run_pipeline(settings, ends, processes)
-        print("  the peer (Quix Streams: validate, dedupe, 1m + 1h windows)", flush=True)
-        results["peer: Quix Streams (core job)"] = run_peer(settings, processes)
+        rounds: dict[str, list[dict[str, float]]] = {PIPELINE: [], PEER: []}
+        for round_ in range(1, args.rounds + 1):
+            # alternated, so that neither side always runs on a warmer (or busier) node
+            order = (PIPELINE, PEER) if round_ % 2 else (PEER, PIPELINE)
+            for side in order:
+                if side == PIPELINE:
+                    _reset(settings, state)
+                    outcome = run_pipeline(settings, ends, processes)
+                else:
+                    outcome = run_peer(settings, processes)
+                rounds[side].append(outcome)
+                rate = outcome["records"] / outcome["seconds"]
+                print(f"  round {round_}: {side}: {rate:,.0f} readings/s", flush=True)
+        results = {side: _median(found) for side, found in rounds.items()}
     finally:
         _reset(settings, state)
         store = make_store(settings)
@@ -254,7 +274,7 @@ def main() -> int:
         state.flushdb()
         for future in admin.delete_topics(topics).values():
             future.result(30)
-    peer = results.get("peer: Quix Streams (core job)")
+    peer = results.get(PEER)
     print()
     header = f"{'what':<34} {'records':>9} {'readings/s':>11} {'x peer':>7}"
     print(f"{header} {'docs/rec':>9} {'own µs':>8} {'node µs':>8} {'total µs':>9}")
@@ -268,7 +288,10 @@ def main() -> int:
             f"{what:<34} {int(r['records']):>9,} {rate:>11,.0f} {ratio:>7} "
             f"{docs:>9.2f} {own:>8.1f} {node:>8.1f} {own + node:>9.1f}"
         )
-    print(f"(the peer's time ends at its last record; it then waits {IDLE:g} s idle to stop)")
+    print(
+        f"(the round with the median readings/s of {args.rounds}, each side; the peer's time "
+        f"ends at its last record, then it waits {IDLE:g} s idle to stop)"
+    )
     return 0
 
 
