@@ -32,10 +32,16 @@ from typing import Any
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_processing import _produce, _ranges, _reset, _wait_for_leader, bench_pipeline
+from bench_processing import (
+    _produce,
+    _reset,
+    _wait_for_leader,
+    bench_pipeline,
+    bench_worker,
+    run_as_etl,
+)
 from cpu_budget import CpuMeter
 
-from iot_pipeline.contracts.tasks import create_app
 from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import StackPaths
 from iot_pipeline.stack.supervisor import Supervisor
@@ -182,50 +188,15 @@ def run_peer(settings: StackSettings, processes: int) -> dict[str, float]:
 
 def run_pipeline(settings: StackSettings, ends: dict[int, int], processes: int) -> dict[str, float]:
     """The pipeline as the ETL runs it, on a Celery worker of its own."""
-    from iot_pipeline.orchestration.batches import run_tasks, settle_run
-
-    app = create_app(settings)
-    env = {
-        **os.environ,
-        "REDIS_URL": settings.redis_url,
-        "SEARCH_INDEX_PREFIX": settings.search_index_prefix,
-        "KAFKA_DLQ_TOPIC": settings.dead_letter_topic,
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "celery/tasks/worker.py"),
-            "--concurrency",
-            str(processes),
-            "--hostname",
-            f"bench-{uuid.uuid4().hex[:6]}@%h",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     engine = _engine_meter(settings)
-    try:
-        while not app.control.ping(timeout=1.0):
-            pass
+    with bench_worker(settings, processes) as worker:
         meter = CpuMeter({"pipeline": [worker.pid]})
         mine, first = meter.sample(), engine.sample()
         started = time.monotonic()
-        tasks = _ranges(settings, ends, settings.etl_range_records, per_run=True)
-        summary = run_tasks(app, tasks, timeout=1800, poll=0.05)
-        _, error = settle_run(app, "bench-peer", 1800)
+        summary = run_as_etl(settings, ends, settings.etl_range_records)
         seconds = time.monotonic() - started
-        if summary.failures or error:
-            raise RuntimeError(f"bench ranges failed: {summary.failures[:3]} {error or ''}")
         own = meter.between(mine, meter.sample())["pipeline"]
         engine_seconds = engine.between(first, engine.sample())["engine"]
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(60)
     return {
         "seconds": seconds,
         "records": summary.records,

@@ -17,6 +17,8 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -33,6 +35,7 @@ from cpu_budget import CpuMeter, documents_rows, documents_written
 from iot_pipeline.cleaning import CleaningPolicy, clean_batch
 from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
 from iot_pipeline.contracts.readings import reading_actions
+from iot_pipeline.contracts.reports import BatchSummary
 from iot_pipeline.contracts.tasks import create_app
 from iot_pipeline.kafka_config import consumer_config
 from iot_pipeline.processing import across_partitions, dead_letters
@@ -186,14 +189,10 @@ def _wait_for_leader(settings: StackSettings, topic: str) -> None:
     raise RuntimeError(f"topic {topic} has no leader")
 
 
-def via_celery(
-    settings: StackSettings, ends: dict[int, int], per_task: int, processes: int
-) -> tuple[float, float, int]:
-    """(wall seconds, seconds inside tasks, records) through a Celery worker of `processes`
-    processes, dispatched as the orchestrator does (a partition's ranges in order,
-    partitions side by side, then the run's settle)."""
-    from iot_pipeline.orchestration.batches import run_tasks, settle_run
-
+@contextmanager
+def bench_worker(settings: StackSettings, processes: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker of the benchmark's own pipeline with `processes` processes, answering
+    pings; stopped when the block ends."""
     app = create_app(settings)
     env = {
         **os.environ,
@@ -221,16 +220,36 @@ def via_celery(
     try:
         while not app.control.ping(timeout=1.0):
             pass
-        tasks = _ranges(settings, ends, per_task, per_run=True)
-        started = time.perf_counter()
-        summary = run_tasks(app, tasks, timeout=1800, poll=0.05)
-        _, error = settle_run(app, "bench", 1800)
-        wall = time.perf_counter() - started
-        if summary.failures or error:
-            raise RuntimeError(f"bench ranges failed: {summary.failures[:3]} {error or ''}")
+        yield worker
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(60)
+
+
+def run_as_etl(settings: StackSettings, ends: dict[int, int], per_task: int) -> BatchSummary:
+    """Every record of the bench topic through the running bench worker, dispatched as the
+    orchestrator does (a partition's ranges in order, partitions side by side, then the run's
+    settle); raises when anything failed."""
+    from iot_pipeline.orchestration.batches import run_tasks, settle_run
+
+    app = create_app(settings)
+    tasks = _ranges(settings, ends, per_task, per_run=True)
+    summary = run_tasks(app, tasks, timeout=1800, poll=0.05)
+    _, error = settle_run(app, "bench", 1800)
+    if summary.failures or error:
+        raise RuntimeError(f"bench ranges failed: {summary.failures[:3]} {error or ''}")
+    return summary
+
+
+def via_celery(
+    settings: StackSettings, ends: dict[int, int], per_task: int, processes: int
+) -> tuple[float, float, int]:
+    """(wall seconds, seconds inside tasks, records) through a Celery worker of `processes`
+    processes, run as the ETL runs its ranges."""
+    with bench_worker(settings, processes):
+        started = time.perf_counter()
+        summary = run_as_etl(settings, ends, per_task)
+        wall = time.perf_counter() - started
     return wall, summary.seconds, summary.records
 
 

@@ -207,7 +207,9 @@ def settle_run(app: Celery, batch_id: str, timeout: float) -> tuple[dict[str, An
     """Have a worker settle what the run's ranges left across partitions (district windows,
     buddy check); (its counts, None) or ({}, why it failed). A failure leaves the work
     pending for the next run's settle."""
-    task_id = f"settle:{batch_id}"
+    # never the id of an earlier settle of this batch (a rerun of the step): workers drop a
+    # task whose id they saw revoked
+    task_id = f"settle:{batch_id}:{uuid.uuid4().hex[:8]}"
     try:
         result = app.send_task(SETTLE_RUN, args=[batch_id], queue=PROCESSING_QUEUE, task_id=task_id)
         outcome = result.get(timeout=timeout, disable_sync_subtasks=False)

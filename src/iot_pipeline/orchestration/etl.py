@@ -264,7 +264,9 @@ def report_batch(settings: Settings, plan: BatchPlan, summary: BatchSummary) -> 
         for p in positions(settings, settings.kafka_sensor_data_topic, settings.etl_consumer_group)
     }
     with _state(settings) as client:
-        failed_runs = note_run(client, settings.search_index_prefix, clean=not summary.failures)
+        # a settle that failed makes the run unclean too: its work waits (visible in health)
+        clean = not (summary.failures or summary.settle_error)
+        failed_runs = note_run(client, settings.search_index_prefix, clean=clean)
     report = RunReport.of(plan, summary, lag, failed_runs)
     log.info("batch summary: %s", report.to_xcom())
     return report
