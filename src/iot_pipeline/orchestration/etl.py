@@ -191,7 +191,14 @@ def process_batch(settings: Settings, plan: BatchPlan) -> BatchSummary:
             summary.done = _extend(summary.done, failure.range)
         note_refusal(client, settings.search_index_prefix, refused, now)
     # What spans partitions, once for the whole run (processing.across_partitions); a failure
-    # fails the run visibly and leaves the work pending for the next run's settle.
+    # fails the run visibly and leaves the work pending for the next run's settle. When every
+    # range failed, this run added nothing and the cause is the system's: the pending work
+    # waits for a run that gets through, instead of one more timeout.
+    if summary.failures and not summary.ranges:
+        log.warning(
+            "batch %s: every range failed; the settle waits for the next run", plan.batch_id
+        )
+        return summary
     settled, summary.settle_error = settle_run(
         app, plan.batch_id, settings.etl_task_timeout_seconds
     )
