@@ -29,7 +29,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import redis
 
@@ -63,9 +63,8 @@ def defer(
     prefix: str,
     windows: Iterable[Window],
     slots: dict[str, set[int]],
-) -> int:
-    """Leave district 1-minute windows and buddy slots to the run's settle; returns how many
-    windows were handed over."""
+) -> None:
+    """Leave district 1-minute windows and buddy slots to the run's settle."""
     district = sorted(
         {_district_member(w) for w in windows if w.scope == "district" and w.resolution == "1m"}
     )
@@ -75,7 +74,6 @@ def defer(
         for start in range(0, len(members), CHUNK):
             pipe.sadd(_key(prefix, kind), *members[start : start + CHUNK])
     pipe.execute()
-    return len(district)
 
 
 def pending(client: redis.Redis, prefix: str) -> int:
@@ -117,13 +115,7 @@ class Settled:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {
-            "district_windows": self.district_windows,
-            "slots": self.slots,
-            "spatial_changes": self.spatial_changes,
-            "windows": self.windows,
-            "seconds": self.seconds,
-        }
+        return asdict(self)
 
 
 def _recompute(
