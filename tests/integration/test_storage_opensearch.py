@@ -7,6 +7,7 @@ import copy
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -159,3 +160,33 @@ def test_fields_a_template_gains_reach_the_indices_that_already_exist(
     assert "strict" in refused.rejected[0].reason
     store.ensure_templates(templates)
     assert index_all(store, [IndexAction(index, "b", {"count": 1, "parts": [0]})]).indexed == 1
+
+
+def test_a_field_made_cheaper_reaches_new_indices_and_leaves_older_ones_as_they_are(
+    store: SearchStore, test_settings: Settings
+) -> None:
+    """The readings template leaves fields no query filters on unindexed. An index created
+    under a template that indexed them keeps them indexed (the engine refuses that change on
+    an existing field): applying the templates again must neither fail nor touch them, and
+    the next day's index gets the cheaper mapping."""
+    prefix = test_settings.search_index_prefix
+    templates = load_templates(ROOT / "elasticsearch", prefix)
+    readings = templates[f"{prefix}-readings"]["template"]["mappings"]["properties"]
+    assert readings["firmware"] == {"type": "keyword", "index": False}
+    assert "index" not in readings["sensor_id"]
+    older = copy.deepcopy(templates)
+    for field in older[f"{prefix}-readings"]["template"]["mappings"]["properties"].values():
+        field.pop("index", None)
+    store.ensure_templates(older)
+    old, new = f"{prefix}-readings-2026.11.27", f"{prefix}-readings-2026.11.28"
+    doc = {**_doc(1), "firmware": "3.0.2"}
+    assert index_all(store, [IndexAction(old, "a", doc)], refresh=True).indexed == 1
+    store.ensure_templates(templates)  # an upgrade: the worker applies them at start
+    assert index_all(store, [IndexAction(new, "a", doc)], refresh=True).indexed == 1
+
+    mappings = cast(Any, store).client.indices.get_mapping(index=f"{old},{new}")
+    assert "index" not in mappings[old]["mappings"]["properties"]["firmware"]
+    assert mappings[new]["mappings"]["properties"]["firmware"]["index"] is False
+    # and a query on it still finds the reading in both (from its doc values in the new one)
+    query = {"query": {"term": {"firmware": "3.0.2"}}}
+    assert store.search(f"{old},{new}", query)["hits"]["total"]["value"] == 2

@@ -20,6 +20,7 @@ from iot_pipeline.storage import (
 from iot_pipeline.storage.base import error_for_status, parse_bulk_response
 from iot_pipeline.storage.bulk import chunks
 from iot_pipeline.storage.retention import expired_indices, last_day
+from iot_pipeline.storage.templates import additions, missing_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,6 +157,36 @@ def test_templates_get_the_prefix() -> None:
     mapping = templates["abc-readings"]["template"]["mappings"]
     assert mapping["dynamic"] == "strict"
     assert mapping["properties"]["location"]["type"] == "geo_point"
+
+
+def test_existing_indices_only_gain_the_fields_they_lack() -> None:
+    """A field made cheaper (`index: false`) stays as it was on the indices that have it:
+    the engine refuses that change on an existing field. New fields, also inside objects,
+    are added."""
+    wanted = {
+        "properties": {
+            "seq": {"type": "long", "index": False},
+            "parts": {"type": "long"},
+            "kafka": {"properties": {"offset": {"type": "long"}, "lag": {"type": "long"}}},
+        }
+    }
+    old = {"seq": {"type": "long"}, "kafka": {"properties": {"offset": {"type": "long"}}}}
+    assert missing_fields(wanted["properties"], old) == {
+        "parts": {"type": "long"},
+        "kafka": {"properties": {"lag": {"type": "long"}}},
+    }
+    assert missing_fields(wanted["properties"], wanted["properties"]) == {}
+    indices = {
+        "r-2": {"mappings": {"properties": old}},
+        "r-1": {"mappings": {"properties": old}},
+        "r-3": {"mappings": wanted},
+        "r-0": {"mappings": {}},
+    }
+    groups = additions(wanted, indices)
+    assert groups == [
+        (["r-0"], wanted["properties"]),
+        (["r-1", "r-2"], missing_fields(wanted["properties"], old)),
+    ]
 
 
 def test_retention_of_monthly_and_yearly_indices_counts_their_last_day() -> None:

@@ -31,6 +31,7 @@ from iot_pipeline.storage.base import (
     translated,
     version_params,
 )
+from iot_pipeline.storage.templates import additions
 
 
 def store_error(exc: Exception) -> StoreError | None:
@@ -61,14 +62,17 @@ class ElasticsearchStore:
             with translated(store_error):
                 self.client.indices.put_index_template(name=name, **body)
             mappings = body.get("template", {}).get("mappings")
-            if mappings:
+            if not mappings:
+                continue
+            with translated(store_error):
+                existing = self.client.indices.get_mapping(
+                    index=",".join(body["index_patterns"]),
+                    allow_no_indices=True,
+                    ignore_unavailable=True,  # a pattern naming one index, not created yet
+                )
+            for indices, fields in additions(mappings, dict(existing)):
                 with translated(store_error):
-                    self.client.indices.put_mapping(
-                        index=",".join(body["index_patterns"]),
-                        allow_no_indices=True,
-                        ignore_unavailable=True,  # a pattern naming one index, not created yet
-                        **mappings,
-                    )
+                    self.client.indices.put_mapping(index=",".join(indices), properties=fields)
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:

@@ -27,6 +27,7 @@ from iot_pipeline.storage.base import (
     translated,
     version_params,
 )
+from iot_pipeline.storage.templates import additions
 
 # Connections kept per node: at least the bulk requests a task keeps in flight plus the
 # searches of aggregation (urllib3's default of 1 discards a connection per request).
@@ -76,14 +77,18 @@ class OpenSearchStore:
             with translated(store_error):
                 self.client.indices.put_index_template(name=name, body=body)
             mappings = body.get("template", {}).get("mappings")
-            if mappings:
-                patterns = ",".join(body["index_patterns"])
+            if not mappings:
+                continue
+            with translated(store_error):
+                existing = self.client.indices.get_mapping(
+                    index=",".join(body["index_patterns"]),
+                    allow_no_indices=True,
+                    ignore_unavailable=True,  # a pattern naming one index, not created yet
+                )
+            for indices, fields in additions(mappings, dict(existing)):
                 with translated(store_error):
                     self.client.indices.put_mapping(
-                        index=patterns,
-                        body=mappings,
-                        allow_no_indices=True,
-                        ignore_unavailable=True,  # a pattern naming one index, not created yet
+                        index=",".join(indices), body={"properties": fields}
                     )
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:

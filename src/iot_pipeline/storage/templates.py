@@ -20,3 +20,37 @@ def load_templates(folder: Path, prefix: str) -> dict[str, dict[str, Any]]:
         body.pop("$comment", None)
         templates[f"{prefix}-{path.name.removesuffix('.template.json')}"] = body
     return templates
+
+
+def missing_fields(wanted: dict[str, Any], present: dict[str, Any]) -> dict[str, Any]:
+    """The field mappings of `wanted` (a `properties` object) that `present` lacks, objects
+    followed into their own properties. A field an index already has keeps the mapping it was
+    created with: the engine refuses a change of `index` or `doc_values` on an existing field,
+    so a template that makes a field cheaper reaches the indices created after it, and an
+    upgrade only ever adds fields to the older ones."""
+    missing: dict[str, Any] = {}
+    for name, field in wanted.items():
+        have = present.get(name)
+        if have is None:
+            missing[name] = field
+        elif "properties" in field:
+            inner = missing_fields(field["properties"], have.get("properties", {}))
+            if inner:
+                missing[name] = {"properties": inner}
+    return missing
+
+
+def additions(
+    wanted: dict[str, Any], indices: dict[str, Any]
+) -> list[tuple[list[str], dict[str, Any]]]:
+    """What each existing index lacks of the template's mappings (`wanted`), given the
+    engine's answer to GET <pattern>/_mapping: (the indices lacking the same fields, those
+    fields), for one put-mapping call per group."""
+    groups: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for index, body in sorted(indices.items()):
+        present = body.get("mappings", {}).get("properties", {})
+        missing = missing_fields(wanted.get("properties", {}), present)
+        if missing:
+            key = json.dumps(missing, sort_keys=True)
+            groups.setdefault(key, ([], missing))[0].append(index)
+    return list(groups.values())
