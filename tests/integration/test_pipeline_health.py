@@ -16,6 +16,7 @@ import redis
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from iot_pipeline.aggregation.windows import Window
 from iot_pipeline.contracts.ranges import OffsetRange
 from iot_pipeline.contracts.run_state import (
     Quarantine,
@@ -24,8 +25,10 @@ from iot_pipeline.contracts.run_state import (
     note_quarantined,
     note_range_failed,
     note_run,
+    note_settle,
 )
 from iot_pipeline.kafka_config import producer_config
+from iot_pipeline.processing import across_partitions
 from iot_pipeline.settings import Settings
 
 from support.api_process import free_port, start_api, stop_api
@@ -58,8 +61,9 @@ def state(settings: Settings) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.redis_url)
 
     def clear() -> None:
-        for key in client.scan_iter(f"{settings.search_index_prefix}:pipeline:*"):
-            client.delete(key)
+        for pattern in ("pipeline", "pending"):
+            for key in client.scan_iter(f"{settings.search_index_prefix}:{pattern}:*"):
+                client.delete(key)
 
     clear()
     yield client
@@ -132,6 +136,8 @@ def test_a_fresh_pipeline_is_healthy(api: httpx.Client, state: redis.Redis) -> N
         "total_lag": sum(LAGS.values()),
         "consecutive_failed_runs": 0,
         "store_refusal": None,
+        "across_partitions_waiting": 0,
+        "settle_failing": None,
     }
     assert api.get("/pipeline/status", headers={"X-API-Key": ""}).status_code == 401
     status = api.get("/pipeline/status").json()
@@ -203,6 +209,42 @@ def test_stall_shows_in_status_health_and_metrics_then_clears(
     assert status["failing_ranges"] == []
     assert status["consecutive_failed_runs"] == 2  # until a clean run says otherwise
     assert _samples(api.get("/metrics").text)[("iot_pipeline_stalled", ())] == 0
+
+
+def test_settles_that_keep_failing_are_a_stall_with_their_waiting_work(
+    api: httpx.Client, settings: Settings, state: redis.Redis
+) -> None:
+    """The settle across partitions failing run after run: the readings are committed, so no
+    partition stalls, but district windows and buddy verdicts fall behind. Past the stall
+    age the health says so, with what waits and why; one settle that gets through ends it."""
+    prefix = settings.search_index_prefix
+    window = Window("district", "Anfa", "no2", "1m", 1_800_000_000)
+    across_partitions.defer(state, prefix, [window], {"no2": {3_000_000}})
+    note_settle(state, prefix, "StoreRefused: index [x] blocked", time.time() - 2 * STALL)
+    note_settle(state, prefix, "StoreRefused: index [y] blocked", time.time())
+    health = api.get("/health/pipeline")
+    assert health.status_code == 503, health.text
+    body = health.json()
+    assert body["status"] == "stalled"
+    assert body["stalled_partitions"] == []
+    assert body["across_partitions_waiting"] == 2
+    assert body["detail"].startswith("the settle across partitions (district windows, buddy")
+    assert body["detail"].endswith("2 item(s) waiting: StoreRefused: index [y] blocked")
+    failing = body["settle_failing"]
+    assert failing["error"] == "StoreRefused: index [y] blocked"
+    since = datetime.fromisoformat(failing["since"]).timestamp()
+    assert time.time() - since >= 2 * STALL  # the episode's first failure
+    status = api.get("/pipeline/status").json()
+    assert status["settle_failing"] == failing
+    assert status["across_partitions_waiting"] == 2
+    metrics = _samples(api.get("/metrics").text)
+    assert metrics[("iot_pipeline_settle_failing_seconds", ())] >= 2 * STALL
+    assert metrics[("iot_pipeline_across_partitions_waiting", ())] == 2
+
+    note_settle(state, prefix, None, time.time())  # a settle got through
+    health = api.get("/health/pipeline")
+    assert health.status_code == 200, health.text
+    assert health.json()["settle_failing"] is None
 
 
 def test_make_status_prints_the_pipeline_section_and_exits_3_when_stalled(

@@ -14,8 +14,10 @@ from iot_pipeline.contracts.run_state import (
     RangeFailure,
     Refusal,
     RunState,
+    SettleFailure,
     parse_state,
     partition_health,
+    settle_stalled,
 )
 from iot_pipeline.stack.pipeline_report import PipelineReport, age, render
 
@@ -119,6 +121,8 @@ def test_metrics_of_a_stalled_pipeline() -> None:
         ("iot_pipeline_store_refusing", ""): 0,
         ("iot_pipeline_lost_records_total", ""): 0,
         ("iot_pipeline_topic_recreations_total", ""): 0,
+        ("iot_pipeline_across_partitions_waiting", ""): 0,
+        ("iot_pipeline_settle_failing_seconds", ""): 0,
         ("iot_pipeline_stalled", ""): 1,
     }
 
@@ -203,6 +207,37 @@ def test_a_refusal_of_the_engine_is_read_shown_and_counted_as_a_stall() -> None:
     samples = _samples(exposition(families(state, {0: 40}, 300, NOW)))
     assert samples[("iot_pipeline_store_refusing", "")] == 1
     assert samples[("iot_pipeline_stalled", "")] == 0
+
+
+def test_a_failing_settle_is_read_shown_and_a_stall_after_the_stall_age() -> None:
+    """Settles across partitions that keep failing leave district windows and buddy verdicts
+    behind the stored readings: `make status` names it and what waits, the metrics count
+    its age, and past the stall age it is a stall (a single failed run is not)."""
+    raw = json.dumps({"error": "StoreRefused: blocked", "at": NOW, "since": NOW - 400})
+    state = parse_state(
+        {}, {}, None, None, None, [], topic="t", settle_failure=raw.encode(), waiting=[7, b"5"]
+    )
+    assert state.settle_failure == SettleFailure("StoreRefused: blocked", NOW, NOW - 400)
+    assert state.across_waiting == 12
+    assert settle_stalled(state, 300, NOW)
+    assert not settle_stalled(state, 600, NOW)
+    report = _report(lags={0: 0}, state=state)
+    assert report.stalled(NOW)
+    lines = render(report, NOW)
+    assert lines[-2] == (
+        "  SETTLE FAILING since 2027-01-15 07:53:20Z: 12 district windows and buddy slots "
+        "wait for the next settle:"
+    )
+    assert lines[-1] == "    StoreRefused: blocked"
+    samples = _samples(exposition(families(state, {0: 0}, 300, NOW)))
+    assert samples[("iot_pipeline_settle_failing_seconds", "")] == 400
+    assert samples[("iot_pipeline_across_partitions_waiting", "")] == 12
+    # work waiting while the run settles is no stall, only a line
+    calm = parse_state({}, {}, None, None, None, [], topic="t", waiting=[3, 0, 0, 0])
+    assert not _report(lags={0: 0}, state=calm).stalled(NOW)
+    assert render(_report(lags={0: 0}, state=calm), NOW)[-1] == (
+        "  across partitions: 3 waiting for this run's settle"
+    )
 
 
 def test_records_lost_to_retention_are_counted_once_per_gap_of_their_topic() -> None:

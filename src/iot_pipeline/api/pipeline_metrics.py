@@ -81,7 +81,18 @@ def families(
         "Times the sensor topic was found deleted and created again (started clean)",
     )
     remade.add_metric([], state.topic_recreations)
-    result += [ranges, records, failed, age, refusing, lost, remade]
+    waiting = GaugeMetricFamily(
+        "iot_pipeline_across_partitions_waiting",
+        "District windows and buddy slots the ranges left for a settle, not settled yet",
+    )
+    waiting.add_metric([], state.across_waiting)
+    settle = GaugeMetricFamily(
+        "iot_pipeline_settle_failing_seconds",
+        "Seconds since the runs' settles across partitions started failing (0: they succeed)",
+    )
+    failure = state.settle_failure
+    settle.add_metric([], 0.0 if failure is None else max(0.0, now - failure.since))
+    result += [ranges, records, failed, age, refusing, lost, remade, waiting, settle]
     if lags is not None:
         stalled = GaugeMetricFamily(
             "iot_pipeline_stalled", "1 when a partition has lag and no commit for the stall age"

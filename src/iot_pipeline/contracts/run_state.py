@@ -96,6 +96,16 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class SettleFailure:
+    """The settle across partitions (district windows, buddy check) has failed since `since`:
+    its work waits, kept in Redis, for the next settle that gets through."""
+
+    error: str  # the latest failure's message
+    at: float  # the latest run whose settle failed
+    since: float  # the first one of this episode
+
+
+@dataclass(frozen=True)
 class RunState:
     """Everything health reports need, read at once."""
 
@@ -109,6 +119,8 @@ class RunState:
     refusal: Refusal | None = None
     lost_records: int = 0  # deleted by Kafka retention before they were processed
     topic_recreations: int = 0
+    settle_failure: SettleFailure | None = None
+    across_waiting: int = 0  # district windows and buddy slots waiting for a settle
 
 
 def note_planned(client: redis.Redis, prefix: str, ranges: list[OffsetRange], at: float) -> None:
@@ -211,6 +223,26 @@ def note_refusal(client: redis.Redis, prefix: str, refused: list[Any], at: float
     client.set(key, json.dumps(value))
 
 
+ACROSS_KINDS = ("district-windows", "buddy-slots")
+
+
+def pending_key(prefix: str, kind: str, taken: bool = False) -> str:
+    """The Redis set of work across partitions of one kind (ACROSS_KINDS) that ranges left
+    for the run's settle; `taken`: what a settle took and has not finished."""
+    return f"{prefix}:pending:{kind}" + (":taken" if taken else "")
+
+
+def note_settle(client: redis.Redis, prefix: str, error: str | None, at: float) -> None:
+    """Record a run's failed settle (an episode starts at the first), or end the episode."""
+    key = _key(prefix, "settle-failure")
+    if error is None:
+        client.delete(key)
+        return
+    raw = client.get(key)
+    since = float(json.loads(raw)["since"]) if raw else at
+    client.set(key, json.dumps({"error": error[:1000], "at": at, "since": since}))
+
+
 def note_run(client: redis.Redis, prefix: str, clean: bool) -> int:
     """Count consecutive unclean runs; returns the count after this run."""
     key = _key(prefix, "failed-runs")
@@ -241,6 +273,8 @@ def parse_state(
     refusal: Any = None,
     lost: dict[Any, Any] | None = None,
     recreations: Any = None,
+    settle_failure: Any = None,
+    waiting: list[Any] | None = None,
 ) -> RunState:
     """The state from the raw Redis answers (shared by the sync and async readers)."""
     last_commit: dict[int, float] = {}
@@ -273,6 +307,8 @@ def parse_state(
         quarantined_records=_int(records),
         quarantines=[Quarantine(**json.loads(raw)) for raw in quarantine],
         refusal=Refusal(**json.loads(refusal)) if refusal else None,
+        settle_failure=SettleFailure(**json.loads(settle_failure)) if settle_failure else None,
+        across_waiting=sum(_int(n) for n in waiting or []),
         lost_records=sum(
             int(json.loads(raw)["count"])
             for name, raw in (lost or {}).items()
@@ -296,6 +332,10 @@ def state_commands(pipe: Any, prefix: str, recent: int) -> None:
     pipe.get(_key(prefix, "refusal"))
     pipe.hgetall(_key(prefix, "lost"))
     pipe.get(_key(prefix, "topic-recreations"))
+    pipe.get(_key(prefix, "settle-failure"))
+    for kind in ACROSS_KINDS:
+        for taken in (False, True):
+            pipe.scard(pending_key(prefix, kind, taken))
 
 
 def read_state(client: redis.Redis, prefix: str, topic: str, recent: int = 20) -> RunState:
@@ -308,7 +348,8 @@ def read_state(client: redis.Redis, prefix: str, topic: str, recent: int = 20) -
 
 def parse_answers(answers: list[Any], topic: str) -> RunState:
     """The state from the answers to `state_commands`, in their order."""
-    commits, failures, failed_runs, ranges, records, quarantine, refusal, lost, made = answers
+    commits, failures, failed_runs, ranges, records, quarantine, refusal, lost, made = answers[:9]
+    settle, *waiting = answers[9:]
     return parse_state(
         commits,
         failures,
@@ -320,6 +361,8 @@ def parse_answers(answers: list[Any], topic: str) -> RunState:
         refusal=refusal,
         lost=lost,
         recreations=made,
+        settle_failure=settle,
+        waiting=waiting,
     )
 
 
@@ -331,6 +374,14 @@ class PartitionHealth:
     lag: int
     last_commit_age: float | None  # seconds; None when never seen
     stalled: bool
+
+
+def settle_stalled(state: RunState, stall_after: float, now: float | None = None) -> bool:
+    """The settles across partitions have failed for longer than `stall_after`: district
+    windows and buddy verdicts lag behind the stored readings."""
+    now = time.time() if now is None else now
+    failure = state.settle_failure
+    return failure is not None and now - failure.since > stall_after
 
 
 def partition_health(

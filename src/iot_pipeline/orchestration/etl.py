@@ -32,6 +32,7 @@ from iot_pipeline.contracts.run_state import (
     note_refusal,
     note_replayed,
     note_run,
+    note_settle,
     pending_quarantines,
 )
 from iot_pipeline.errors import BatchFailed, DataError
@@ -202,6 +203,8 @@ def process_batch(settings: Settings, plan: BatchPlan) -> BatchSummary:
     settled, summary.settle_error = settle_run(
         app, plan.batch_id, settings.etl_task_timeout_seconds
     )
+    with _state(settings) as client:  # health shows a settle failing since when, and why
+        note_settle(client, settings.search_index_prefix, summary.settle_error, time.time())
     if summary.settle_error:
         log.error(
             "batch %s: settle across partitions failed: %s", plan.batch_id, summary.settle_error

@@ -35,18 +35,15 @@ import redis
 
 from iot_pipeline.aggregation import recompute_windows
 from iot_pipeline.aggregation.windows import Window
+from iot_pipeline.contracts.run_state import ACROSS_KINDS, pending_key
 from iot_pipeline.processing.buddy_check import slot_updates
 from iot_pipeline.storage import BulkPolicy, SearchStore, index_all, refuse_rejections
 
 log = logging.getLogger(__name__)
 
 CHUNK = 5000  # members per Redis command
-DISTRICT = "district-windows"
-SLOTS = "buddy-slots"
-
-
-def _key(prefix: str, kind: str, taken: bool = False) -> str:
-    return f"{prefix}:pending:{kind}" + (":taken" if taken else "")
+DISTRICT, SLOTS = ACROSS_KINDS
+_key = pending_key
 
 
 def _district_member(window: Window) -> str:

@@ -1,4 +1,5 @@
-"""The pipeline section of `make status`: lag and stalls per partition, failed runs, quarantines."""
+"""The pipeline section of `make status`: lag and stalls per partition, failed runs, quarantines,
+the work across partitions waiting for a settle."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from iot_pipeline.contracts.probes import port_open
-from iot_pipeline.contracts.run_state import RunState, partition_health
+from iot_pipeline.contracts.run_state import RunState, partition_health, settle_stalled
 from iot_pipeline.errors import OffsetsError
 from iot_pipeline.settings import StackSettings
 
@@ -30,6 +31,8 @@ class PipelineReport:
     def stalled(self, now: float) -> bool:
         """A partition stalled, or the search engine refusing the pipeline's writes."""
         if self.state is not None and self.state.refusal is not None:
+            return True
+        if self.state is not None and settle_stalled(self.state, self.stall_after, now):
             return True
         if self.lags is None or self.state is None:
             return False
@@ -153,6 +156,16 @@ def render(report: PipelineReport, now: float | None = None) -> list[str]:
             f"({len(state.refusal.ranges)} ranges held, nothing dead-lettered):"
         )
         lines.append(f"    {state.refusal.error[:300]}")
+    if state.settle_failure is not None:
+        failure = state.settle_failure
+        since = datetime.fromtimestamp(failure.since, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        lines.append(
+            f"  SETTLE FAILING since {since}: {state.across_waiting} district windows and "
+            f"buddy slots wait for the next settle:"
+        )
+        lines.append(f"    {failure.error[:300]}")
+    elif state.across_waiting:
+        lines.append(f"  across partitions: {state.across_waiting} waiting for this run's settle")
     for q in state.quarantines[:QUARANTINES_SHOWN]:
         moment = datetime.fromtimestamp(q.at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         lines.append(f"    {moment}  {q.range}  {_short(q.error)}")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from iot_pipeline.api.models.pipeline import StoreRefusal
+from iot_pipeline.api.models.pipeline import SettleFailing, StoreRefusal
 
 
 class Health(BaseModel):
@@ -21,7 +21,9 @@ class StalledPartition(BaseModel):
 
 class PipelineHealth(BaseModel):
     """Whether the ETL keeps up: `stalled` when a partition has lag and no recent commit,
-    `refused` when the search engine refused the last run's writes for a reason of its own."""
+    `refused` when the search engine refused the last run's writes for a reason of its own;
+    `stalled` too when the settles across partitions (district windows, buddy check) have
+    failed for longer than the stall age."""
 
     status: Literal["ok", "stalled", "refused"]
     detail: str
@@ -30,6 +32,8 @@ class PipelineHealth(BaseModel):
     total_lag: int
     consecutive_failed_runs: int
     store_refusal: StoreRefusal | None = None
+    across_partitions_waiting: int = 0
+    settle_failing: SettleFailing | None = None
 
 
 class Ready(BaseModel):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from iot_pipeline.contracts.run_state import Refusal
+    from iot_pipeline.contracts.run_state import Refusal, SettleFailure
 
 
 class PartitionLag(BaseModel):
@@ -73,6 +73,27 @@ def store_refusal(refusal: Refusal | None) -> StoreRefusal | None:
     )
 
 
+class SettleFailing(BaseModel):
+    """The settle across partitions (district windows, buddy check) of the recent runs
+    failed: the readings are stored and committed, and the work across partitions waits,
+    kept, for the next settle that gets through."""
+
+    error: str = Field(description="The latest failure's message.")
+    since: datetime = Field(description="The first run whose settle failed in this episode.")
+    last_run: datetime = Field(description="The latest run whose settle failed.")
+
+
+def settle_failing(failure: SettleFailure | None) -> SettleFailing | None:
+    """The run state's settle failure, as the API shows it."""
+    if failure is None:
+        return None
+    return SettleFailing(
+        error=failure.error,
+        since=datetime.fromtimestamp(failure.since, UTC),
+        last_run=datetime.fromtimestamp(failure.at, UTC),
+    )
+
+
 class PipelineStatus(BaseModel):
     topic: str
     consumer_group: str
@@ -84,7 +105,7 @@ class PipelineStatus(BaseModel):
     dead_letter_topic: str
     dead_letters: int = Field(description="Records in the dead-letter topic.")
     consecutive_failed_runs: int = Field(
-        description="ETL runs in a row with a failed or quarantined range."
+        description="ETL runs in a row with a failed or quarantined range, or a failed settle."
     )
     quarantined_ranges: int = Field(description="Ranges quarantined so far.")
     quarantined_records: int = Field(description="Records of the quarantined ranges.")
@@ -98,4 +119,12 @@ class PipelineStatus(BaseModel):
     )
     topic_recreations: int = Field(
         0, description="Times the sensor topic was found deleted and created again."
+    )
+    across_partitions_waiting: int = Field(
+        0,
+        description="District windows and buddy slots the ranges left for a settle (work "
+        "across partitions, done once per run) that no settle has finished yet.",
+    )
+    settle_failing: SettleFailing | None = Field(
+        None, description="Set while the runs' settles across partitions fail."
     )

@@ -3,16 +3,18 @@ probes). `/ready` says whether this API can answer; `/health/pipeline` whether t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from iot_pipeline.api.deps import Conf, Kafka, StateClient, Store
 from iot_pipeline.api.models.health import Health, PipelineHealth, Ready, StalledPartition
-from iot_pipeline.api.models.pipeline import store_refusal
+from iot_pipeline.api.models.pipeline import settle_failing, store_refusal
 from iot_pipeline.api.models.problems import problem_schema
 from iot_pipeline.api.upstream import read_run_state
-from iot_pipeline.contracts.run_state import partition_health
+from iot_pipeline.contracts.run_state import partition_health, settle_stalled
 
 # the probes share no prefix: `/health`, `/ready`, `/health/pipeline` (in this order)
 router = APIRouter(prefix="", tags=["health"])
@@ -74,6 +76,7 @@ async def pipeline_health(
     ]
     after = settings.etl_stall_seconds
     refusal = store_refusal(state.refusal)
+    failing = state.settle_failure if settle_stalled(state, after) else None
     if refusal is not None:
         status = "refused"
         detail = (
@@ -83,6 +86,13 @@ async def pipeline_health(
     elif stalled:
         status = "stalled"
         detail = f"{len(stalled)} partition(s) with lag and no commit for more than {after}s"
+    elif failing is not None:
+        status = "stalled"
+        detail = (
+            f"the settle across partitions (district windows, buddy check) has failed since "
+            f"{datetime.fromtimestamp(failing.since, UTC):%H:%M:%SZ}, "
+            f"{state.across_waiting} item(s) waiting: {failing.error}"
+        )
     else:
         status, detail = "ok", f"every partition with lag committed within {after}s"
     answer = PipelineHealth(
@@ -93,6 +103,8 @@ async def pipeline_health(
         total_lag=sum(lags.values()),
         consecutive_failed_runs=state.consecutive_failed_runs,
         store_refusal=refusal,
+        across_partitions_waiting=state.across_waiting,
+        settle_failing=settle_failing(state.settle_failure),
     )
     if status != "ok":
         return JSONResponse(answer.model_dump(mode="json"), status_code=503)

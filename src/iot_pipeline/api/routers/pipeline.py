@@ -15,6 +15,7 @@ from iot_pipeline.api.models.pipeline import (
     PartitionLag,
     PipelineStatus,
     QuarantineEntry,
+    settle_failing,
     store_refusal,
 )
 from iot_pipeline.api.models.problems import problem_schema
@@ -122,6 +123,8 @@ async def pipeline_status(
         failing_ranges=_failing(state),
         quarantines=_quarantines(state),
         store_refusal=store_refusal(state.refusal),
+        across_partitions_waiting=state.across_waiting,
+        settle_failing=settle_failing(state.settle_failure),
         lost_records=state.lost_records,
         topic_recreations=state.topic_recreations,
     )
