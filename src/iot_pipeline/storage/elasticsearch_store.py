@@ -31,7 +31,7 @@ from iot_pipeline.storage.base import (
     translated,
     version_params,
 )
-from iot_pipeline.storage.templates import additions
+from iot_pipeline.storage.templates import apply_templates
 
 
 def store_error(exc: Exception) -> StoreError | None:
@@ -58,21 +58,18 @@ class ElasticsearchStore:
         )
 
     def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
-        for name, body in templates.items():
-            with translated(store_error):
-                self.client.indices.put_index_template(name=name, **body)
-            mappings = body.get("template", {}).get("mappings")
-            if not mappings:
-                continue
-            with translated(store_error):
-                existing = self.client.indices.get_mapping(
-                    index=",".join(body["index_patterns"]),
+        indices = self.client.indices
+        with translated(store_error):
+            apply_templates(
+                templates,
+                lambda name, body: indices.put_index_template(name=name, **body),
+                lambda pattern: indices.get_mapping(
+                    index=pattern,
                     allow_no_indices=True,
                     ignore_unavailable=True,  # a pattern naming one index, not created yet
-                )
-            for indices, fields in additions(mappings, dict(existing)):
-                with translated(store_error):
-                    self.client.indices.put_mapping(index=",".join(indices), properties=fields)
+                ),
+                lambda names, fields: indices.put_mapping(index=names, properties=fields),
+            )
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:

@@ -27,7 +27,7 @@ from iot_pipeline.storage.base import (
     translated,
     version_params,
 )
-from iot_pipeline.storage.templates import additions
+from iot_pipeline.storage.templates import apply_templates
 
 # Connections kept per node: at least the bulk requests a task keeps in flight plus the
 # searches of aggregation (urllib3's default of 1 discards a connection per request).
@@ -73,23 +73,18 @@ class OpenSearchStore:
         )
 
     def ensure_templates(self, templates: dict[str, dict[str, Any]]) -> None:
-        for name, body in templates.items():
-            with translated(store_error):
-                self.client.indices.put_index_template(name=name, body=body)
-            mappings = body.get("template", {}).get("mappings")
-            if not mappings:
-                continue
-            with translated(store_error):
-                existing = self.client.indices.get_mapping(
-                    index=",".join(body["index_patterns"]),
+        indices = self.client.indices
+        with translated(store_error):
+            apply_templates(
+                templates,
+                lambda name, body: indices.put_index_template(name=name, body=body),
+                lambda pattern: indices.get_mapping(
+                    index=pattern,
                     allow_no_indices=True,
                     ignore_unavailable=True,  # a pattern naming one index, not created yet
-                )
-            for indices, fields in additions(mappings, dict(existing)):
-                with translated(store_error):
-                    self.client.indices.put_mapping(
-                        index=",".join(indices), body={"properties": fields}
-                    )
+                ),
+                lambda names, fields: indices.put_mapping(index=names, body={"properties": fields}),
+            )
 
     def bulk_index(self, actions: list[IndexAction], refresh: bool = False) -> BulkOutcome:
         if not actions:

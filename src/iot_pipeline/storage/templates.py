@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,22 @@ def additions(
             key = json.dumps(missing, sort_keys=True)
             groups.setdefault(key, ([], missing))[0].append(index)
     return list(groups.values())
+
+
+def apply_templates(
+    templates: dict[str, dict[str, Any]],
+    put_template: Callable[[str, dict[str, Any]], object],
+    get_mappings: Callable[[str], Any],
+    put_fields: Callable[[str, dict[str, Any]], object],
+) -> None:
+    """Create or update each template, then add the fields it gained to the indices its
+    patterns already match, through one engine client's three calls: put a template (name,
+    body), get the mappings of a pattern (missing indices ignored), put fields on indices."""
+    for name, body in templates.items():
+        put_template(name, body)
+        mappings = body.get("template", {}).get("mappings")
+        if not mappings:
+            continue
+        existing = dict(get_mappings(",".join(body["index_patterns"])))
+        for indices, fields in additions(mappings, existing):
+            put_fields(",".join(indices), fields)
