@@ -208,19 +208,21 @@ def note_lost(client: redis.Redis, prefix: str, topic: str, found: list[Any], at
 def note_refusal(client: redis.Redis, prefix: str, refused: list[Any], at: float) -> None:
     """Record the ranges (batches.RangeFailure) the engine refused in this run, or end the
     episode when it refused none."""
-    key = _key(prefix, "refusal")
-    if not refused:
+    latest = None
+    if refused:
+        latest = {"error": refused[0].error[:1000], "ranges": [str(f.range) for f in refused]}
+    _note_episode(client, _key(prefix, "refusal"), latest, at)
+
+
+def _note_episode(client: redis.Redis, key: str, latest: dict[str, Any] | None, at: float) -> None:
+    """Record the latest run of an episode (its fields, `at`, and the `since` of its first
+    run), or end the episode (`latest` None)."""
+    if latest is None:
         client.delete(key)
         return
     raw = client.get(key)
     since = float(json.loads(raw)["since"]) if raw else at
-    value = {
-        "error": refused[0].error[:1000],
-        "ranges": [str(f.range) for f in refused],
-        "at": at,
-        "since": since,
-    }
-    client.set(key, json.dumps(value))
+    client.set(key, json.dumps({**latest, "at": at, "since": since}))
 
 
 ACROSS_KINDS = ("district-windows", "buddy-slots")
@@ -234,13 +236,8 @@ def pending_key(prefix: str, kind: str, taken: bool = False) -> str:
 
 def note_settle(client: redis.Redis, prefix: str, error: str | None, at: float) -> None:
     """Record a run's failed settle (an episode starts at the first), or end the episode."""
-    key = _key(prefix, "settle-failure")
-    if error is None:
-        client.delete(key)
-        return
-    raw = client.get(key)
-    since = float(json.loads(raw)["since"]) if raw else at
-    client.set(key, json.dumps({"error": error[:1000], "at": at, "since": since}))
+    latest = None if error is None else {"error": error[:1000]}
+    _note_episode(client, _key(prefix, "settle-failure"), latest, at)
 
 
 def note_run(client: redis.Redis, prefix: str, clean: bool) -> int:

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 5000  # members per Redis command
 DISTRICT, SLOTS = ACROSS_KINDS
-_key = pending_key
 
 
 def _district_member(window: Window) -> str:
@@ -69,7 +68,7 @@ def defer(
     pipe = client.pipeline(transaction=False)
     for kind, members in ((DISTRICT, district), (SLOTS, buddy)):
         for start in range(0, len(members), CHUNK):
-            pipe.sadd(_key(prefix, kind), *members[start : start + CHUNK])
+            pipe.sadd(pending_key(prefix, kind), *members[start : start + CHUNK])
     pipe.execute()
 
 
@@ -77,7 +76,7 @@ def pending(client: redis.Redis, prefix: str) -> int:
     """District windows waiting for a settle (taken by a settle that did not finish, or not)."""
     pipe = client.pipeline(transaction=False)
     for taken in (False, True):
-        pipe.scard(_key(prefix, DISTRICT, taken))
+        pipe.scard(pending_key(prefix, DISTRICT, taken))
     return sum(int(n) for n in pipe.execute())
 
 
@@ -153,8 +152,8 @@ def settle(
     (by district). Raises (leaving the work pending) when the store refuses."""
     started = time.monotonic()
     bulk = bulk or BulkPolicy()
-    keys = [_key(prefix, DISTRICT), _key(prefix, DISTRICT, True)]
-    keys += [_key(prefix, SLOTS), _key(prefix, SLOTS, True)]
+    keys = [pending_key(prefix, DISTRICT), pending_key(prefix, DISTRICT, True)]
+    keys += [pending_key(prefix, SLOTS), pending_key(prefix, SLOTS, True)]
     client.eval(_TAKE, len(keys), *keys)
     windows = {_district_window(m) for m in _taken(client, keys[1])}
     slots: dict[str, set[int]] = defaultdict(set)
