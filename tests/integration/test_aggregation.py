@@ -347,6 +347,71 @@ def test_a_writer_holding_stale_inputs_never_overwrites_a_newer_window(own: Sett
     assert all(w["count"] == 5 and w["revision"] == 2 for w in stored.values())
 
 
+def test_a_new_sensor_minute_from_the_readings_in_hand_equals_the_engines(
+    own: Settings,
+) -> None:
+    """A range computes a sensor minute that has no document yet from its own readings; the
+    engine, asked afterwards, finds exactly that window (nothing to rewrite). A minute that is
+    stored already is never taken from the readings in hand: it is recomputed from the store,
+    so it counts the readings it held before."""
+    from iot_pipeline.aggregation.minutes import from_readings
+    from iot_pipeline.cleaning import RawRecord, clean_batch
+    from iot_pipeline.contracts.readings import reading_actions
+    from iot_pipeline.storage import index_all
+
+    from support.readings import sample_reading
+
+    settings = own
+    prefix = settings.search_index_prefix
+    minute = (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)
+    store = make_store(settings)
+    values = [21.0, 23.5, 22.25, 80.0, 21.75]  # 80 °C: impossible, an invalid reading
+
+    def index(first: int, count: int) -> list[Any]:
+        raws = [
+            RawRecord(
+                json.dumps(
+                    sample_reading(
+                        event_id=f"m{n}",
+                        seq=n,
+                        value=values[n % len(values)],
+                        event_time=(minute + timedelta(seconds=5 * n)).isoformat(),
+                    )
+                ).encode(),
+                "t",
+                0,
+                n,
+            )
+            for n in range(first, first + count)
+        ]
+        kept = clean_batch(raws, {}, datetime.now(UTC)).readings
+        actions = reading_actions(prefix, kept, "b", datetime.now(UTC)).actions
+        index_all(store, actions, refresh=True)
+        return kept
+
+    try:
+        first = index(0, 5)
+        windows = touched_windows(first)
+        sensor_minute = {w for w in windows if w.scope == "sensor"}
+        held = recompute_windows(store, prefix, windows, 5.0, known=from_readings(first))
+        assert held.from_memory == len(sensor_minute) == 1
+        assert held.written == 6  # 1m, 1h and 1d, per sensor and per district
+        engine = recompute_windows(store, prefix, windows, 5.0)
+        assert (engine.from_memory, engine.written) == (0, 0)
+
+        later = index(5, 3)  # the same minute, now stored: from the store, all eight
+        again = recompute_windows(store, prefix, windows, 5.0, known=from_readings(later))
+        assert again.from_memory == 0
+        stored = aggregates(store, prefix)
+    finally:
+        store.close()
+    sensor = next(w for w in stored.values() if w["scope"] == "sensor" and w["resolution"] == "1m")
+    assert (sensor["readings"], sensor["invalid"], sensor["count"]) == (8, 1, 7)
+    assert sensor["quality"] == {"impossible_value": 1}
+    assert sensor["revision"] == 2
+    assert sum(sensor["qc"].values()) == 8
+
+
 def test_a_buffered_upload_of_hundreds_of_separate_minutes_of_one_day_is_aggregated(
     own: Settings,
 ) -> None:

@@ -68,3 +68,51 @@ def test_children_tile_their_parent() -> None:
 def test_aggregate_indices_are_time_bucketed_per_resolution(resolution: str, name: str) -> None:
     start = int(datetime(2026, 11, 28, 8, 17, tzinfo=UTC).timestamp())
     assert aggregates_index("p", resolution, start) == name
+
+
+def test_a_sensor_minute_from_the_readings_in_hand_counts_as_the_engine_does() -> None:
+    """`from_readings`: what `collect_minutes` would find for a minute whose readings are all
+    in hand: valid values' statistics, every reading counted, each distinct flag once per
+    reading, the verdicts, and the largest interval a reading carries."""
+    from dataclasses import replace
+
+    from iot_pipeline.aggregation.minutes import from_readings
+    from iot_pipeline.vocabulary import SPIKE, UNIT_CONVERTED
+
+    def raw(n: int, value: float, second: int, sensor: str = "s-no2") -> RawRecord:
+        body = (
+            f'{{"schema_version":1,"event_id":"e{n}","sensor_id":"{sensor}","station_id":"s",'
+            f'"district":"Anfa","metric":"no2","value":{value},"unit":"µg/m³",'
+            f'"event_time":"2026-11-28T08:17:{second:02d}.000Z","seq":{n},"lat":33.5,'
+            f'"lon":-7.6,"battery_pct":50.0,"firmware":"3.0.2"}}'
+        )
+        return RawRecord(body.encode(), "t", 0, n)
+
+    records = [raw(0, 40.0, 1), raw(1, 44.0, 20), raw(2, 42.0, 40), raw(3, 41.0, 50)]
+    cleaned = clean_batch([*records, raw(4, 9.0, 5, "x")], {}, datetime.now(UTC)).readings
+    a, b, c, d, other = cleaned
+    readings = [
+        replace(a, interval=20.0),
+        replace(b, flags=(UNIT_CONVERTED,), interval=30.0),  # flagged, still valid
+        replace(c, flags=(SPIKE, SPIKE, UNIT_CONVERTED)),  # invalid, a flag repeated
+        d,
+        other,
+    ]
+    found = from_readings(readings)
+    minute = int(datetime(2026, 11, 28, 8, 17, tzinfo=UTC).timestamp())
+    assert set(found) == {
+        Window("sensor", "s-no2", "no2", "1m", minute),
+        Window("sensor", "x", "no2", "1m", minute),
+    }
+    stats = found[Window("sensor", "s-no2", "no2", "1m", minute)]
+    assert stats.readings == 4
+    assert stats.invalid == 1
+    (moments,) = stats.parts
+    assert (moments.count, moments.sum, moments.min, moments.max) == (3, 125.0, 40.0, 44.0)
+    assert moments.m2 == pytest.approx(8.0 + 2 / 3)  # deviations from 41 2/3
+    assert stats.quality == {UNIT_CONVERTED: 2, SPIKE: 1}
+    assert stats.qc is not None
+    assert sum(stats.qc.values()) == 4
+    assert stats.qc[readings[2].qc] >= 1
+    assert stats.intervals == {"s-no2": 30.0}
+    assert stats.sensors is None  # a sensor window names no reporting sensors

@@ -1,4 +1,5 @@
-"""The 1-minute windows' statistics, computed by the engine from the stored readings.
+"""The 1-minute windows' statistics, computed by the engine from the stored readings, or
+from a range's own readings when they are the whole window (`from_readings`).
 
 A query names the touched minutes themselves (per group of keys, contiguous minutes as one
 range), never the span between a batch's oldest and newest reading, so its cost follows the
@@ -14,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from iot_pipeline.aggregation.stats import Moments
-from iot_pipeline.aggregation.windows import Window
+from iot_pipeline.aggregation.windows import Window, window_start
+from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.errors import StoreError
 from iot_pipeline.indices import readings_index
 from iot_pipeline.storage import SearchStore
@@ -120,6 +122,40 @@ def collect_minutes(
                     minute = collected[window]
                     minute.quality = minute.quality or Counter()
                     minute.quality[key["flags"]] += int(bucket["doc_count"])
+    return collected
+
+
+def from_readings(readings: Iterable[CleanReading]) -> dict[Window, MinuteStats]:
+    """The sensor 1-minute windows of these readings, as `collect_minutes` finds them in a
+    store that holds exactly these readings of those windows and nothing else: the same
+    counts, verdicts, flags (each distinct flag of a reading once, as the engine's terms
+    count a multi-valued field) and intervals (the largest a reading carries)."""
+    values: dict[Window, list[float]] = defaultdict(list)
+    collected: dict[Window, MinuteStats] = {}
+    for clean in readings:
+        r = clean.reading
+        start = window_start(r.event_time.timestamp(), "1m")
+        window = Window("sensor", r.sensor_id, r.metric, "1m", start)
+        minute = collected.get(window)
+        if minute is None:
+            minute = collected[window] = MinuteStats([], qc=Counter())
+        minute.readings += 1
+        if minute.qc is not None:
+            minute.qc[clean.qc] += 1
+        if clean.valid:
+            values[window].append(r.value)
+        else:
+            minute.invalid += 1
+        if clean.flags:
+            minute.quality = minute.quality or Counter()
+            minute.quality.update(set(clean.flags))
+        interval = clean.counted_interval
+        if interval:
+            minute.intervals = minute.intervals or {}
+            previous = minute.intervals.get(r.sensor_id, 0.0)
+            minute.intervals[r.sensor_id] = max(previous, interval)
+    for window, found in values.items():
+        collected[window].parts.append(Moments.of(found))
     return collected
 
 

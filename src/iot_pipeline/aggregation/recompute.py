@@ -2,9 +2,12 @@
 
 1-minute windows are computed by the engine from the stored readings (`minutes`: the
 queries name the touched minutes themselves, so their cost follows the number of touched
-windows, not a batch's time span). Each 1-hour window is then merged from its sixty 1-minute
-documents and each 1-day window from its twenty-four 1-hour documents (`stats.merge`), read
-by id in real time: no coarse window rescans readings.
+windows, not a batch's time span), except a new window whose readings the caller holds in
+full (`known`: a range's sensor minutes that no stored reading, no earlier writer and no rule
+has touched), which is computed from those readings without asking the engine. Each
+1-hour window is then merged from its sixty 1-minute documents and each 1-day window from
+its twenty-four 1-hour documents (`stats.merge`), read by id in real time: no coarse window
+rescans readings.
 
 Concurrency is optimistic and per window. A writer reads a window's version *before* reading
 what the window is computed from, and writes only over that version (`if_seq_no`, or
@@ -26,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from iot_pipeline import __version__
-from iot_pipeline.aggregation.minutes import collect_minutes
+from iot_pipeline.aggregation.minutes import MinuteStats, collect_minutes
 from iot_pipeline.aggregation.stats import Moments, close, merge
 from iot_pipeline.aggregation.windows import (
     PARENT,
@@ -55,10 +58,12 @@ Compute = Callable[[list[Window], dict[Window, Versioned]], dict[Window, dict[st
 
 @dataclass
 class RecomputeReport:
-    """Windows written (changed) and optimistic-concurrency races lost and redone."""
+    """Windows written (changed), optimistic-concurrency races lost and redone, and 1-minute
+    windows computed from the caller's readings instead of the engine's."""
 
     written: int = 0
     conflicts: int = 0
+    from_memory: int = 0
 
 
 def _iso(epoch: int) -> str:
@@ -88,13 +93,19 @@ def recompute_windows(
     windows: Iterable[Window],
     sample_interval: float,
     bulk: BulkPolicy | None = None,
+    known: Mapping[Window, MinuteStats] | None = None,
 ) -> RecomputeReport:
     """Recompute these 1-minute windows from the readings (refreshed), then their 1-hour and
-    1-day parents from the children; write what changed, one revision up."""
+    1-day parents from the children; write what changed, one revision up.
+
+    `known`: 1-minute windows whose every reading the caller holds, as statistics of those
+    readings. They are used only for a window that has no document yet; a window found
+    stored, or created meanwhile by another writer (its `create` answers 409 and the window
+    is computed again), is computed from the store."""
     context = _Context(store, prefix, sample_interval, bulk or BulkPolicy())
     report = RecomputeReport()
     level = sorted({w for w in windows if w.resolution == "1m"})
-    compute: Compute = lambda group, _: _minute_documents(context, group)  # noqa: E731
+    compute: Compute = partial(_minute_documents, context, known=known or {}, report=report)
     while level:
         _settle(context, level, compute, report)
         if level[0].resolution not in PARENT:
@@ -235,8 +246,18 @@ def document(
     }
 
 
-def _minute_documents(context: _Context, windows: list[Window]) -> dict[Window, dict[str, Any]]:
-    minutes = collect_minutes(context.store, context.prefix, windows)
+def _minute_documents(
+    context: _Context,
+    windows: list[Window],
+    stored: dict[Window, Versioned],
+    known: Mapping[Window, MinuteStats],
+    report: RecomputeReport,
+) -> dict[Window, dict[str, Any]]:
+    new = {w: known[w] for w in windows if w in known and w not in stored}
+    report.from_memory += len(new)
+    rest = [w for w in windows if w not in new]
+    minutes = collect_minutes(context.store, context.prefix, rest) if rest else {}
+    minutes.update(new)
     reporting = {
         window: sorted(minute.sensors or ()) if window.scope == "district" else [window.key]
         for window, minute in minutes.items()

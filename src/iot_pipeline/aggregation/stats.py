@@ -14,7 +14,7 @@ raw values to the last bits that the children's sums carry.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,16 @@ class Moments:
         # noise, and a window of equal values has none.
         variance = 0.0 if low == high else max(0.0, float(stats["variance"]))
         return cls(count, float(stats["sum"]), low, high, variance * count)
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Moments:
+        """Of these values (two passes: the deviations from the exact mean)."""
+        if not values:
+            return cls()
+        total = math.fsum(values)
+        mean = total / len(values)
+        m2 = math.fsum((v - mean) * (v - mean) for v in values)
+        return cls(len(values), total, min(values), max(values), m2)
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Moments:

@@ -9,7 +9,8 @@
     hindsight     stuck plateaus judged by the neighbours, flags found in hindsight
     cross_metric  PM2.5 above PM10 at one station, across partitions
     buddy         each reading against its neighbours (the spatial check)
-    windows       every touched window recomputed from the store
+    windows       every touched window brought up to date: a sensor minute the range holds
+                  in full from its readings, the rest recomputed from the store
     checkpoint    the cleaner state moved on: only now is every record stored or a letter
 
 Each stage reads what the earlier ones left in the `RangeContext` and is timed by
@@ -32,6 +33,7 @@ from functools import partial
 import redis
 
 from iot_pipeline.aggregation import recompute_windows, touched_windows
+from iot_pipeline.aggregation.minutes import MinuteStats, from_readings
 from iot_pipeline.aggregation.windows import Window
 from iot_pipeline.cleaning import BatchResult, CleaningPolicy, CleanReading, RawRecord, SensorState
 from iot_pipeline.cleaning.state import frozen_by_neighbours
@@ -113,6 +115,9 @@ class RangeContext:
     stored_before: int = 0  # readings the store held already (409)
     delivery: Delivery | None = None
     touched: set[Window] = field(default_factory=set)
+    # windows whose stored readings changed after the range stored them (rules, overrides)
+    rewritten: set[Window] = field(default_factory=set)
+    settled_in_flight: bool = False
     cross_metric_changes: int = 0
     spatial_changes: int = 0
     windows: int = 0
@@ -133,6 +138,8 @@ class RangeContext:
         if updates:
             refuse_rejections(index_all(self.store, updates, self.bulk, refresh=True), what)
         self.touched |= touched
+        if updates:
+            self.rewritten |= touched
         return len(updates)
 
     def report(self, seconds: float) -> RangeReport:
@@ -237,6 +244,7 @@ def _overrides(ctx: RangeContext) -> None:
         ctx.store.refresh(",".join(sorted(indices)))
     if overrides_generation(ctx.state_client, ctx.prefix) != ctx.generation:
         settle_in_flight_readings(ctx.settings, ctx.store, ctx.stored, ctx.bulk)
+        ctx.settled_in_flight = True
 
 
 # The rules across readings and the windows: no lock between them. Each task made its own
@@ -286,7 +294,31 @@ def _windows(ctx: RangeContext) -> None:
     if not touched:
         return
     interval = ctx.settings.sensor_sample_interval_seconds
-    ctx.windows = recompute_windows(ctx.store, ctx.prefix, touched, interval, ctx.bulk).written
+    known = _held_in_full(ctx)
+    ctx.windows = recompute_windows(
+        ctx.store, ctx.prefix, touched, interval, ctx.bulk, known
+    ).written
+
+
+def _held_in_full(ctx: RangeContext) -> dict[Window, MinuteStats]:
+    """The sensor minutes whose readings are all in this range's memory, as their statistics
+    (`recompute_windows` uses them for the windows not stored yet). A minute is left to the
+    store when one of its readings was stored before (409: an earlier attempt, a duplicate
+    beyond the cleaner's memory), when a rule or an operator's override changed a stored
+    reading in it after the range stored it, or when overrides changed in flight."""
+    if ctx.settled_in_flight:
+        return {}
+    held = from_readings(ctx.stored)
+    if ctx.stored_before:
+        by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in ctx.stored}
+        before = [
+            by_id[f.action.id] for f in ctx.indexed.rejected if f.conflict and f.action.id in by_id
+        ]
+        for window in from_readings(before):
+            held.pop(window, None)
+    for window in ctx.rewritten:
+        held.pop(window, None)
+    return held
 
 
 def _checkpoint(ctx: RangeContext) -> None:
