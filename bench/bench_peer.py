@@ -11,6 +11,8 @@ settle), the peer as that many members of one consumer group.
 
 Printed, for each side's round with the median readings/s of ROUNDS (alternated): readings/s,
 and CPU per reading of its own processes and of the search node.
+
+The live simulator is stopped while both sides run.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from bench_processing import (
     bench_worker,
     run_as_etl,
 )
-from cpu_budget import CpuMeter
+from cpu_budget import CpuMeter, simulator_stopped
 
 from iot_pipeline.settings import StackSettings
 from iot_pipeline.stack.model import StackPaths
@@ -206,7 +208,7 @@ def run_pipeline(settings: StackSettings, ends: dict[int, int], processes: int) 
     }
 
 
-def main() -> int:
+def _bench() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readings", type=int, default=READINGS)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
@@ -264,6 +266,13 @@ def main() -> int:
         f"ends at its last record, then it waits {IDLE:g} s idle to stop)"
     )
     return 0
+
+
+def main() -> int:
+    """The bench with the live simulator stopped (cpu_budget.simulator_stopped)."""
+    supervisor = Supervisor(StackPaths.from_settings(StackSettings()))
+    with simulator_stopped(supervisor):
+        return _bench()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 the very same documents (pre-serialised NDJSON, same template, same bulk size) into the same
 node, all in this invocation: in process, then through a Celery worker dispatched as the
 orchestrator does, with one process and with the deployment's WORKER_CONCURRENCY processes at
-ETL_RANGE_RECORDS per task (the headline: processing with aggregates vs raw bulk).
+ETL_RANGE_RECORDS per task (the headline: processing with aggregates vs raw bulk). The live
+simulator is stopped while it measures, as in bench_sustained's drain.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_budget import CpuMeter, documents_rows, documents_written
+from cpu_budget import CpuMeter, documents_rows, documents_written, simulator_stopped
 
 from iot_pipeline.cleaning import CleaningPolicy, clean_batch
 from iot_pipeline.contracts.ranges import OffsetRange, RangeTask
@@ -368,7 +369,7 @@ class _Cpu:
         return lines
 
 
-def main() -> int:
+def _bench() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=120_000)
     args = parser.parse_args()
@@ -490,6 +491,13 @@ def main() -> int:
             f"{'  the same + one reading 29 days old':<52} {old_s:>11.2f} {old_s / fresh_s:>6.2f}"
         )
     return 0
+
+
+def main() -> int:
+    """The bench with the live simulator stopped (cpu_budget.simulator_stopped)."""
+    supervisor = Supervisor(StackPaths.from_settings(StackSettings()))
+    with simulator_stopped(supervisor):
+        return _bench()
 
 
 if __name__ == "__main__":

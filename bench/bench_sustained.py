@@ -30,8 +30,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ from cpu_budget import (  # noqa: E402
     documents_rows,
     documents_written,
     engine_activity,
+    simulator_stopped,
     stack_groups,
 )
 
@@ -56,7 +55,7 @@ from iot_pipeline.kafka_config import consumer_config  # noqa: E402
 from iot_pipeline.settings import StackSettings  # noqa: E402
 from iot_pipeline.stack.airflow_services import admin_password  # noqa: E402
 from iot_pipeline.stack.model import StackPaths  # noqa: E402
-from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor  # noqa: E402
+from iot_pipeline.stack.supervisor import Supervisor  # noqa: E402
 from iot_pipeline.storage import make_store  # noqa: E402
 
 DAG = "iot_sensor_etl"
@@ -128,20 +127,6 @@ class Offsets:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-@contextmanager
-def simulator_stopped(supervisor: Supervisor) -> Iterator[None]:
-    # STARTING too: right after `make up` the simulator is not RUNNING yet, and would produce
-    # all through the bench
-    was_running = supervisor.state("generator") in ALIVE_STATES
-    if was_running:
-        supervisor.stop("generator")
-    try:
-        yield
-    finally:
-        if was_running:
-            supervisor.start("generator")
 
 
 def produce_live(settings: StackSettings, rate: float, seconds: float) -> subprocess.Popen[bytes]:

@@ -13,12 +13,30 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psutil
 
-from iot_pipeline.stack.supervisor import Supervisor
+from iot_pipeline.stack.supervisor import ALIVE_STATES, Supervisor
+
+
+@contextmanager
+def simulator_stopped(supervisor: Supervisor) -> Iterator[None]:
+    """The live simulator stopped while a benchmark measures (started again after, when it
+    ran): the engine's and the worker's work on live readings would otherwise be counted as
+    the benchmark's, and more of it the longer a measured side runs."""
+    # STARTING too: right after `make up` the simulator is not RUNNING yet, and would produce
+    # all through the bench
+    was_running = supervisor.state("generator") in ALIVE_STATES
+    if was_running:
+        supervisor.stop("generator")
+    try:
+        yield
+    finally:
+        if was_running:
+            supervisor.start("generator")
 
 
 def _tree_seconds(pid: int) -> float:
