@@ -412,6 +412,49 @@ def test_a_new_sensor_minute_from_the_readings_in_hand_equals_the_engines(
     assert sum(sensor["qc"].values()) == 8
 
 
+def test_a_copy_of_a_stored_event_in_another_minute_and_partition_changes_no_window(
+    own: Settings,
+) -> None:
+    """A hostile copy: the same sensor and event id, another minute and value, on another
+    partition (whose cleaner never saw the event). The store keeps the first copy (409), so
+    the copy's minute must not be taken from the range's readings: it has no window, and the
+    first copy's window counts that copy once."""
+    settings = own
+    first_minute = TODAY - timedelta(hours=12)  # both copies in one daily index
+    copy_minute = first_minute + timedelta(minutes=7)
+    original = sample_reading(event_id="twice", value=20.0, event_time=event_stamp(first_minute))
+    copy = sample_reading(event_id="twice", value=30.0, event_time=event_stamp(copy_minute))
+    producer = Producer(producer_config(settings))
+    for partition, doc in ((0, original), (1, copy)):
+        producer.produce(
+            settings.kafka_sensor_data_topic,
+            json.dumps(doc).encode(),
+            str(doc["sensor_id"]).encode(),
+            partition=partition,
+        )
+    assert producer.flush(30) == 0
+    store = make_store(settings)
+    state = redis.Redis.from_url(settings.redis_url)
+    try:
+        reports = [
+            process_range(settings, store, state, task)
+            for wave in _waves(settings, "copy", {}, _ends(settings), 10**6)
+            for task in wave
+        ]
+        stored = aggregates(store, settings.search_index_prefix)
+    finally:
+        state.close()
+        store.close()
+    assert sum(r.indexed for r in reports) == 1
+    assert sum(r.duplicates for r in reports) == 1
+    sensor_minutes = [
+        w for w in stored.values() if (w["scope"], w["resolution"]) == ("sensor", "1m")
+    ]
+    assert [(w["window_start"], w["count"], w["sum"]) for w in sensor_minutes] == [
+        (event_stamp(first_minute), 1, 20.0)
+    ]
+
+
 def test_a_buffered_upload_of_hundreds_of_separate_minutes_of_one_day_is_aggregated(
     own: Settings,
 ) -> None:

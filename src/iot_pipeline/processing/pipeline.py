@@ -310,9 +310,12 @@ def _held_in_full(ctx: RangeContext) -> dict[Window, MinuteStats]:
         return {}
     held = from_readings(ctx.stored)
     if ctx.stored_before:
-        by_id = {reading_id(r.reading.sensor_id, r.reading.event_id): r for r in ctx.stored}
+        # every copy of such an event: the stored one may lie in another minute than any
+        conflicted = {f.action.id for f in ctx.indexed.rejected if f.conflict}
         before = [
-            by_id[f.action.id] for f in ctx.indexed.rejected if f.conflict and f.action.id in by_id
+            r
+            for r in ctx.stored
+            if reading_id(r.reading.sensor_id, r.reading.event_id) in conflicted
         ]
         for window in from_readings(before):
             held.pop(window, None)
