@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from iot_pipeline.aggregation.stats import Moments
-from iot_pipeline.aggregation.windows import Window, window_start
+from iot_pipeline.aggregation.windows import Window
 from iot_pipeline.cleaning import CleanReading
 from iot_pipeline.errors import StoreError
 from iot_pipeline.indices import readings_index
@@ -130,33 +130,39 @@ def from_readings(readings: Iterable[CleanReading]) -> dict[Window, MinuteStats]
     store that holds exactly these readings of those windows and nothing else: the same
     counts, verdicts, flags (each distinct flag of a reading once, as the engine's terms
     count a multi-valued field) and intervals (the largest a reading carries)."""
-    values: dict[Window, list[float]] = defaultdict(list)
-    collected: dict[Window, MinuteStats] = {}
+    minutes: dict[tuple[str, str, int], MinuteStats] = {}
+    values: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for clean in readings:
         r = clean.reading
-        start = window_start(r.event_time.timestamp(), "1m")
-        window = Window("sensor", r.sensor_id, r.metric, "1m", start)
-        minute = collected.get(window)
+        key: tuple[str, str, int] = (
+            r.sensor_id,
+            r.metric,
+            int(r.event_time.timestamp()) // 60 * 60,
+        )
+        minute = minutes.get(key)
         if minute is None:
-            minute = collected[window] = MinuteStats([], qc=Counter())
+            minute = minutes[key] = MinuteStats([], qc=Counter())
         minute.readings += 1
-        if minute.qc is not None:
-            minute.qc[clean.qc] += 1
+        minute.qc[clean.qc] += 1  # type: ignore[index]
         if clean.valid:
-            values[window].append(r.value)
+            values[key].append(r.value)
         else:
             minute.invalid += 1
         if clean.flags:
-            minute.quality = minute.quality or Counter()
+            if minute.quality is None:
+                minute.quality = Counter()
             minute.quality.update(set(clean.flags))
         interval = clean.counted_interval
         if interval:
-            minute.intervals = minute.intervals or {}
-            previous = minute.intervals.get(r.sensor_id, 0.0)
-            minute.intervals[r.sensor_id] = max(previous, interval)
-    for window, found in values.items():
-        collected[window].parts.append(Moments.of(found))
-    return collected
+            if minute.intervals is None:
+                minute.intervals = {}
+            minute.intervals[r.sensor_id] = max(minute.intervals.get(r.sensor_id, 0.0), interval)
+    for key, found in values.items():
+        minutes[key].parts.append(Moments.of(found))
+    return {
+        Window("sensor", sensor, metric, "1m", start): minute
+        for (sensor, metric, start), minute in minutes.items()
+    }
 
 
 def contiguous_runs(values: Iterable[int], step: int = 1) -> tuple[tuple[int, int], ...]:
