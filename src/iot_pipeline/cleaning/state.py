@@ -224,8 +224,14 @@ class SensorState:
 
     def has_reference(self, event_time: float) -> bool:
         """Whether a recent valid reading exists for the level-2 checks to judge one at
-        `event_time` by (as the spike rule looks)."""
-        return bool(self.reference(event_time))
+        `event_time` by (as the spike rule looks): `reference` is not empty, asked without
+        building it, newest first."""
+        span = self.reference_span()
+        if span <= HISTORY_MAX_AGE:
+            reach = HISTORY_MAX_AGE if event_time >= self.watermark else max(RATE_WINDOW, span)
+        else:
+            reach = span
+        return any(abs(event_time - t) <= reach for t, _ in reversed(self.history))
 
     def remember(self, event_id: str) -> bool:
         """Record an event id; False when it was already among the recent ones."""
