@@ -56,7 +56,7 @@ class _App:
         self.results[task_id] = result
         return result
 
-    def revoke(self, task_id: str, terminate: bool, signal: str) -> None:
+    def revoke(self, task_id: str) -> None:
         self.revoked.append(task_id)
 
 

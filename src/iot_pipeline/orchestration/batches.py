@@ -7,8 +7,9 @@ the same batch. A failed range stops its own partition only: the others go on, a
 result says which offsets each partition may commit.
 
 Task ids are deterministic (`RangeTask.task_id`): a retried orchestrator finds the results of
-ranges that already succeeded, and when it gives up waiting it revokes what is still running,
-so the same range never runs twice at once.
+ranges that already succeeded, and when it gives up waiting it revokes the task: a copy that
+still waits is discarded, one that runs finishes under its partition's lock, so the same range
+never runs twice at once.
 
 Nothing here depends on Airflow: the DAGs are thin wrappers, and the same functions serve
 tests and scripts.
@@ -190,12 +191,20 @@ def _give_up(
     summary: BatchSummary,
     timeout: float,
 ) -> None:
-    """Revoke what still runs (terminating it) and count it as failed."""
+    """Revoke what still runs and count it as failed.
+
+    Revoking discards the task where it still waits (queued, or a retry due later); a task
+    already running finishes, holding its partition's lock (the next run's task for that range
+    waits for it, and then finds its readings stored). It is never terminated: a signal goes
+    to the pool process, which by then may be running another range, which would be lost until
+    the broker's visibility timeout (Celery documents `terminate` as an administrator's last
+    resort, never to be sent by a program). A task that hangs meets the worker's own
+    `WORKER_TASK_TIME_LIMIT_SECONDS`, which stops the right process."""
     for part in partitions.values():
         if part.running is None:
             continue
         task, _ = part.running
-        app.control.revoke(task.task_id, terminate=True, signal="SIGKILL")
+        app.control.revoke(task.task_id)
         error = f"{TIMEOUT_PREFIX} not done after {timeout:.0f}s (task revoked)"
         summary.failures.append(RangeFailure(range=task.range, error=error, kind=TIMED_OUT))
         log.error("range %s: %s", task.range, error)
