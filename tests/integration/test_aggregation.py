@@ -267,6 +267,19 @@ def test_a_reading_beyond_retention_is_dead_lettered_and_changes_no_window(
     assert after == before
 
 
+def _store_cleaned(store: Any, prefix: str, docs: list[dict[str, object]]) -> list[Any]:
+    """These readings cleaned in one batch (a fresh cleaner state) and stored, searchable at
+    once; the cleaned readings are returned."""
+    from iot_pipeline.cleaning import RawRecord, clean_batch
+    from iot_pipeline.contracts.readings import reading_actions
+    from iot_pipeline.storage import index_all
+
+    raws = [RawRecord(json.dumps(doc).encode(), "t", 0, n) for n, doc in enumerate(docs)]
+    kept = clean_batch(raws, {}, datetime.now(UTC)).readings
+    index_all(store, reading_actions(prefix, kept, "b", datetime.now(UTC)).actions, refresh=True)
+    return kept
+
+
 class _PausingStore:
     """The real store, except that the first aggregation search pauses after its answer:
     a writer that has read its inputs and not yet written."""
@@ -297,32 +310,17 @@ def test_a_writer_holding_stale_inputs_never_overwrites_a_newer_window(own: Sett
     store = make_store(settings)
 
     def index(first: int, count: int) -> list[Any]:
-        from iot_pipeline.cleaning import RawRecord, clean_batch
-        from iot_pipeline.contracts.readings import reading_actions
-        from iot_pipeline.storage import index_all
-
         from support.readings import sample_reading
 
-        raws = [
-            RawRecord(
-                json.dumps(
-                    sample_reading(
-                        event_id=f"e{n}",
-                        value=20.0 + n,
-                        event_time=(minute + timedelta(seconds=n)).isoformat(),
-                    )
-                ).encode(),
-                "t",
-                0,
-                n,
+        docs = [
+            sample_reading(
+                event_id=f"e{n}",
+                value=20.0 + n,
+                event_time=(minute + timedelta(seconds=n)).isoformat(),
             )
             for n in range(first, first + count)
         ]
-        kept = clean_batch(raws, {}, datetime.now(UTC)).readings
-        index_all(
-            store, reading_actions(prefix, kept, "b", datetime.now(UTC)).actions, refresh=True
-        )
-        return kept
+        return _store_cleaned(store, prefix, docs)
 
     try:
         windows = touched_windows(index(0, 3))
@@ -355,9 +353,6 @@ def test_a_new_sensor_minute_from_the_readings_in_hand_equals_the_engines(
     stored already is never taken from the readings in hand: it is recomputed from the store,
     so it counts the readings it held before."""
     from iot_pipeline.aggregation.minutes import from_readings
-    from iot_pipeline.cleaning import RawRecord, clean_batch
-    from iot_pipeline.contracts.readings import reading_actions
-    from iot_pipeline.storage import index_all
 
     from support.readings import sample_reading
 
@@ -368,26 +363,16 @@ def test_a_new_sensor_minute_from_the_readings_in_hand_equals_the_engines(
     values = [21.0, 23.5, 22.25, 80.0, 21.75]  # 80 °C: impossible, an invalid reading
 
     def index(first: int, count: int) -> list[Any]:
-        raws = [
-            RawRecord(
-                json.dumps(
-                    sample_reading(
-                        event_id=f"m{n}",
-                        seq=n,
-                        value=values[n % len(values)],
-                        event_time=(minute + timedelta(seconds=5 * n)).isoformat(),
-                    )
-                ).encode(),
-                "t",
-                0,
-                n,
+        docs = [
+            sample_reading(
+                event_id=f"m{n}",
+                seq=n,
+                value=values[n % len(values)],
+                event_time=(minute + timedelta(seconds=5 * n)).isoformat(),
             )
             for n in range(first, first + count)
         ]
-        kept = clean_batch(raws, {}, datetime.now(UTC)).readings
-        actions = reading_actions(prefix, kept, "b", datetime.now(UTC)).actions
-        index_all(store, actions, refresh=True)
-        return kept
+        return _store_cleaned(store, prefix, docs)
 
     try:
         first = index(0, 5)

@@ -308,18 +308,17 @@ def _held_in_full(ctx: RangeContext) -> dict[Window, MinuteStats]:
     reading in it after the range stored it, or when overrides changed in flight."""
     if ctx.settled_in_flight:
         return {}
-    held = from_readings(ctx.stored)
+    stored, before = ctx.stored, []
     if ctx.stored_before:
-        # every copy of such an event: the stored one may lie in another minute than any
+        # every copy of such an event leaves its minute: the stored copy may lie in another
         conflicted = {f.action.id for f in ctx.indexed.rejected if f.conflict}
         before = [
-            r
-            for r in ctx.stored
-            if reading_id(r.reading.sensor_id, r.reading.event_id) in conflicted
+            r for r in stored if reading_id(r.reading.sensor_id, r.reading.event_id) in conflicted
         ]
-        for window in from_readings(before):
-            held.pop(window, None)
-    for window in ctx.rewritten:
+        left = {id(r) for r in before}
+        stored = [r for r in stored if id(r) not in left]
+    held = from_readings(stored)
+    for window in touched_windows(before) | ctx.rewritten:
         held.pop(window, None)
     return held
 
